@@ -1,0 +1,387 @@
+/*
+ * libpasha - parallel map over shared memory.
+ *
+ * Apply a kernel to every element of a large collection in parallel, on
+ * threads or on forked processes, with the results written straight into
+ * memory that every worker and the caller share: no copies, no pickling.
+ *
+ * Read this header top to bottom once and you can use the whole library:
+ *
+ *   1. conventions: status codes, errors, versions
+ *   2. contexts: how a map runs (serial, threads, processes)
+ *   3. arrays: shared-memory output buffers
+ *   4. functors: what a map iterates over
+ *   5. map: running a kernel over a functor
+ *
+ * Conventions (after libgit2):
+ *   - Functions that can fail return int: PSH_OK (0) or a negative PSH_E*
+ *     code; psh_last_error() then says what went wrong, in words.
+ *   - The output parameter comes first and is set only on success.
+ *   - Accessors (psh_*_get-like functions such as psh_array_ndim) never fail;
+ *     given NULL they return 0 / NULL.
+ *   - Every destroy/free function accepts NULL and then does nothing.
+ *   - Option structs carry struct_size and have an _init function: always
+ *     call it first, so that your binary keeps working when the struct grows.
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#ifndef PASHA_PASHA_H
+#define PASHA_PASHA_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PSH_API __attribute__((visibility("default")))
+#else
+#define PSH_API
+#endif
+
+/* ---------------------------------------------------------------------- */
+/* 1. Conventions: status codes, errors, version                          */
+/* ---------------------------------------------------------------------- */
+
+/** Status codes. Every fallible function returns one of these. */
+enum {
+    PSH_OK = 0,        /**< success */
+    PSH_EINVAL = -1,   /**< an argument was invalid (NULL, out of range, ...) */
+    PSH_ENOMEM = -2,   /**< out of memory, or out of space in /dev/shm */
+    PSH_ESYS = -3,     /**< a system call failed (fork, mmap, shm_open, ...) */
+    PSH_EKERNEL = -4,  /**< the kernel (or a functor callback) returned non-zero */
+    PSH_EWORKER = -5,  /**< a worker process died (signal or exit) */
+    PSH_ECANCELED = -6,/**< the map was cancelled through its cancel flag */
+    PSH_ENOTSUP = -7   /**< not supported in this build or on this platform */
+};
+
+/** The name and meaning of a status code, e.g. "PSH_EINVAL: invalid
+ *  argument". Never NULL; static storage, do not free. */
+PSH_API const char *psh_strerror(int code);
+
+/** Detail of the last failed call made by this thread, e.g.
+ *  "psh_alloc: ndim 40 is out of range 0..32". Thread-local; valid until
+ *  this thread's next failing call; "" when nothing has failed yet. */
+PSH_API const char *psh_last_error(void);
+
+/** The library version as "MAJOR.MINOR.PATCH". Static storage. */
+PSH_API const char *psh_version(void);
+
+/* ---------------------------------------------------------------------- */
+/* 2. Contexts                                                            */
+/* ---------------------------------------------------------------------- */
+
+/** A context decides how a map runs: its kind, how many workers, how the
+ *  work is split. Opaque and reference counted; thread-safe to share. */
+typedef struct psh_context psh_context;
+
+/** How the workers of a context run. */
+typedef enum {
+    PSH_SERIAL = 0,    /**< in the calling thread, as worker 0 */
+    PSH_THREADS = 1,   /**< a pool of threads made with the context */
+    PSH_PROCESSES = 2, /**< forked processes (see psh_context_options) */
+    PSH_MPI = 3        /**< ranks of an MPI communicator (pasha_mpi.h) */
+} psh_kind;
+
+/** Create a context of `kind` with `num_workers` workers and return it in
+ *  *out with one reference. num_workers <= 0 picks the default: the
+ *  environment variable PASHA_NUM_WORKERS if set, else the number of CPUs in
+ *  the process's affinity mask. PSH_SERIAL always has one worker.
+ *  THREADS starts num_workers - 1 pool threads; the calling thread of
+ *  psh_map is worker 0. PROCESSES forks num_workers children at every map,
+ *  so kernels see the caller's memory as it was when psh_map was called.
+ *  Errors: PSH_EINVAL (NULL out, unknown kind, num_workers > 4096, a
+ *  malformed PASHA_NUM_WORKERS), PSH_ESYS, PSH_ENOMEM. */
+PSH_API int psh_context_create(psh_context **out, psh_kind kind, int num_workers);
+
+/** Add one reference to ctx and return it (NULL stays NULL). */
+PSH_API psh_context *psh_context_reference(psh_context *ctx);
+
+/** Drop one reference; the context is freed, its threads joined and its
+ *  worker processes ended, when the last one goes. NULL is a no-op. */
+PSH_API void psh_context_destroy(psh_context *ctx);
+
+/** The number of workers (worker ids run 0..n-1); 0 for NULL. */
+PSH_API int psh_context_num_workers(const psh_context *ctx);
+
+/** The kind of ctx; PSH_SERIAL for NULL. */
+PSH_API psh_kind psh_context_kind(const psh_context *ctx);
+
+/** The library's default context, made on first use as PSH_PROCESSES with
+ *  the default number of workers. The library owns this reference: do not
+ *  destroy it (take your own with psh_context_reference to keep it past a
+ *  psh_set_default_*). NULL only if it could not be made (see
+ *  psh_last_error). */
+PSH_API psh_context *psh_get_default_context(void);
+
+/** Make ctx the default context; the library takes its own reference and
+ *  drops the one it held. Errors: PSH_EINVAL (NULL ctx). */
+PSH_API int psh_set_default_context(psh_context *ctx);
+
+/** Replace the default context by a new one of `kind` with num_workers.
+ *  Errors: as psh_context_create. */
+PSH_API int psh_set_default_kind(psh_kind kind, int num_workers);
+
+/** How a map's indices [0, n) are split among the workers. */
+typedef enum {
+    PSH_SCHEDULE_CONTEXT = -1, /**< in psh_map_options only: the context's */
+    PSH_SCHEDULE_STATIC = 0,   /**< worker w gets [w*n/W, (w+1)*n/W): the
+                                    original pasha's split */
+    PSH_SCHEDULE_DYNAMIC = 1,  /**< workers take chunks from a shared counter */
+    PSH_SCHEDULE_GUIDED = 2    /**< like dynamic, chunks shrink as work runs out */
+} psh_schedule;
+
+/** Everything about a context. Versioned: call psh_context_options_init. */
+typedef struct psh_context_options {
+    size_t struct_size;     /**< set by psh_context_options_init */
+    psh_kind kind;          /**< PSH_PROCESSES after init */
+    int num_workers;        /**< <= 0: the default (see psh_context_create) */
+    int persistent;         /**< PSH_PROCESSES: fork the workers once, at
+                                 creation, and reuse them for every map.
+                                 Workers see every psh array, whenever it was
+                                 made, and memory that existed when the
+                                 context was created. Memory allocated later
+                                 by other means (malloc, new objects, later
+                                 dlopen'ed code) is NOT visible to them: pass
+                                 such data through psh arrays. */
+    psh_schedule schedule;  /**< default PSH_SCHEDULE_STATIC */
+    size_t chunk;           /**< items per chunk for dynamic/guided (the
+                                 smallest chunk for guided); 0: the library
+                                 chooses */
+    int pin_cpus;           /**< non-zero: pin worker w to the w-th CPU of the
+                                 affinity mask (threads and processes) */
+} psh_context_options;
+
+/** Fill opts with the defaults and set struct_size. NULL is a no-op. */
+PSH_API void psh_context_options_init(psh_context_options *opts);
+
+/** Create a context from options (opts NULL: the defaults, i.e. a
+ *  fork-per-map PSH_PROCESSES context). Errors: PSH_EINVAL (NULL out,
+ *  struct_size too small, unknown kind or schedule, persistent on a kind
+ *  that is not PSH_PROCESSES, too many workers), PSH_ESYS (fork or mmap
+ *  failed), PSH_ENOMEM. */
+PSH_API int psh_context_create_ext(psh_context **out, const psh_context_options *opts);
+
+/** The context's schedule and chunk (0 when the library chooses). */
+PSH_API psh_schedule psh_context_schedule(const psh_context *ctx);
+
+/* ---------------------------------------------------------------------- */
+/* 3. Shared-memory arrays                                                */
+/* ---------------------------------------------------------------------- */
+
+/** An n-dimensional array in POSIX shared memory, visible to every worker
+ *  of every context at the same address. Opaque; free with psh_array_free.
+ *  Memory is reserved when the array is made (a full /dev/shm is an error
+ *  from psh_alloc, never a SIGBUS later), aligned to at least 64 bytes,
+ *  and never appears as a file in /dev/shm. */
+typedef struct psh_array psh_array;
+
+/** Element types (numpy's names: int8 ... complex128). Complex types are
+ *  pairs of float32 / float64 (real, imaginary). */
+typedef enum {
+    PSH_INT8, PSH_UINT8, PSH_INT16, PSH_UINT16, PSH_INT32, PSH_UINT32,
+    PSH_INT64, PSH_UINT64, PSH_FLOAT32, PSH_FLOAT64,
+    PSH_COMPLEX64, PSH_COMPLEX128
+} psh_dtype;
+
+/** Memory order of an array's elements. */
+typedef enum {
+    PSH_ORDER_DEFAULT = 0, /**< C for psh_alloc, like's order for psh_alloc_like */
+    PSH_ORDER_C = 1,       /**< row-major: the last index varies fastest */
+    PSH_ORDER_F = 2        /**< column-major: the first index varies fastest */
+} psh_order;
+
+/** Options of psh_alloc. Versioned: call psh_alloc_options_init. */
+typedef struct psh_alloc_options {
+    size_t struct_size;  /**< set by psh_alloc_options_init */
+    psh_order order;     /**< PSH_ORDER_DEFAULT after init */
+    const void *fill;    /**< NULL: zero-filled; else points at one element
+                              of the dtype, copied into every element */
+    int per_worker;      /**< non-zero: add an axis of length num_workers of
+                              the context, first in C order, last in F order,
+                              to be indexed by worker_id */
+} psh_alloc_options;
+
+/** Fill opts with the defaults and set struct_size. NULL is a no-op. */
+PSH_API void psh_alloc_options_init(psh_alloc_options *opts);
+
+/** Allocate an array of `ndim` dimensions (0..32) of the given shape and
+ *  dtype in shared memory and return it in *out. ctx NULL: the default
+ *  context (it matters for per_worker and for MPI contexts); opts NULL:
+ *  the defaults (C order, zero-filled). A zero-length dimension is allowed.
+ *  Errors: PSH_EINVAL (NULL out, NULL shape with ndim > 0, bad ndim, dtype
+ *  or order, a byte size that overflows), PSH_ENOMEM (not enough space in
+ *  /dev/shm or address space), PSH_ESYS. */
+PSH_API int psh_alloc(psh_array **out, psh_context *ctx, psh_dtype dtype, int ndim,
+                      const size_t *shape, const psh_alloc_options *opts);
+
+/** Allocate an array with the shape and dtype of `like`, in like's order
+ *  unless opts set one. per_worker adds the worker axis to like's shape.
+ *  Errors: as psh_alloc; PSH_EINVAL for NULL like. */
+PSH_API int psh_alloc_like(psh_array **out, psh_context *ctx, const psh_array *like,
+                           const psh_alloc_options *opts);
+
+/** Free an array and give its memory back. Pointers into it become invalid;
+ *  functors made over it must not be used afterwards. NULL is a no-op. */
+PSH_API void psh_array_free(psh_array *a);
+
+/** The first element. Writable by every worker; NULL for NULL. */
+PSH_API void *psh_array_data(const psh_array *a);
+/** The element type. */
+PSH_API psh_dtype psh_array_dtype(const psh_array *a);
+/** The number of dimensions; 0 for NULL. */
+PSH_API int psh_array_ndim(const psh_array *a);
+/** The shape: ndim lengths, owned by the array. */
+PSH_API const size_t *psh_array_shape(const psh_array *a);
+/** The strides in bytes: ndim values, owned by the array. */
+PSH_API const ptrdiff_t *psh_array_strides(const psh_array *a);
+/** The memory order the array was made in (C or F). */
+PSH_API psh_order psh_array_order(const psh_array *a);
+/** The number of elements (the product of the shape). */
+PSH_API size_t psh_array_size(const psh_array *a);
+/** The number of bytes of data (size times the dtype's size). */
+PSH_API size_t psh_array_nbytes(const psh_array *a);
+/** The size of one element of dtype in bytes; 0 for an unknown dtype. */
+PSH_API size_t psh_dtype_size(psh_dtype dtype);
+
+/* ---------------------------------------------------------------------- */
+/* 4. Functors: what a map iterates over                                  */
+/* ---------------------------------------------------------------------- */
+
+/** A functor has a length n and hands the kernel one value per index in
+ *  [0, n). Opaque; a functor may be used by several maps, one at a time
+ *  or at once. Destroy with psh_functor_destroy. */
+typedef struct psh_functor psh_functor;
+
+/** A sub-array as handed to kernels by psh_functor_array/_strided. The
+ *  pointers are valid during the kernel call only. */
+typedef struct psh_view {
+    void *data;               /**< the sub-array's first element */
+    psh_dtype dtype;
+    int ndim;                 /**< the source's ndim - 1 */
+    const size_t *shape;      /**< ndim lengths */
+    const ptrdiff_t *strides; /**< ndim strides in bytes */
+} psh_view;
+
+/** Callbacks of a user-written functor. Versioned: set struct_size to
+ *  sizeof(psh_functor_vtable). The callbacks run inside the workers, in
+ *  threads or child processes, and must be safe to call concurrently. */
+typedef struct psh_functor_vtable {
+    size_t struct_size;
+    /** The number of items. Called once, by psh_functor_custom. */
+    size_t (*length)(void *self);
+    /** Set *value to what the kernel gets for index; non-zero: error,
+     *  which stops the map with PSH_EKERNEL. */
+    int (*get)(void *self, size_t index, const void **value);
+    /** Optional: runs inside the worker before its first item (e.g. reopen
+     *  files in a child process); non-zero: error, as for get. */
+    int (*worker_begin)(void *self, int worker_id);
+    /** Optional: runs inside the worker after its last item. */
+    void (*worker_end)(void *self, int worker_id);
+} psh_functor_vtable;
+
+/** The indices 0..n-1; the kernel's value is NULL. */
+PSH_API int psh_functor_range(psh_functor **out, size_t n);
+
+/** count elements of foreign memory at base, stride bytes apart; the
+ *  kernel's value is base + i*stride. The memory must outlive the maps.
+ *  Errors: PSH_EINVAL (NULL out, NULL base with count > 0). */
+PSH_API int psh_functor_sequence(psh_functor **out, const void *base, size_t count,
+                                 size_t stride);
+
+/** The sub-arrays of a along `axis` (negative counts from the end, as in
+ *  numpy); the kernel's value is a const psh_view * of sub-array i. For a
+ *  1-d array the view is 0-d: its data points at element i. a must
+ *  outlive the functor. Errors: PSH_EINVAL (NULL, 0-d array, bad axis). */
+PSH_API int psh_functor_array(psh_functor **out, const psh_array *a, int axis);
+
+/** The same over foreign memory described by dtype, shape and byte
+ *  strides, e.g. a numpy array. strides NULL: C-contiguous. */
+PSH_API int psh_functor_strided(psh_functor **out, const void *data, psh_dtype dtype, int ndim,
+                                const size_t *shape, const ptrdiff_t *strides, int axis);
+
+/** A functor made of user callbacks; vt is copied, self is passed back to
+ *  every callback and must outlive the functor. Errors: PSH_EINVAL (NULL
+ *  vt, struct_size too small, NULL length or get). */
+PSH_API int psh_functor_custom(psh_functor **out, const psh_functor_vtable *vt, void *self);
+
+/** The number of items; 0 for NULL. */
+PSH_API size_t psh_functor_length(const psh_functor *f);
+
+/** Destroy a functor. NULL is a no-op. */
+PSH_API void psh_functor_destroy(psh_functor *f);
+
+/* ---------------------------------------------------------------------- */
+/* 5. Map                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/** A kernel, called once per index: user_data as given to psh_map,
+ *  worker_id in 0..num_workers-1 (no two workers share an id at once, so
+ *  per_worker arrays can be indexed by it), the index, and the functor's
+ *  value for it. Return 0; non-zero stops the map (PSH_EKERNEL). */
+typedef int (*psh_kernel)(void *user_data, int worker_id, size_t index, const void *value);
+
+/** Call kernel for every index of functor, split among ctx's workers, and
+ *  return when all are done. ctx NULL: the default context.
+ *  Results must be written into psh arrays: in a PSH_PROCESSES context
+ *  nothing else the kernel writes reaches the caller.
+ *  A kernel's non-zero return stops the map early (other workers stop at
+ *  their next item) and gives PSH_EKERNEL; psh_last_error names the index,
+ *  the worker and the code. A worker process that dies gives PSH_EWORKER,
+ *  naming the signal or exit status and the index; the context stays
+ *  usable. Never hangs on a dead worker.
+ *  Called from inside a kernel, psh_map runs the inner map serially in the
+ *  calling worker, with the same worker_id. Two threads mapping on one
+ *  context at once are serialized.
+ *  Errors: PSH_EINVAL (NULL kernel or functor), PSH_EKERNEL, PSH_EWORKER,
+ *  PSH_ESYS (fork failed). */
+PSH_API int psh_map(psh_context *ctx, psh_kernel kernel, void *user_data, psh_functor *functor);
+
+/** A block kernel: called once per contiguous chunk [begin, end) of the
+ *  indices, by worker worker_id. Return 0; non-zero is an error as for
+ *  psh_kernel, reported at index begin. */
+typedef int (*psh_block_kernel)(void *user_data, int worker_id, size_t begin, size_t end);
+
+/** Call kernel once per contiguous chunk of [0, n), split as the context's
+ *  schedule says; with the static schedule each worker gets its whole
+ *  share [w*n/W, (w+1)*n/W) in one call (empty shares are not called).
+ *  Errors: as psh_map. */
+PSH_API int psh_map_blocks(psh_context *ctx, psh_block_kernel kernel, void *user_data, size_t n);
+
+/** Progress callback: done of total items finished. Called from the
+ *  thread that called psh_map_ext, at most about 10 times a second, and
+ *  once at the end when the map succeeded. */
+typedef void (*psh_progress_fn)(void *user_data, size_t done, size_t total);
+
+/** Options of one map. Versioned: call psh_map_options_init. */
+typedef struct psh_map_options {
+    size_t struct_size;          /**< set by psh_map_options_init */
+    psh_schedule schedule;       /**< PSH_SCHEDULE_CONTEXT after init */
+    size_t chunk;                /**< 0: the context's */
+    psh_progress_fn progress;    /**< NULL: none */
+    void *progress_data;         /**< passed to progress */
+    const volatile int *cancel;  /**< NULL, or a flag that another thread or
+                                      a signal handler sets non-zero to end
+                                      the map with PSH_ECANCELED; workers stop
+                                      at their next item and none is left
+                                      behind */
+} psh_map_options;
+
+/** Fill opts with the defaults and set struct_size. NULL is a no-op. */
+PSH_API void psh_map_options_init(psh_map_options *opts);
+
+/** psh_map with options (opts NULL: as psh_map). Errors: as psh_map;
+ *  PSH_ECANCELED; PSH_EINVAL for a bad schedule or struct_size. */
+PSH_API int psh_map_ext(psh_context *ctx, psh_kernel kernel, void *user_data,
+                        psh_functor *functor, const psh_map_options *opts);
+
+/** psh_map_blocks with options (opts NULL: as psh_map_blocks). */
+PSH_API int psh_map_blocks_ext(psh_context *ctx, psh_block_kernel kernel, void *user_data,
+                               size_t n, const psh_map_options *opts);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PASHA_PASHA_H */

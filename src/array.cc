@@ -1,0 +1,91 @@
+#include "array.hh"
+
+#include <cstdint>
+#include <cstring>
+
+#include "context.hh"
+#include "dtype.hh"
+#include "error.hh"
+
+namespace psh {
+
+size_t checked_size(int dtype, int ndim, const size_t *shape)
+{
+    check_dtype(dtype);
+    if (ndim < 0 || ndim > kMaxDims) fail(PSH_EINVAL, "ndim %d is out of range 0..%d", ndim, kMaxDims);
+    if (ndim > 0 && !shape) fail(PSH_EINVAL, "shape is NULL");
+    size_t itemsize = dtype_size(dtype), size = 1;
+    bool overflow = false;
+    for (int i = 0; i < ndim; ++i)
+        overflow |= __builtin_mul_overflow(size, shape[i], &size);
+    size_t nbytes;
+    overflow |= __builtin_mul_overflow(size, itemsize, &nbytes);
+    if (overflow || nbytes > (size_t)PTRDIFF_MAX)
+        fail(PSH_EINVAL, "the shape's size in bytes overflows");
+    return size;
+}
+
+void contiguous_strides(size_t itemsize, int ndim, const size_t *shape, bool fortran,
+                        ptrdiff_t *strides)
+{
+    ptrdiff_t step = (ptrdiff_t)itemsize;
+    for (int k = 0; k < ndim; ++k) {
+        int i = fortran ? k : ndim - 1 - k;
+        strides[i] = step;
+        step *= (ptrdiff_t)(shape[i] ? shape[i] : 1);
+    }
+}
+
+static void fill_elements(char *data, size_t count, size_t itemsize, const void *value)
+{
+    bool zero = true;
+    for (size_t i = 0; i < itemsize; ++i) zero &= ((const char *)value)[i] == 0;
+    if (zero || count == 0) return;  // fresh shared memory is already zero
+    memcpy(data, value, itemsize);
+    // Doubling copies keep this memcpy-speed for any element size.
+    size_t filled = 1;
+    while (filled < count) {
+        size_t n = filled < count - filled ? filled : count - filled;
+        memcpy(data + filled * itemsize, data, n * itemsize);
+        filled += n;
+    }
+}
+
+std::unique_ptr<psh_array> make_array(Context &ctx, int dtype, int ndim, const size_t *shape,
+                                      int order, const void *fill, bool per_worker)
+{
+    if (order != PSH_ORDER_C && order != PSH_ORDER_F) fail(PSH_EINVAL, "unknown order %d", order);
+    checked_size(dtype, ndim, shape);
+    size_t full[kMaxDims + 1];
+    int n = ndim;
+    bool fortran = order == PSH_ORDER_F;
+    if (per_worker) {
+        if (ndim == kMaxDims) fail(PSH_EINVAL, "per_worker needs a free axis: ndim is already %d", ndim);
+        size_t workers = (size_t)ctx.num_workers();
+        if (fortran) {
+            memcpy(full, shape, ndim * sizeof *shape);
+            full[ndim] = workers;
+        } else {
+            full[0] = workers;
+            memcpy(full + 1, shape, ndim * sizeof *shape);
+        }
+        n = ndim + 1;
+    } else if (ndim > 0) {
+        memcpy(full, shape, ndim * sizeof *shape);
+    }
+    size_t size = checked_size(dtype, n, full);
+    auto a = std::make_unique<psh_array>();
+    a->dtype = (psh_dtype)dtype;
+    a->order = (psh_order)order;
+    a->ndim = n;
+    a->size = size;
+    a->nbytes = size * dtype_size(dtype);
+    memcpy(a->shape, full, n * sizeof *full);
+    contiguous_strides(dtype_size(dtype), n, a->shape, fortran, a->strides);
+    a->block = ctx.allocate(a->nbytes);
+    a->data = a->block->data();
+    if (fill) fill_elements((char *)a->data, size, dtype_size(dtype), fill);
+    return a;
+}
+
+}  // namespace psh

@@ -1,0 +1,119 @@
+#include "context.hh"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include "error.hh"
+
+namespace psh {
+
+const int kMaxWorkers = 4096;
+
+int default_num_workers()
+{
+    const char *env = getenv("PASHA_NUM_WORKERS");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        long v = strtol(env, &end, 10);
+        if (errno || *end || v < 1 || v > kMaxWorkers)
+            fail(PSH_EINVAL, "PASHA_NUM_WORKERS='%s' is not a whole number in 1..%d", env, kMaxWorkers);
+        return (int)v;
+    }
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n < kMaxWorkers ? n : kMaxWorkers;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int nth_cpu(int n)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return -1;
+    int count = CPU_COUNT(&set);
+    if (count == 0) return -1;
+    n %= count;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+        if (CPU_ISSET(cpu, &set) && n-- == 0) return cpu;
+    return -1;
+}
+
+void pin_to_cpu(int cpu)
+{
+    if (cpu < 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    sched_setaffinity(0, sizeof set, &set);  // best effort: pinning is a hint
+}
+
+void Context::map(Job &job, Monitor &mon)
+{
+    Outcome out{STOP_NONE, 0, SIZE_MAX, -1, 0};
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (getpid() != owner_) {
+            after_fork();
+            owner_ = getpid();
+        }
+        run(job, mon, out);
+    }
+    raise_outcome(out);
+    if (mon.progress) mon.progress(mon.progress_data, job.end - job.begin, job.end - job.begin);
+}
+
+void run_inline(Job &job, Monitor &mon, int worker_id, Outcome &out)
+{
+    Control c;
+    WorkerSlot slot;
+    c.num_slots = 1;
+    c.slots = &slot;
+    job.num_workers = 1;
+    job.worker_base = worker_id;
+    c.prepare(job);
+    run_worker(c, c.job, 0, &mon);
+    out = c.outcome;
+}
+
+void raise_outcome(const Outcome &o)
+{
+    char where[64] = "";
+    if (o.index != SIZE_MAX) snprintf(where, sizeof where, " at index %zu", o.index);
+    switch (o.reason) {
+    case STOP_NONE:
+        return;
+    case STOP_KERNEL:
+        fail(PSH_EKERNEL, "the kernel returned %d%s (worker %d)", o.code, where, o.worker);
+    case STOP_GET:
+        fail(PSH_EKERNEL, "the functor's get returned %d%s (worker %d)", o.code, where, o.worker);
+    case STOP_BEGIN:
+        fail(PSH_EKERNEL, "the functor's worker_begin returned %d (worker %d)", o.code, o.worker);
+    case STOP_CANCEL:
+        fail(PSH_ECANCELED, "the map was cancelled");
+    case STOP_FORK:
+        fail(o.code == ENOMEM ? PSH_ENOMEM : PSH_ESYS, "fork of worker %d failed: %s", o.worker,
+             strerror(o.code));
+    case STOP_DEATH: {
+        int st = o.exit_status;
+        const char *doing = o.index == SIZE_MAX ? " before its first item" : "";
+        if (WIFSIGNALED(st))
+            fail(PSH_EWORKER, "worker %d was killed by signal %d (%s)%s%s", o.worker, WTERMSIG(st),
+                 strsignal(WTERMSIG(st)), where, doing);
+        fail(PSH_EWORKER, "worker %d exited with status %d before finishing its share%s%s", o.worker,
+             WIFEXITED(st) ? WEXITSTATUS(st) : st, where, doing);
+    }
+    default:
+        fail(PSH_ESYS, "the map stopped for an unknown reason %d", o.reason);
+    }
+}
+
+}  // namespace psh

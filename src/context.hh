@@ -1,0 +1,77 @@
+// A context runs jobs. Each kind is one class behind this interface, in a
+// file of its own; the C API (api.cc) only ever talks to Context.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "map.hh"
+#include "shm.hh"
+
+namespace psh {
+
+struct ContextConfig {
+    psh_kind kind;
+    int num_workers;  // resolved: >= 1
+    bool persistent;
+    psh_schedule schedule;
+    size_t chunk;
+    bool pin_cpus;
+};
+
+class Context {
+public:
+    explicit Context(const ContextConfig &cfg) : cfg_(cfg), owner_(getpid()) {}
+    virtual ~Context() = default;
+
+    psh_kind kind() const { return cfg_.kind; }
+    int num_workers() const { return cfg_.num_workers; }
+    const ContextConfig &config() const { return cfg_; }
+
+    // Run one job over all workers (serializing concurrent callers) and
+    // throw a psh Error describing why it stopped early, if it did.
+    void map(Job &job, Monitor &mon);
+
+    // Where the arrays of this context live: shared memory by default.
+    virtual std::unique_ptr<Block> allocate(size_t nbytes) { return shm_allocate(nbytes); }
+
+    std::atomic<int> refs{1};
+
+protected:
+    // Run the job; fill *out with why it stopped early (STOP_NONE if not).
+    virtual void run(Job &job, Monitor &mon, Outcome &out) = 0;
+    // Called before the first map in a process forked from the one that made
+    // the context (its threads or worker processes are not ours there).
+    virtual void after_fork() {}
+
+    ContextConfig cfg_;
+
+private:
+    std::mutex mutex_;
+    pid_t owner_;
+};
+
+// Each kind's factory (one per file).
+std::unique_ptr<Context> make_serial_context(const ContextConfig &cfg);
+std::unique_ptr<Context> make_threads_context(const ContextConfig &cfg);
+std::unique_ptr<Context> make_fork_context(const ContextConfig &cfg);
+std::unique_ptr<Context> make_pool_context(const ContextConfig &cfg);
+
+// Run job inline in the calling thread as one worker with id worker_id
+// (serial contexts, and maps nested inside a kernel).
+void run_inline(Job &job, Monitor &mon, int worker_id, Outcome &out);
+
+// The default worker count: PASHA_NUM_WORKERS, else the affinity mask.
+int default_num_workers();
+
+// The n-th CPU of the process's affinity mask (wrapping), or -1.
+int nth_cpu(int n);
+void pin_to_cpu(int cpu);
+
+// Turn an early stop into a psh Error with a message (no-op for STOP_NONE).
+void raise_outcome(const Outcome &out);
+
+}  // namespace psh

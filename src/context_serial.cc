@@ -1,0 +1,23 @@
+// PSH_SERIAL: the caller's thread is the only worker.
+#include "context.hh"
+
+namespace psh {
+
+namespace {
+
+class SerialContext final : public Context {
+public:
+    using Context::Context;
+
+protected:
+    void run(Job &job, Monitor &mon, Outcome &out) override { run_inline(job, mon, 0, out); }
+};
+
+}  // namespace
+
+std::unique_ptr<Context> make_serial_context(const ContextConfig &cfg)
+{
+    return std::make_unique<SerialContext>(cfg);
+}
+
+}  // namespace psh

@@ -1,0 +1,132 @@
+// The map loop: what one worker does with one job, and the control block
+// through which a caller and its workers (threads or processes) talk.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "functor.hh"
+
+namespace psh {
+
+// One map, as every worker sees it. Plain data: it is copied into the
+// control block of a persistent process pool.
+struct Job {
+    psh_kernel kernel;             // item mode, or
+    psh_block_kernel block_kernel; // block mode
+    void *user_data;
+    FunctorDesc functor;           // item mode
+    size_t begin, end;             // the indices to cover
+    psh_schedule schedule;
+    size_t chunk;                  // resolved: > 0
+    int num_workers;               // how many take part in the split
+    int worker_base;               // added to worker ids the kernel sees
+    const volatile int *cancel;    // only where the worker shares the caller's memory
+};
+
+// Why a map stopped early.
+enum StopReason { STOP_NONE = 0, STOP_KERNEL, STOP_GET, STOP_BEGIN, STOP_CANCEL, STOP_DEATH, STOP_FORK };
+
+struct Outcome {
+    int reason;      // StopReason
+    int code;        // the kernel's return value, the signal, or errno
+    size_t index;    // where it happened (SIZE_MAX: before any item)
+    int worker;      // the worker id the kernel saw
+    int exit_status; // STOP_DEATH: waitpid status
+};
+
+struct alignas(64) WorkerSlot {
+    std::atomic<size_t> current;    // the index being processed
+    std::atomic<uint32_t> done_gen; // the last job generation finished
+    pid_t pid;
+};
+
+// Shared by a caller and its workers; lives in MAP_SHARED memory for process
+// workers. Fields written by different parties sit on different cache lines.
+struct Control {
+    alignas(64) std::atomic<uint32_t> generation;  // bumped to publish a job
+    std::atomic<uint32_t> sleepers;                // idle workers in futex_wait
+    std::atomic<uint32_t> shutdown;
+    alignas(64) std::atomic<uint32_t> finished;    // workers done with this job
+    alignas(64) std::atomic<size_t> next;          // dynamic/guided counter
+    alignas(64) std::atomic<size_t> done;          // items done, for progress
+    alignas(64) std::atomic<int> stop;
+    std::atomic<int> claimed;
+    Outcome outcome;
+    Job job;
+    int num_slots;
+    WorkerSlot *slots;
+
+    // Map the control block and its slots in shared anonymous memory.
+    static Control *create_shared(int num_slots);
+    static void destroy_shared(Control *c);
+
+    // Reset for a new job, before it is published or run.
+    void prepare(const Job &j);
+    // Keep the first reason to stop; every reason stops all workers.
+    void record(int reason, int code, size_t index, int worker, int exit_status = 0);
+};
+
+// Caller-side periodic duties: progress callback and the cancel flag.
+struct Monitor {
+    psh_progress_fn progress = nullptr;
+    void *progress_data = nullptr;
+    const volatile int *cancel = nullptr;
+    size_t total = 0;
+    long long last_ns = 0;
+
+    bool active() const { return progress || cancel; }
+    void tick(Control &c);
+};
+
+// Run worker w's part of c.job (item or block mode). mon: non-NULL only when
+// w runs in the caller's thread.
+void run_worker(Control &c, const Job &job, int w, Monitor *mon);
+
+// Mark worker w finished with generation gen and wake the caller if last.
+void finish_worker(Control &c, int w, uint32_t gen, uint32_t expected);
+
+// Idle worker: wait until c.generation differs from seen (or timeout_ns
+// passed: returns false). Spins briefly, then sleeps on a futex.
+bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns);
+
+// Caller: publish c.job to the pool.
+void publish(Control &c);
+
+// Caller: wait until `expected` workers finished, calling on_tick every
+// tick_ns (< 0: never) while waiting.
+template <class F>
+void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick);
+
+// The worker id of the calling thread if it is inside a kernel, else -1
+// (nested maps run inline in that worker).
+int current_worker();
+
+// Resolve the chunk for a schedule (0: the library chooses).
+size_t resolve_chunk(psh_schedule s, size_t chunk, size_t n, int workers);
+
+}  // namespace psh
+
+#include "sync.hh"
+
+namespace psh {
+
+template <class F>
+void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick)
+{
+    int spins = spin_count();
+    for (int i = 0; i < spins; ++i) {
+        if (c.finished.load(std::memory_order_acquire) >= expected) return;
+        cpu_relax();
+    }
+    for (;;) {
+        uint32_t f = c.finished.load(std::memory_order_acquire);
+        if (f >= expected) return;
+        futex_wait(&c.finished, f, tick_ns);
+        if (!on_tick()) return;
+    }
+}
+
+}  // namespace psh

@@ -1,0 +1,80 @@
+#include "process.hh"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "context.hh"
+
+namespace psh {
+
+pid_t spawn_worker(int cpu, void (*body)(void *), void *arg)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return -errno;
+    if (pid > 0) return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    signal(SIGINT, SIG_IGN);
+    if (cpu >= 0) pin_to_cpu(cpu);
+    body(arg);
+    fflush(nullptr);
+    _exit(0);
+}
+
+void wait_processes(Control &c, uint32_t gen, std::vector<Worker> &workers, Monitor &mon,
+                    int worker_base)
+{
+    long long stopped_at = 0;
+    auto all_accounted = [&] {
+        size_t n = 0;
+        for (size_t w = 0; w < workers.size(); ++w) {
+            Worker &wk = workers[w];
+            bool finished = c.slots[w].done_gen.load(std::memory_order_acquire) == gen;
+            if (!wk.reaped && waitpid(wk.pid, &wk.status, WNOHANG) == wk.pid) wk.reaped = true;
+            if (wk.reaped && !finished)
+                c.record(STOP_DEATH, 0, c.slots[w].current.load(), worker_base + (int)w, wk.status);
+            n += finished || wk.reaped;
+        }
+        return n == workers.size();
+    };
+    wait_finished(c, (uint32_t)workers.size(), 10000000LL, [&] {
+        mon.tick(c);
+        if (all_accounted()) return false;
+        if (c.outcome.reason == STOP_CANCEL && c.stop.load()) {
+            long long now = monotonic_ns();
+            if (!stopped_at) stopped_at = now;
+            if (now - stopped_at > 1000000000LL)
+                for (size_t w = 0; w < workers.size(); ++w)
+                    if (!workers[w].reaped && c.slots[w].done_gen.load() != gen) kill(workers[w].pid, SIGKILL);
+        }
+        return true;
+    });
+}
+
+void reap_worker(Worker &w, int timeout_ms)
+{
+    if (w.reaped || w.pid <= 0) return;
+    if (timeout_ms < 0) {
+        while (waitpid(w.pid, &w.status, 0) < 0 && errno == EINTR) {}
+        w.reaped = true;
+        return;
+    }
+    for (int i = 0; i < timeout_ms; ++i) {
+        if (waitpid(w.pid, &w.status, WNOHANG) == w.pid) {
+            w.reaped = true;
+            return;
+        }
+        usleep(1000);
+    }
+    kill(w.pid, SIGKILL);
+    while (waitpid(w.pid, &w.status, 0) < 0 && errno == EINTR) {}
+    w.reaped = true;
+}
+
+}  // namespace psh
