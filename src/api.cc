@@ -20,6 +20,7 @@ using namespace psh;
 namespace {
 
 const int kMaxWorkers = 4096;
+const size_t kMaxUserData = 65536;
 
 Context *impl(psh_context *c) { return reinterpret_cast<Context *>(c); }
 const Context *impl(const psh_context *c) { return reinterpret_cast<const Context *>(c); }
@@ -138,7 +139,11 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
             if (HAS_FIELD(opts, psh_map_options, progress)) o.progress = opts->progress;
             if (HAS_FIELD(opts, psh_map_options, progress_data)) o.progress_data = opts->progress_data;
             if (HAS_FIELD(opts, psh_map_options, cancel)) o.cancel = opts->cancel;
+            if (HAS_FIELD(opts, psh_map_options, user_data_size)) o.user_data_size = opts->user_data_size;
         }
+        if (o.user_data_size > kMaxUserData)
+            fail(PSH_EINVAL, "user_data_size %zu is more than %zu", o.user_data_size, kMaxUserData);
+        if (o.user_data_size && !user_data) fail(PSH_EINVAL, "user_data_size is set but user_data is NULL");
         if (o.schedule < PSH_SCHEDULE_CONTEXT || o.schedule > PSH_SCHEDULE_GUIDED)
             fail(PSH_EINVAL, "unknown schedule %d", (int)o.schedule);
 
@@ -147,6 +152,7 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         job.kernel = kernel;
         job.block_kernel = block_kernel;
         job.user_data = user_data;
+        job.user_data_size = o.user_data_size;
         if (kernel) job.functor = functor->desc;
         job.begin = 0;
         job.end = kernel ? functor->desc.length : n;
@@ -172,6 +178,8 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         job.schedule = o.schedule == PSH_SCHEDULE_CONTEXT ? c.config().schedule : o.schedule;
         job.num_workers = c.num_workers();
         job.chunk = resolve_chunk(job.schedule, o.chunk ? o.chunk : c.config().chunk, job.end, job.num_workers);
+        // Progress and cancel want frequent block boundaries in static shares too.
+        if (job.chunk == 0 && mon.active()) job.chunk = 64;
         if (job.end == 0) {
             if (mon.progress) mon.progress(mon.progress_data, 0, 0);
             return;

@@ -2,7 +2,11 @@
 // is made, and wait on the shared control block for jobs. They see every psh
 // array (all live in the shm arena, mapped before the fork) and whatever
 // memory existed at creation; a dead worker is replaced after the map.
+#include <sys/mman.h>
 #include <sys/wait.h>
+
+#include <cerrno>
+#include <cstring>
 #include <unistd.h>
 
 #include "context.hh"
@@ -23,6 +27,10 @@ protected:
     {
         Control &c = *control_;
         job.cancel = nullptr;  // the workers cannot see the caller's flag: mon.tick relays it
+        if (job.user_data_size) {
+            memcpy(user_copy_, job.user_data, job.user_data_size);
+            job.user_data = user_copy_;
+        }
         c.prepare(job);
         uint32_t gen = c.generation.load() + 1;
         publish(c);
@@ -78,6 +86,13 @@ private:
     {
         shm_arena_capacity();  // map the arena before forking, so later arrays are shared
         control_ = Control::create_shared(cfg_.num_workers);
+        user_copy_ = mmap(nullptr, kUserCopy, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (user_copy_ == MAP_FAILED) {
+            int err = errno;
+            Control::destroy_shared(control_);
+            control_ = nullptr;
+            fail_errno("mmap", err);
+        }
         workers_.assign(cfg_.num_workers, Worker{});
         try {
             for (int w = 0; w < cfg_.num_workers; ++w) spawn(w);
@@ -95,6 +110,7 @@ private:
         for (auto &w : workers_) reap_worker(w, 2000);
         Control::destroy_shared(control_);
         control_ = nullptr;
+        munmap(user_copy_, kUserCopy);
     }
 
     void replace_dead()
@@ -113,7 +129,9 @@ private:
         }
     }
 
+    static const size_t kUserCopy = 65536;
     Control *control_ = nullptr;
+    void *user_copy_ = nullptr;  // shared: where user_data is copied for the workers
     std::vector<Worker> workers_;
 };
 

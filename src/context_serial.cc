@@ -10,7 +10,11 @@ public:
     using Context::Context;
 
 protected:
-    void run(Job &job, Monitor &mon, Outcome &out) override { run_inline(job, mon, 0, out); }
+    void run(Job &job, Monitor &mon, Outcome &out) override
+    {
+        job.cancel = mon.cancel;
+        run_inline(job, mon, 0, out);
+    }
 };
 
 }  // namespace

@@ -80,8 +80,13 @@ inline bool run_items(Control &c, const Job &job, int id, WorkerSlot &slot, size
 {
     psh_kernel kernel = job.kernel;
     void *ud = job.user_data;
+    const volatile int *cancel = job.cancel;
     for (size_t i = b; i < e; ++i) {
         if (c.stop.load(std::memory_order_relaxed)) return false;
+        if (cancel && *cancel) {
+            c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
+            return false;
+        }
         slot.current.store(i, std::memory_order_relaxed);
         int rc = kernel(ud, id, i, value(i));
         if (rc) {
@@ -123,6 +128,10 @@ bool run_block(Control &c, const Job &job, int id, WorkerSlot &slot, size_t b, s
     default: {
         for (size_t i = b; i < e; ++i) {
             if (c.stop.load(std::memory_order_relaxed)) return false;
+            if (job.cancel && *job.cancel) {
+                c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
+                return false;
+            }
             slot.current.store(i, std::memory_order_relaxed);
             const void *value = nullptr;
             int rc = f.vt.get(f.self, i, &value);

@@ -24,6 +24,7 @@ struct Job {
     int num_workers;               // how many take part in the split
     int worker_base;               // added to worker ids the kernel sees
     const volatile int *cancel;    // only where the worker shares the caller's memory
+    size_t user_data_size;         // > 0: persistent pools copy user_data
 };
 
 // Why a map stopped early.

@@ -21,6 +21,9 @@ pid_t spawn_worker(int cpu, void (*body)(void *), void *arg)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
     signal(SIGINT, SIG_IGN);
+    // A crash must end the worker so the caller can report it, whatever
+    // handlers the program installed (test frameworks longjmp out of them).
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGSYS}) signal(sig, SIG_DFL);
     if (cpu >= 0) pin_to_cpu(cpu);
     body(arg);
     fflush(nullptr);

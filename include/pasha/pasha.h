@@ -331,6 +331,9 @@ typedef int (*psh_kernel)(void *user_data, int worker_id, size_t index, const vo
  *  the worker and the code. A worker process that dies gives PSH_EWORKER,
  *  naming the signal or exit status and the index; the context stays
  *  usable. Never hangs on a dead worker.
+ *  In a worker process, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT and
+ *  SIGSYS have their default action (so a crash ends the worker and is
+ *  reported) and SIGINT is ignored (the caller handles Ctrl-C).
  *  Called from inside a kernel, psh_map runs the inner map serially in the
  *  calling worker, with the same worker_id. Two threads mapping on one
  *  context at once are serialized.
@@ -366,6 +369,12 @@ typedef struct psh_map_options {
                                       the map with PSH_ECANCELED; workers stop
                                       at their next item and none is left
                                       behind */
+    size_t user_data_size;       /**< persistent pools only: copy this many
+                                      bytes (at most 65536) of user_data into
+                                      memory the workers share and hand the
+                                      kernels the copy, so user_data may live
+                                      on the caller's stack. 0: pass the
+                                      pointer as is. Other kinds ignore it. */
 } psh_map_options;
 
 /** Fill opts with the defaults and set struct_size. NULL is a no-op. */
