@@ -139,12 +139,15 @@ typedef struct psh_context_options {
     int num_workers;        /**< <= 0: the default (see psh_context_create) */
     int persistent;         /**< PSH_PROCESSES: fork the workers once, at
                                  creation, and reuse them for every map.
-                                 Workers see every psh array, whenever it was
-                                 made, and memory that existed when the
-                                 context was created. Memory allocated later
-                                 by other means (malloc, new objects, later
-                                 dlopen'ed code) is NOT visible to them: pass
-                                 such data through psh arrays. */
+                                 Workers see every psh array live, whenever
+                                 it was made. Everything else they see as a
+                                 snapshot taken when the context was made:
+                                 later writes to globals and memory
+                                 allocated later by other means (malloc, the
+                                 stack, later dlopen'ed code) are NOT
+                                 visible to them. Pass such data through psh
+                                 arrays, or user_data with
+                                 psh_map_options.user_data_size. */
     psh_schedule schedule;  /**< default PSH_SCHEDULE_STATIC */
     size_t chunk;           /**< items per chunk for dynamic/guided (the
                                  smallest chunk for guided); 0: the library

@@ -1,0 +1,282 @@
+/* Shared-memory arrays: shapes, orders, fill, per_worker, lifetime. */
+#include <complex.h>
+#include <dirent.h>
+
+#include "common.h"
+
+static const psh_dtype all_dtypes[] = {PSH_INT8,  PSH_UINT8,  PSH_INT16,   PSH_UINT16,
+                                       PSH_INT32, PSH_UINT32, PSH_INT64,   PSH_UINT64,
+                                       PSH_FLOAT32, PSH_FLOAT64, PSH_COMPLEX64, PSH_COMPLEX128};
+static const size_t all_sizes[] = {1, 1, 2, 2, 4, 4, 8, 8, 4, 8, 8, 16};
+
+static void test_dtype_sizes(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < 12; ++i) assert_int_equal(psh_dtype_size(all_dtypes[i]), all_sizes[i]);
+    assert_int_equal(psh_dtype_size((psh_dtype)12), 0);
+    assert_int_equal(psh_dtype_size((psh_dtype)-1), 0);
+}
+
+static void test_alloc_c_and_f_order_shapes_and_strides(void **state)
+{
+    (void)state;
+    const size_t shape[3] = {2, 3, 4};
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    assert_int_equal(o.struct_size, sizeof o);
+    assert_int_equal(o.order, PSH_ORDER_DEFAULT);
+    psh_array *c, *f;
+    assert_int_equal(psh_alloc(&c, NULL, PSH_FLOAT32, 3, shape, NULL), PSH_OK);
+    o.order = PSH_ORDER_F;
+    assert_int_equal(psh_alloc(&f, NULL, PSH_FLOAT32, 3, shape, &o), PSH_OK);
+    static const ptrdiff_t cs[3] = {48, 16, 4}, fs[3] = {4, 8, 24};
+    for (int i = 0; i < 3; ++i) {
+        assert_int_equal(psh_array_shape(c)[i], shape[i]);
+        assert_int_equal(psh_array_shape(f)[i], shape[i]);
+        assert_int_equal(psh_array_strides(c)[i], cs[i]);
+        assert_int_equal(psh_array_strides(f)[i], fs[i]);
+    }
+    assert_int_equal(psh_array_ndim(c), 3);
+    assert_int_equal(psh_array_size(c), 24);
+    assert_int_equal(psh_array_nbytes(c), 96);
+    assert_int_equal(psh_array_dtype(f), PSH_FLOAT32);
+    assert_int_equal(psh_array_order(c), PSH_ORDER_C);
+    assert_int_equal(psh_array_order(f), PSH_ORDER_F);
+    assert_int_equal((uintptr_t)psh_array_data(c) % 64, 0);
+    assert_int_equal((uintptr_t)psh_array_data(f) % 64, 0);
+    /* Writable and zero-filled. */
+    float *d = psh_array_data(c);
+    for (int i = 0; i < 24; ++i) assert_true(d[i] == 0.0f);
+    d[23] = 1.5f;
+    assert_true(((float *)psh_array_data(c))[23] == 1.5f);
+    psh_array_free(c);
+    psh_array_free(f);
+}
+
+static void test_alloc_fill_every_dtype(void **state)
+{
+    (void)state;
+    const size_t shape[2] = {37, 129}; /* odd sizes: the doubling fill must end exactly */
+    unsigned char value[16];
+    for (size_t k = 0; k < 12; ++k) {
+        for (size_t b = 0; b < 16; ++b) value[b] = (unsigned char)(0x11 * (b + 1) + k);
+        psh_alloc_options o;
+        psh_alloc_options_init(&o);
+        o.fill = value;
+        psh_array *a;
+        assert_int_equal(psh_alloc(&a, NULL, all_dtypes[k], 2, shape, &o), PSH_OK);
+        const unsigned char *d = psh_array_data(a);
+        for (size_t i = 0; i < psh_array_size(a); ++i)
+            if (memcmp(d + i * all_sizes[k], value, all_sizes[k]) != 0) fail_msg("dtype %zu element %zu", k, i);
+        psh_array_free(a);
+    }
+    /* A concrete one, read as its type. */
+    double complex z = 1.0 - 2.0 * I;
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    o.fill = &z;
+    size_t n = 5;
+    psh_array *a;
+    assert_int_equal(psh_alloc(&a, NULL, PSH_COMPLEX128, 1, &n, &o), PSH_OK);
+    for (size_t i = 0; i < n; ++i) assert_true(((double complex *)psh_array_data(a))[i] == z);
+    psh_array_free(a);
+}
+
+static void test_alloc_per_worker_axis(void **state)
+{
+    (void)state;
+    psh_context *ctx;
+    assert_int_equal(psh_context_create(&ctx, PSH_THREADS, 3), PSH_OK);
+    const size_t shape[2] = {4, 5};
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    o.per_worker = 1;
+    psh_array *c, *f;
+    assert_int_equal(psh_alloc(&c, ctx, PSH_INT16, 2, shape, &o), PSH_OK);
+    o.order = PSH_ORDER_F;
+    assert_int_equal(psh_alloc(&f, ctx, PSH_INT16, 2, shape, &o), PSH_OK);
+    assert_int_equal(psh_array_ndim(c), 3);
+    assert_int_equal(psh_array_shape(c)[0], 3); /* first in C order */
+    assert_int_equal(psh_array_shape(c)[1], 4);
+    assert_int_equal(psh_array_shape(c)[2], 5);
+    assert_int_equal(psh_array_shape(f)[0], 4);
+    assert_int_equal(psh_array_shape(f)[2], 3); /* last in F order */
+    assert_int_equal(psh_array_size(c), 60);
+    psh_array_free(c);
+    psh_array_free(f);
+    psh_context_destroy(ctx);
+}
+
+static void test_alloc_like_takes_shape_dtype_and_order(void **state)
+{
+    (void)state;
+    const size_t shape[2] = {6, 7};
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    o.order = PSH_ORDER_F;
+    psh_array *like, *a, *b;
+    assert_int_equal(psh_alloc(&like, NULL, PSH_UINT16, 2, shape, &o), PSH_OK);
+    assert_int_equal(psh_alloc_like(&a, NULL, like, NULL), PSH_OK);
+    assert_int_equal(psh_array_dtype(a), PSH_UINT16);
+    assert_int_equal(psh_array_order(a), PSH_ORDER_F);
+    assert_int_equal(psh_array_shape(a)[0], 6);
+    assert_int_equal(psh_array_shape(a)[1], 7);
+    assert_int_equal(psh_array_strides(a)[1], 12);
+    assert_ptr_not_equal(psh_array_data(a), psh_array_data(like));
+    o.order = PSH_ORDER_C; /* opts override like's order */
+    assert_int_equal(psh_alloc_like(&b, NULL, like, &o), PSH_OK);
+    assert_int_equal(psh_array_order(b), PSH_ORDER_C);
+    assert_int_equal(psh_array_strides(b)[0], 14);
+    assert_error(psh_alloc_like(&b, NULL, NULL, NULL), PSH_EINVAL, "like is NULL");
+    psh_array_free(a);
+    psh_array_free(b);
+    psh_array_free(like);
+}
+
+static void test_alloc_zero_length_and_zero_dimensions(void **state)
+{
+    (void)state;
+    psh_array *scalar, *empty;
+    assert_int_equal(psh_alloc(&scalar, NULL, PSH_FLOAT64, 0, NULL, NULL), PSH_OK);
+    assert_int_equal(psh_array_ndim(scalar), 0);
+    assert_int_equal(psh_array_size(scalar), 1);
+    *(double *)psh_array_data(scalar) = 2.5;
+    assert_true(*(double *)psh_array_data(scalar) == 2.5);
+    const size_t shape[2] = {0, 10};
+    assert_int_equal(psh_alloc(&empty, NULL, PSH_INT32, 2, shape, NULL), PSH_OK);
+    assert_int_equal(psh_array_size(empty), 0);
+    assert_int_equal(psh_array_nbytes(empty), 0);
+    assert_non_null(psh_array_data(empty));
+    psh_array_free(scalar);
+    psh_array_free(empty);
+}
+
+static void test_alloc_bad_arguments(void **state)
+{
+    (void)state;
+    psh_array *a = NULL;
+    size_t shape[33];
+    for (int i = 0; i < 33; ++i) shape[i] = 1;
+    assert_error(psh_alloc(NULL, NULL, PSH_INT8, 1, shape, NULL), PSH_EINVAL, "out is NULL");
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, -1, shape, NULL), PSH_EINVAL, "ndim -1");
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, 33, shape, NULL), PSH_EINVAL, "ndim 33");
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, 2, NULL, NULL), PSH_EINVAL, "shape is NULL");
+    assert_error(psh_alloc(&a, NULL, (psh_dtype)12, 1, shape, NULL), PSH_EINVAL, "unknown dtype 12");
+    const size_t huge[2] = {SIZE_MAX / 2, 3};
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, 2, huge, NULL), PSH_EINVAL, "overflows");
+    const size_t big[1] = {SIZE_MAX / 8 + 1};
+    assert_error(psh_alloc(&a, NULL, PSH_FLOAT64, 1, big, NULL), PSH_EINVAL, "overflows");
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    o.order = (psh_order)5;
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, 1, shape, &o), PSH_EINVAL, "unknown order 5");
+    psh_alloc_options_init(&o);
+    o.struct_size = 0;
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, 1, shape, &o), PSH_EINVAL, "psh_alloc_options_init");
+    psh_alloc_options_init(&o);
+    o.per_worker = 1;
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, 32, shape, &o), PSH_EINVAL, "per_worker");
+    assert_null(a);
+    /* More than /dev/shm can hold: an error now, never a SIGBUS later. */
+    const size_t too_big[1] = {(size_t)1 << 46};
+    assert_error(psh_alloc(&a, NULL, PSH_UINT8, 1, too_big, NULL), PSH_ENOMEM, "not enough space");
+    assert_null(a);
+    /* Accessors and free accept NULL. */
+    psh_array_free(NULL);
+    assert_null(psh_array_data(NULL));
+    assert_null(psh_array_shape(NULL));
+    assert_null(psh_array_strides(NULL));
+    assert_int_equal(psh_array_ndim(NULL), 0);
+    assert_int_equal(psh_array_size(NULL), 0);
+    assert_int_equal(psh_array_nbytes(NULL), 0);
+}
+
+static int count_shm_entries(void)
+{
+    DIR *d = opendir("/dev/shm");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strncmp(e->d_name, "psh-", 4) == 0) ++n;
+    closedir(d);
+    return n;
+}
+
+static void test_alloc_leaves_nothing_in_dev_shm(void **state)
+{
+    (void)state;
+    psh_array *a[8];
+    size_t n = 1 << 20;
+    for (int i = 0; i < 8; ++i) {
+        assert_int_equal(psh_alloc(&a[i], NULL, PSH_UINT8, 1, &n, NULL), PSH_OK);
+        assert_int_equal(count_shm_entries(), 0);
+        n *= 2;
+    }
+    for (int i = 0; i < 8; ++i) psh_array_free(a[i]);
+    assert_int_equal(count_shm_entries(), 0);
+}
+
+static void test_freed_memory_comes_back_zeroed(void **state)
+{
+    (void)state;
+    size_t n = 1 << 16;
+    for (int round = 0; round < 4; ++round) {
+        psh_array *a;
+        assert_int_equal(psh_alloc(&a, NULL, PSH_INT64, 1, &n, NULL), PSH_OK);
+        int64_t *d = psh_array_data(a);
+        for (size_t i = 0; i < n; ++i) {
+            if (d[i] != 0) fail_msg("round %d: element %zu is %lld", round, i, (long long)d[i]);
+            d[i] = (int64_t)i + 1;
+        }
+        psh_array_free(a);
+    }
+}
+
+static int add_one(void *ud, int worker_id, size_t index, const void *value)
+{
+    (void)ud;
+    (void)worker_id;
+    (void)index;
+    const psh_view *v = value;
+    *(int32_t *)v->data += 1;
+    return 0;
+}
+
+static void test_arrays_from_one_context_work_in_every_other(void **state)
+{
+    (void)state;
+    size_t n = 999;
+    psh_context *serial;
+    assert_int_equal(psh_context_create(&serial, PSH_SERIAL, 1), PSH_OK);
+    psh_array *a;
+    assert_int_equal(psh_alloc(&a, serial, PSH_INT32, 1, &n, NULL), PSH_OK);
+    psh_functor *f;
+    assert_int_equal(psh_functor_array(&f, a, 0), PSH_OK);
+    for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        psh_context *ctx = make_context(&all_configs[k]);
+        if (psh_map(ctx, add_one, NULL, f) != PSH_OK) fail_msg("%s: %s", all_configs[k].name, psh_last_error());
+        psh_context_destroy(ctx);
+    }
+    for (size_t i = 0; i < n; ++i) assert_int_equal(((int32_t *)psh_array_data(a))[i], (int32_t)NUM_CONFIGS);
+    psh_functor_destroy(f);
+    psh_array_free(a);
+    psh_context_destroy(serial);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_dtype_sizes),
+        cmocka_unit_test(test_alloc_c_and_f_order_shapes_and_strides),
+        cmocka_unit_test(test_alloc_fill_every_dtype),
+        cmocka_unit_test(test_alloc_per_worker_axis),
+        cmocka_unit_test(test_alloc_like_takes_shape_dtype_and_order),
+        cmocka_unit_test(test_alloc_zero_length_and_zero_dimensions),
+        cmocka_unit_test(test_alloc_bad_arguments),
+        cmocka_unit_test(test_alloc_leaves_nothing_in_dev_shm),
+        cmocka_unit_test(test_freed_memory_comes_back_zeroed),
+        cmocka_unit_test(test_arrays_from_one_context_work_in_every_other),
+    };
+    return cmocka_run_group_tests_name("array", tests, NULL, NULL);
+}
