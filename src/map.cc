@@ -258,7 +258,7 @@ bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)
     int spins = spin_count();
     for (int i = 0; i < spins; ++i) {
         if (c.generation.load(std::memory_order_acquire) != seen) return true;
-        cpu_relax();
+        spin_step(i);
     }
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     bool changed;

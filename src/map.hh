@@ -120,7 +120,7 @@ void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick)
     int spins = spin_count();
     for (int i = 0; i < spins; ++i) {
         if (c.finished.load(std::memory_order_acquire) >= expected) return;
-        cpu_relax();
+        spin_step(i);
     }
     for (;;) {
         uint32_t f = c.finished.load(std::memory_order_acquire);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <linux/futex.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -36,6 +37,17 @@ inline void cpu_relax()
 #elif defined(__aarch64__)
     asm volatile("yield");
 #endif
+}
+
+// One step of a spin-wait. Every 16th step yields the CPU, so that on a
+// machine with fewer cores than runnable threads (a caller waiting on its
+// worker processes) the spinner does not hold back the work it waits for.
+inline void spin_step(int i)
+{
+    if ((i & 15) == 15)
+        sched_yield();
+    else
+        cpu_relax();
 }
 
 inline long long monotonic_ns()
