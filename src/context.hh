@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <memory>
@@ -46,6 +47,11 @@ protected:
     // Called before the first map in a process forked from the one that made
     // the context (its threads or worker processes are not ours there).
     virtual void after_fork() {}
+
+    // True in a process forked from the one that owns the workers: there the
+    // threads do not exist and the worker processes are not our children, so
+    // teardown must leave them alone.
+    bool forked() const { return getpid() != owner_; }
 
     ContextConfig cfg_;
 

@@ -20,7 +20,10 @@ namespace {
 class PoolContext final : public Context {
 public:
     explicit PoolContext(const ContextConfig &cfg) : Context(cfg) { start(); }
-    ~PoolContext() override { stop(); }
+    ~PoolContext() override
+    {
+        if (!forked()) stop();  // in a forked copy the workers belong to the parent
+    }
 
 protected:
     void run(Job &job, Monitor &mon, Outcome &out) override

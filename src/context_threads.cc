@@ -17,7 +17,7 @@ public:
 
     ~ThreadsContext() override
     {
-        if (control_) stop_threads();
+        if (control_ && !forked()) stop_threads();
     }
 
 protected:

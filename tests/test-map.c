@@ -1,6 +1,7 @@
 /* psh_map, psh_map_blocks and psh_map_ext in every context kind. */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -490,6 +491,46 @@ static void test_map_on_the_default_context(void **state)
     psh_array_free(a);
 }
 
+/* A program that forks while it holds contexts: the child can map on them
+ * (it gets its own workers) and destroy them without harming the parent's. */
+static void test_forked_program_keeps_contexts_working_on_both_sides(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    psh_context *ctx[2];
+    ctx[0] = make_context(&all_configs[2]); /* threads-2 */
+    ctx[1] = make_context(&all_configs[7]); /* pool-2 */
+    psh_functor *f;
+    assert_int_equal(psh_functor_range(&f, n), PSH_OK);
+    psh_array *a;
+    assert_int_equal(psh_alloc(&a, NULL, PSH_FLOAT64, 1, &n, NULL), PSH_OK);
+    double *d = psh_array_data(a);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int bad = 0;
+        for (int k = 0; k < 2; ++k) {
+            memset(d, 0, n * sizeof *d);
+            bad |= psh_map(ctx[k], write_index, d, f) != PSH_OK;
+            for (size_t i = 0; i < n; ++i) bad |= d[i] != (double)i * 0.5;
+            psh_context_destroy(ctx[k]);
+        }
+        _exit(bad ? 1 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    for (int k = 0; k < 2; ++k) {
+        memset(d, 0, n * sizeof *d);
+        assert_int_equal(psh_map(ctx[k], write_index, d, f), PSH_OK);
+        for (size_t i = 0; i < n; ++i) assert_true(d[i] == (double)i * 0.5);
+        psh_context_destroy(ctx[k]);
+    }
+    psh_array_free(a);
+    psh_functor_destroy(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_pool_sees_arrays_made_after_it_started),
         cmocka_unit_test(test_map_bad_arguments_are_rejected),
         cmocka_unit_test(test_map_on_the_default_context),
+        cmocka_unit_test(test_forked_program_keeps_contexts_working_on_both_sides),
     };
     return cmocka_run_group_tests_name("map", tests, NULL, NULL);
 }
