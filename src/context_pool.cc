@@ -29,6 +29,7 @@ protected:
     void run(Job &job, Monitor &mon, Outcome &out) override
     {
         Control &c = *control_;
+        replace_dead();  // a worker may have died between maps (OOM killer, kill -9)
         job.cancel = nullptr;  // the workers cannot see the caller's flag: mon.tick relays it
         if (job.user_data_size) {
             memcpy(user_copy_, job.user_data, job.user_data_size);

@@ -491,6 +491,50 @@ static void test_map_on_the_default_context(void **state)
     psh_array_free(a);
 }
 
+static int record_pid(void *ud, int worker_id, size_t index, const void *value)
+{
+    (void)index;
+    (void)value;
+    ((int32_t *)ud)[worker_id] = (int32_t)getpid();
+    return 0;
+}
+
+/* A pool worker killed while idle (OOM killer, kill -9) is replaced before
+ * the next map, which then runs in full. */
+static void test_pool_replaces_a_worker_killed_between_maps(void **state)
+{
+    (void)state;
+    psh_context *pool = make_context(&all_configs[7]); /* pool-2 */
+    psh_alloc_options pw;
+    psh_alloc_options_init(&pw);
+    pw.per_worker = 1;
+    psh_array *pids;
+    assert_int_equal(psh_alloc(&pids, pool, PSH_INT32, 0, NULL, &pw), PSH_OK);
+    int32_t *p = psh_array_data(pids);
+    psh_functor *f;
+    assert_int_equal(psh_functor_range(&f, 2), PSH_OK);
+    assert_int_equal(psh_map(pool, record_pid, p, f), PSH_OK);
+    int32_t before = p[1];
+    assert_true(before > 0 && before != (int32_t)getpid());
+    assert_int_equal(kill(before, SIGKILL), 0);
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+    const size_t n = 500;
+    psh_array *out;
+    assert_int_equal(psh_alloc(&out, pool, PSH_FLOAT64, 1, &n, NULL), PSH_OK);
+    psh_functor *g;
+    assert_int_equal(psh_functor_range(&g, n), PSH_OK);
+    if (psh_map(pool, write_index, psh_array_data(out), g) != PSH_OK) fail_msg("%s", psh_last_error());
+    for (size_t i = 0; i < n; ++i) assert_true(((double *)psh_array_data(out))[i] == (double)i * 0.5);
+    assert_int_equal(psh_map(pool, record_pid, p, f), PSH_OK);
+    assert_true(p[1] > 0 && p[1] != before); /* a new process */
+    psh_functor_destroy(f);
+    psh_functor_destroy(g);
+    psh_array_free(out);
+    psh_array_free(pids);
+    psh_context_destroy(pool);
+}
+
 /* A program that forks while it holds contexts: the child can map on them
  * (it gets its own workers) and destroy them without harming the parent's. */
 static void test_forked_program_keeps_contexts_working_on_both_sides(void **state)
@@ -546,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_map_bad_arguments_are_rejected),
         cmocka_unit_test(test_map_on_the_default_context),
         cmocka_unit_test(test_forked_program_keeps_contexts_working_on_both_sides),
+        cmocka_unit_test(test_pool_replaces_a_worker_killed_between_maps),
     };
     return cmocka_run_group_tests_name("map", tests, NULL, NULL);
 }
