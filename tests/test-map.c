@@ -1,5 +1,6 @@
 /* psh_map, psh_map_blocks and psh_map_ext in every context kind. */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -535,6 +536,61 @@ static void test_pool_replaces_a_worker_killed_between_maps(void **state)
     psh_context_destroy(pool);
 }
 
+static int record_affinity(void *ud, int worker_id, size_t index, const void *value)
+{
+    (void)index;
+    (void)value;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int32_t *out = ud; /* per worker: the only CPU allowed, or -count */
+    int cpu = -1;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) cpu = c;
+    out[worker_id] = CPU_COUNT(&set) == 1 ? cpu : -CPU_COUNT(&set);
+    return 0;
+}
+
+/* pin_cpus: worker w runs on the w-th CPU of the affinity mask (wrapping);
+ * the caller's own thread (worker 0 of a threads context) is left alone. */
+static void test_pin_cpus_pins_each_worker_to_its_cpu(void **state)
+{
+    (void)state;
+    cpu_set_t mask;
+    assert_int_equal(sched_getaffinity(0, sizeof mask, &mask), 0);
+    int cpus[CPU_SETSIZE], ncpu = 0;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &mask)) cpus[ncpu++] = c;
+    static const psh_kind kinds[] = {PSH_THREADS, PSH_PROCESSES, PSH_PROCESSES};
+    for (int k = 0; k < 3; ++k) {
+        psh_context_options o;
+        psh_context_options_init(&o);
+        o.kind = kinds[k];
+        o.num_workers = 3;
+        o.persistent = k == 2;
+        o.pin_cpus = 1;
+        psh_context *ctx;
+        assert_int_equal(psh_context_create_ext(&ctx, &o), PSH_OK);
+        psh_alloc_options pw;
+        psh_alloc_options_init(&pw);
+        pw.per_worker = 1;
+        psh_array *a;
+        assert_int_equal(psh_alloc(&a, ctx, PSH_INT32, 0, NULL, &pw), PSH_OK);
+        int32_t *got = psh_array_data(a);
+        psh_functor *f;
+        assert_int_equal(psh_functor_range(&f, 3), PSH_OK);
+        assert_int_equal(psh_map(ctx, record_affinity, got, f), PSH_OK);
+        for (int w = 0; w < 3; ++w) {
+            if (kinds[k] == PSH_THREADS && w == 0)
+                assert_int_equal(got[w], ncpu == 1 ? cpus[0] : -ncpu); /* the caller: unpinned */
+            else
+                assert_int_equal(got[w], cpus[w % ncpu]);
+        }
+        psh_functor_destroy(f);
+        psh_array_free(a);
+        psh_context_destroy(ctx);
+    }
+}
+
 /* A program that forks while it holds contexts: the child can map on them
  * (it gets its own workers) and destroy them without harming the parent's. */
 static void test_forked_program_keeps_contexts_working_on_both_sides(void **state)
@@ -591,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_map_on_the_default_context),
         cmocka_unit_test(test_forked_program_keeps_contexts_working_on_both_sides),
         cmocka_unit_test(test_pool_replaces_a_worker_killed_between_maps),
+        cmocka_unit_test(test_pin_cpus_pins_each_worker_to_its_cpu),
     };
     return cmocka_run_group_tests_name("map", tests, NULL, NULL);
 }

@@ -153,7 +153,9 @@ typedef struct psh_context_options {
                                  smallest chunk for guided); 0: the library
                                  chooses */
     int pin_cpus;           /**< non-zero: pin worker w to the w-th CPU of the
-                                 affinity mask (threads and processes) */
+                                 affinity mask, wrapping (threads and
+                                 processes; the calling thread, worker 0 of
+                                 a threads context, is never pinned) */
 } psh_context_options;
 
 /** Fill opts with the defaults and set struct_size. NULL is a no-op. */
