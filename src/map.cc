@@ -152,13 +152,13 @@ bool run_block(Control &c, const Job &job, int id, WorkerSlot &slot, size_t b, s
 
 }  // namespace
 
-int spin_count()
+long long spin_ns()
 {
-    static int spins = [] {
-        const char *env = getenv("PASHA_SPIN");
-        return env && *env ? atoi(env) : 20000;
+    static long long ns = [] {
+        const char *env = getenv("PASHA_SPIN_US");
+        return (env && *env ? atoll(env) : 200) * 1000;
     }();
-    return spins;
+    return ns;
 }
 
 int current_worker() { return tls_worker; }
@@ -255,11 +255,7 @@ void finish_worker(Control &c, int w, uint32_t gen, uint32_t expected)
 
 bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)
 {
-    int spins = spin_count();
-    for (int i = 0; i < spins; ++i) {
-        if (c.generation.load(std::memory_order_acquire) != seen) return true;
-        spin_step(i);
-    }
+    if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; })) return true;
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     bool changed;
     while (!(changed = c.generation.load(std::memory_order_seq_cst) != seen)) {

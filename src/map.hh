@@ -117,11 +117,7 @@ namespace psh {
 template <class F>
 void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick)
 {
-    int spins = spin_count();
-    for (int i = 0; i < spins; ++i) {
-        if (c.finished.load(std::memory_order_acquire) >= expected) return;
-        spin_step(i);
-    }
+    if (spin_until([&] { return c.finished.load(std::memory_order_acquire) >= expected; })) return;
     for (;;) {
         uint32_t f = c.finished.load(std::memory_order_acquire);
         if (f >= expected) return;

@@ -39,17 +39,6 @@ inline void cpu_relax()
 #endif
 }
 
-// One step of a spin-wait. Every 16th step yields the CPU, so that on a
-// machine with fewer cores than runnable threads (a caller waiting on its
-// worker processes) the spinner does not hold back the work it waits for.
-inline void spin_step(int i)
-{
-    if ((i & 15) == 15)
-        sched_yield();
-    else
-        cpu_relax();
-}
-
 inline long long monotonic_ns()
 {
     struct timespec ts;
@@ -57,7 +46,34 @@ inline long long monotonic_ns()
     return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-// How long an idle worker spins before it sleeps (PASHA_SPIN overrides).
-int spin_count();
+// How long a waiter spins before it sleeps on a futex, in nanoseconds
+// (PASHA_SPIN_US overrides the default of 200 us; 0 disables spinning).
+long long spin_ns();
+
+// Spin until done() or spin_ns() passed; returns done()'s last value. Every
+// 16th step checks the clock and yields the CPU, so that on a machine with
+// fewer cores than runnable threads (a caller waiting on its worker
+// processes) the spinner does not hold back the work it waits for. The
+// bound is in time, not steps: yields can take a whole time slice.
+template <class F>
+inline bool spin_until(F done)
+{
+    long long limit = spin_ns();
+    if (limit <= 0) return done();
+    long long deadline = 0;
+    for (unsigned i = 1;; ++i) {
+        if (done()) return true;
+        if ((i & 15) == 0) {
+            long long now = monotonic_ns();
+            if (!deadline)
+                deadline = now + limit;
+            else if (now > deadline)
+                return done();
+            sched_yield();
+        } else {
+            cpu_relax();
+        }
+    }
+}
 
 }  // namespace psh

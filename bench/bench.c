@@ -1,0 +1,671 @@
+/* libpasha benchmark: the same kernels and data through a plain loop, OpenMP,
+ * raw fork()+waitpid(), and each libpasha kind and mode, interleaved round by
+ * round in one process; medians of >= 7 rounds after a warm-up.
+ *
+ *   bench [--workers N] [--rounds R] [--quick] [--only a,b,...] [--json FILE|-]
+ *
+ * Workloads (see docs/performance.md):
+ *   a  XFEL-like calibration: frames of 512x128 float32, out = (raw - offset) * gain
+ *   b  per-map latency: a 100-item map with a trivial kernel
+ *   c  per-item overhead: an empty kernel over a 10^8-item range
+ *   d  imbalanced items (cost proportional to the index): schedules
+ *   e  zero copy: memory of the process tree when processes fill a 1 GiB array
+ */
+
+#include <omp.h>
+#include <pasha/pasha.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- options and results ---------------------------------------------- */
+
+static int opt_workers = 2, opt_rounds = 7, opt_quick = 0;
+static const char *opt_only = "abcde", *opt_json = NULL;
+
+#define MAX_VARIANTS 16
+#define MAX_ROUNDS 64
+
+struct variant {
+    const char *name;
+    double (*run)(void *); /* seconds for one measurement */
+    void *arg;
+    double per;            /* divide the time by this (maps or items) */
+    const char *unit;      /* "ms", "us", "ns/item" */
+    double samples[MAX_ROUNDS];
+    double median;
+};
+
+struct workload {
+    const char *id, *title;
+    int nvar;
+    struct variant v[MAX_VARIANTS];
+};
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void settle(void)
+{
+    /* Let spinning idle workers (OpenMP's and ours) go to sleep between
+     * variants, so one variant's spinners do not slow the next. */
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double scale(const char *unit)
+{
+    return strcmp(unit, "ms") == 0 ? 1e3 : strcmp(unit, "us") == 0 ? 1e6 : 1e9;
+}
+
+static void measure(struct workload *w)
+{
+    for (int i = 0; i < w->nvar; ++i) w->v[i].run(w->v[i].arg); /* warm-up */
+    for (int r = 0; r < opt_rounds; ++r)
+        for (int i = 0; i < w->nvar; ++i) {
+            settle();
+            struct variant *v = &w->v[i];
+            v->samples[r] = v->run(v->arg) / v->per * scale(v->unit);
+        }
+    for (int i = 0; i < w->nvar; ++i) {
+        double s[MAX_ROUNDS];
+        memcpy(s, w->v[i].samples, sizeof(double) * (size_t)opt_rounds);
+        qsort(s, (size_t)opt_rounds, sizeof *s, cmp_double);
+        w->v[i].median = s[opt_rounds / 2];
+    }
+    printf("\n(%s) %s — median of %d rounds, %d workers\n", w->id, w->title, opt_rounds, opt_workers);
+    for (int i = 0; i < w->nvar; ++i) {
+        double lo = w->v[i].samples[0], hi = lo;
+        for (int r = 1; r < opt_rounds; ++r) {
+            if (w->v[i].samples[r] < lo) lo = w->v[i].samples[r];
+            if (w->v[i].samples[r] > hi) hi = w->v[i].samples[r];
+        }
+        printf("  %-34s %10.3f %-8s (min %.3f, max %.3f)\n", w->v[i].name, w->v[i].median, w->v[i].unit, lo, hi);
+    }
+    fflush(stdout);
+}
+
+static struct variant *add(struct workload *w, const char *name, double (*run)(void *), void *arg, double per,
+                           const char *unit)
+{
+    struct variant *v = &w->v[w->nvar++];
+    memset(v, 0, sizeof *v);
+    v->name = name;
+    v->run = run;
+    v->arg = arg;
+    v->per = per;
+    v->unit = unit;
+    return v;
+}
+
+static double median_of(struct workload *w, const char *name)
+{
+    for (int i = 0; i < w->nvar; ++i)
+        if (strcmp(w->v[i].name, name) == 0) return w->v[i].median;
+    return 0;
+}
+
+static void check(int rc, const char *what)
+{
+    if (rc != PSH_OK) {
+        fprintf(stderr, "%s: %s (%s)\n", what, psh_strerror(rc), psh_last_error());
+        exit(1);
+    }
+}
+
+/* ---- contexts ----------------------------------------------------------- */
+
+static psh_context *ctx_serial, *ctx_threads, *ctx_fork, *ctx_pool;
+
+static psh_context *make_ctx(psh_kind kind, int persistent, psh_schedule schedule, size_t chunk)
+{
+    psh_context_options o;
+    psh_context_options_init(&o);
+    o.kind = kind;
+    o.num_workers = kind == PSH_SERIAL ? 1 : opt_workers;
+    o.persistent = persistent;
+    o.schedule = schedule;
+    o.chunk = chunk;
+    psh_context *c;
+    check(psh_context_create_ext(&c, &o), "psh_context_create_ext");
+    return c;
+}
+
+static int map_ud(psh_context *ctx, psh_kernel k, void *ud, size_t size, psh_functor *f)
+{
+    psh_map_options o;
+    psh_map_options_init(&o);
+    o.user_data_size = size; /* the pool's workers cannot see the caller's stack */
+    return psh_map_ext(ctx, k, ud, f, &o);
+}
+
+/* ---- (a) calibration ---------------------------------------------------- */
+
+#define FRAME_PIXELS (512 * 128)
+
+struct calib {
+    size_t frames;
+    const float *raw, *offset, *gain;
+    float *out;
+    psh_functor *f; /* over raw along axis 0 */
+    psh_context *ctx;
+};
+
+static inline void calibrate_frame(const float *restrict raw, const float *restrict offset,
+                                   const float *restrict gain, float *restrict out)
+{
+    for (size_t p = 0; p < FRAME_PIXELS; ++p) out[p] = (raw[p] - offset[p]) * gain[p];
+}
+
+static int calib_kernel(void *ud, int worker, size_t index, const void *value)
+{
+    const struct calib *c = ud;
+    const psh_view *v = value;
+    (void)worker;
+    calibrate_frame(v->data, c->offset, c->gain, c->out + index * FRAME_PIXELS);
+    return 0;
+}
+
+static double calib_loop(void *arg)
+{
+    struct calib *c = arg;
+    double t0 = now();
+    for (size_t i = 0; i < c->frames; ++i)
+        calibrate_frame(c->raw + i * FRAME_PIXELS, c->offset, c->gain, c->out + i * FRAME_PIXELS);
+    return now() - t0;
+}
+
+static double calib_omp(void *arg)
+{
+    struct calib *c = arg;
+    double t0 = now();
+#pragma omp parallel for schedule(static) num_threads(opt_workers)
+    for (size_t i = 0; i < c->frames; ++i)
+        calibrate_frame(c->raw + i * FRAME_PIXELS, c->offset, c->gain, c->out + i * FRAME_PIXELS);
+    return now() - t0;
+}
+
+static double calib_psh(void *arg)
+{
+    struct calib *c = arg;
+    double t0 = now();
+    check(map_ud(c->ctx, calib_kernel, c, sizeof *c, c->f), "calibration map");
+    return now() - t0;
+}
+
+static void workload_a(struct workload *w)
+{
+    static struct calib base, per[4];
+    size_t frames = opt_quick ? 40 : 1000;
+    size_t shape[3] = {frames, 512, 128}, fshape[2] = {512, 128};
+    psh_array *raw, *out, *offset, *gain;
+    check(psh_alloc(&raw, ctx_serial, PSH_FLOAT32, 3, shape, NULL), "alloc raw");
+    check(psh_alloc(&out, ctx_serial, PSH_FLOAT32, 3, shape, NULL), "alloc out");
+    check(psh_alloc(&offset, ctx_serial, PSH_FLOAT32, 2, fshape, NULL), "alloc offset");
+    check(psh_alloc(&gain, ctx_serial, PSH_FLOAT32, 2, fshape, NULL), "alloc gain");
+    float *r = psh_array_data(raw), *o = psh_array_data(offset), *g = psh_array_data(gain);
+    for (size_t i = 0; i < frames * FRAME_PIXELS; ++i) r[i] = (float)(i % 4096);
+    for (size_t p = 0; p < FRAME_PIXELS; ++p) {
+        o[p] = (float)(p % 7);
+        g[p] = 1.0f + (float)(p % 5) * 0.01f;
+    }
+    base = (struct calib){frames, r, o, g, psh_array_data(out), NULL, NULL};
+    check(psh_functor_array(&base.f, raw, 0), "functor");
+    psh_context *ctxs[4] = {ctx_serial, ctx_threads, ctx_fork, ctx_pool};
+    static const char *names[4] = {"libpasha serial", "libpasha threads", "libpasha processes (fork/map)",
+                                   "libpasha persistent pool"};
+    w->id = "a";
+    w->title = opt_quick ? "calibration, 40 frames of 512x128 float32, ms per map"
+                         : "calibration, 1000 frames of 512x128 float32, ms per map";
+    add(w, "plain loop", calib_loop, &base, 1, "ms");
+    add(w, "OpenMP schedule(static)", calib_omp, &base, 1, "ms");
+    for (int k = 0; k < 4; ++k) {
+        per[k] = base;
+        per[k].ctx = ctxs[k];
+        add(w, names[k], calib_psh, &per[k], 1, "ms");
+    }
+    measure(w);
+    /* Check the answer once, so that a fast wrong result cannot pass. */
+    float *res = psh_array_data(out);
+    for (size_t i = 0; i < frames * FRAME_PIXELS; i += 997) {
+        size_t p = i % FRAME_PIXELS;
+        float expect = (r[i] - o[p]) * g[p];
+        if (res[i] != expect) {
+            fprintf(stderr, "calibration result wrong at %zu\n", i);
+            exit(1);
+        }
+    }
+}
+
+/* ---- (b) per-map latency ------------------------------------------------ */
+
+#define LAT_ITEMS 100
+
+struct latency {
+    psh_context *ctx;
+    psh_functor *f;
+    int64_t *out; /* shared */
+    int maps;
+};
+
+static int lat_kernel(void *ud, int worker, size_t index, const void *value)
+{
+    (void)worker;
+    (void)value;
+    ((int64_t *)ud)[index] = (int64_t)index;
+    return 0;
+}
+
+static double lat_psh(void *arg)
+{
+    struct latency *l = arg;
+    double t0 = now();
+    for (int m = 0; m < l->maps; ++m) check(psh_map(l->ctx, lat_kernel, l->out, l->f), "latency map");
+    return now() - t0;
+}
+
+static double lat_omp(void *arg)
+{
+    struct latency *l = arg;
+    double t0 = now();
+    for (int m = 0; m < l->maps; ++m) {
+#pragma omp parallel for num_threads(opt_workers)
+        for (int i = 0; i < LAT_ITEMS; ++i) lat_kernel(l->out, omp_get_thread_num(), (size_t)i, NULL);
+    }
+    return now() - t0;
+}
+
+static double lat_raw_fork(void *arg)
+{
+    struct latency *l = arg;
+    pid_t pids[4096];
+    double t0 = now();
+    for (int m = 0; m < l->maps; ++m) {
+        for (int w = 0; w < opt_workers; ++w) {
+            pids[w] = fork();
+            if (pids[w] == 0) {
+                for (size_t i = (size_t)w * LAT_ITEMS / opt_workers; i < (size_t)(w + 1) * LAT_ITEMS / opt_workers; ++i)
+                    lat_kernel(l->out, w, i, NULL);
+                _exit(0);
+            }
+        }
+        for (int w = 0; w < opt_workers; ++w) waitpid(pids[w], NULL, 0);
+    }
+    return now() - t0;
+}
+
+static void workload_b(struct workload *w)
+{
+    static struct latency l[5];
+    psh_array *out;
+    size_t n = LAT_ITEMS;
+    check(psh_alloc(&out, ctx_serial, PSH_INT64, 1, &n, NULL), "alloc");
+    psh_functor *f;
+    check(psh_functor_range(&f, LAT_ITEMS), "functor");
+    int fast = opt_quick ? 200 : 2000, slow = opt_quick ? 10 : 100;
+    w->id = "b";
+    w->title = "per-map latency, 100 items, trivial kernel, us per map";
+    l[0] = (struct latency){NULL, f, psh_array_data(out), fast};
+    add(w, "OpenMP parallel for", lat_omp, &l[0], fast, "us");
+    l[1] = (struct latency){ctx_threads, f, psh_array_data(out), fast};
+    add(w, "libpasha threads", lat_psh, &l[1], fast, "us");
+    l[2] = (struct latency){ctx_pool, f, psh_array_data(out), fast};
+    add(w, "libpasha persistent pool", lat_psh, &l[2], fast, "us");
+    l[3] = (struct latency){NULL, f, psh_array_data(out), slow};
+    add(w, "raw fork()+waitpid()", lat_raw_fork, &l[3], slow, "us");
+    l[4] = (struct latency){ctx_fork, f, psh_array_data(out), slow};
+    add(w, "libpasha processes (fork/map)", lat_psh, &l[4], slow, "us");
+    measure(w);
+    for (size_t i = 0; i < n; ++i)
+        if (((int64_t *)psh_array_data(out))[i] != (int64_t)i) exit(1);
+}
+
+/* ---- (c) per-item overhead ---------------------------------------------- */
+
+struct overhead {
+    psh_context *ctx;
+    size_t n;
+    psh_functor *f;
+};
+
+static int empty_kernel(void *ud, int worker, size_t index, const void *value)
+{
+    (void)ud;
+    (void)worker;
+    (void)index;
+    (void)value;
+    return 0;
+}
+
+static int empty_block(void *ud, int worker, size_t begin, size_t end)
+{
+    (void)ud;
+    (void)worker;
+    (void)begin;
+    (void)end;
+    return 0;
+}
+
+static double ovh_loop(void *arg)
+{
+    struct overhead *o = arg;
+    psh_kernel volatile k = empty_kernel; /* an opaque call, as psh_map makes */
+    double t0 = now();
+    for (size_t i = 0; i < o->n; ++i)
+        if (k(NULL, 0, i, NULL)) exit(1);
+    return now() - t0;
+}
+
+static double ovh_map(void *arg)
+{
+    struct overhead *o = arg;
+    double t0 = now();
+    check(psh_map(o->ctx, empty_kernel, NULL, o->f), "overhead map");
+    return now() - t0;
+}
+
+static double ovh_blocks(void *arg)
+{
+    struct overhead *o = arg;
+    double t0 = now();
+    check(psh_map_blocks(o->ctx, empty_block, NULL, o->n), "overhead blocks");
+    return now() - t0;
+}
+
+static void workload_c(struct workload *w)
+{
+    static struct overhead o[4];
+    size_t n = opt_quick ? 1000000 : 100000000;
+    psh_functor *f;
+    check(psh_functor_range(&f, n), "functor");
+    w->id = "c";
+    w->title = opt_quick ? "per-item overhead, empty kernel, 10^6 items, ns per item"
+                         : "per-item overhead, empty kernel, 10^8 items, ns per item";
+    o[0] = (struct overhead){NULL, n, f};
+    add(w, "plain loop, indirect call", ovh_loop, &o[0], (double)n, "ns/item");
+    o[1] = (struct overhead){ctx_serial, n, f};
+    add(w, "libpasha serial psh_map", ovh_map, &o[1], (double)n, "ns/item");
+    add(w, "libpasha serial psh_map_blocks", ovh_blocks, &o[1], (double)n, "ns/item");
+    o[2] = (struct overhead){ctx_threads, n, f};
+    add(w, "libpasha threads psh_map", ovh_map, &o[2], (double)n, "ns/item");
+    measure(w);
+}
+
+/* ---- (d) imbalanced items ----------------------------------------------- */
+
+struct imbalance {
+    psh_context *ctx;
+    psh_functor *f;
+    size_t n;
+    double *out;
+};
+
+static inline double spin_work(size_t index)
+{
+    /* Cost proportional to the index. */
+    double x = 0;
+    for (size_t k = 0; k < index * 40; ++k) x += (double)(k & 7) * 1e-9;
+    return x;
+}
+
+static int imb_kernel(void *ud, int worker, size_t index, const void *value)
+{
+    (void)worker;
+    (void)value;
+    ((double *)ud)[index] = spin_work(index);
+    return 0;
+}
+
+static double imb_psh(void *arg)
+{
+    struct imbalance *b = arg;
+    double t0 = now();
+    check(psh_map(b->ctx, imb_kernel, b->out, b->f), "imbalanced map");
+    return now() - t0;
+}
+
+static double imb_omp_static(void *arg)
+{
+    struct imbalance *b = arg;
+    double t0 = now();
+#pragma omp parallel for schedule(static) num_threads(opt_workers)
+    for (size_t i = 0; i < b->n; ++i) b->out[i] = spin_work(i);
+    return now() - t0;
+}
+
+static double imb_omp_dynamic(void *arg)
+{
+    struct imbalance *b = arg;
+    double t0 = now();
+#pragma omp parallel for schedule(dynamic, 1) num_threads(opt_workers)
+    for (size_t i = 0; i < b->n; ++i) b->out[i] = spin_work(i);
+    return now() - t0;
+}
+
+static void workload_d(struct workload *w, psh_context **extra)
+{
+    static struct imbalance b[8];
+    size_t n = opt_quick ? 500 : 4000;
+    psh_array *out;
+    check(psh_alloc(&out, ctx_serial, PSH_FLOAT64, 1, &n, NULL), "alloc");
+    psh_functor *f;
+    check(psh_functor_range(&f, n), "functor");
+    double *d = psh_array_data(out);
+    w->id = "d";
+    w->title = "imbalanced items (cost ~ index), ms per map";
+    b[0] = (struct imbalance){NULL, f, n, d};
+    add(w, "OpenMP schedule(static)", imb_omp_static, &b[0], 1, "ms");
+    add(w, "OpenMP schedule(dynamic,1)", imb_omp_dynamic, &b[0], 1, "ms");
+    static const char *names[] = {"libpasha threads static", "libpasha threads dynamic",
+                                  "libpasha threads dynamic,1", "libpasha threads guided",
+                                  "libpasha pool dynamic"};
+    for (int k = 0; k < 5; ++k) {
+        b[k + 1] = (struct imbalance){extra[k], f, n, d};
+        add(w, names[k], imb_psh, &b[k + 1], 1, "ms");
+    }
+    measure(w);
+    for (size_t i = 0; i < n; i += 7)
+        if (d[i] != spin_work(i)) exit(1);
+}
+
+/* ---- (e) zero copy ------------------------------------------------------- */
+
+static long pss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "Pss: %ld kB", &kb) == 1) break;
+    fclose(fp);
+    return kb;
+}
+
+static long rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    FILE *fp = fopen(path, "r");
+    if (!fp) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, fp))
+        if (sscanf(line, "Rss: %ld kB", &kb) == 1) break;
+    fclose(fp);
+    return kb;
+}
+
+struct fill {
+    uint8_t *data;
+    size_t bytes;
+    int64_t *pss; /* per worker, kB, measured at the end of its share */
+    int64_t *rss;
+    int workers;
+};
+
+static int fill_block(void *ud, int worker, size_t begin, size_t end)
+{
+    struct fill *f = ud;
+    for (size_t i = begin; i < end; ++i) memset(f->data + i * 4096, (int)(i & 0xff) | 1, 4096);
+    f->pss[worker] = pss_kb(getpid());
+    f->rss[worker] = rss_kb(getpid());
+    return 0;
+}
+
+static void workload_e(FILE *json)
+{
+    size_t bytes = opt_quick ? ((size_t)64 << 20) : ((size_t)1 << 30);
+    psh_array *a, *pss, *rss;
+    check(psh_alloc(&a, ctx_fork, PSH_UINT8, 1, &bytes, NULL), "alloc 1 GiB");
+    psh_alloc_options pw;
+    psh_alloc_options_init(&pw);
+    pw.per_worker = 1;
+    check(psh_alloc(&pss, ctx_fork, PSH_INT64, 0, NULL, &pw), "alloc");
+    check(psh_alloc(&rss, ctx_fork, PSH_INT64, 0, NULL, &pw), "alloc");
+    struct fill f = {psh_array_data(a), bytes, psh_array_data(pss), psh_array_data(rss), opt_workers};
+    long caller_before = pss_kb(getpid());
+    check(psh_map_blocks(ctx_fork, fill_block, &f, bytes / 4096), "fill");
+    /* The caller reads every page: it maps the same memory, no copy. */
+    uint64_t sum = 0;
+    for (size_t i = 0; i < bytes; i += 4096) sum += f.data[i];
+    long caller_pss = pss_kb(getpid()), caller_rss = rss_kb(getpid());
+    long workers_pss = 0;
+    for (int w = 0; w < opt_workers; ++w) workers_pss += (long)f.pss[w];
+    double gib = 1024.0 * 1024.0;
+    printf("\n(e) zero copy: %d worker processes fill a %.2f GiB psh array\n", opt_workers, (double)bytes / (1 << 30));
+    printf("  array size                          %8.3f GiB\n", (double)bytes / (1 << 30));
+    printf("  workers' PSS at the end of their share (sum) %8.3f GiB\n", (double)workers_pss / gib);
+    printf("  caller's PSS before the map         %8.3f GiB\n", (double)caller_before / gib);
+    printf("  caller's RSS after reading it all    %8.3f GiB\n", (double)caller_rss / gib);
+    printf("  peak of the tree (workers' PSS + caller's PSS before) %8.3f GiB (vs %.3f GiB if copied)\n",
+           (double)(workers_pss + caller_before) / gib, 2.0 * (double)bytes / (1 << 30));
+    printf("  (checksum %llu)\n", (unsigned long long)sum);
+    if (json)
+        fprintf(json, "  \"e\": {\"array_gib\": %.4f, \"workers_pss_gib\": %.4f, \"caller_pss_before_gib\": %.4f, "
+                      "\"caller_pss_after_gib\": %.4f, \"caller_rss_after_gib\": %.4f},\n",
+                (double)bytes / (1 << 30), (double)workers_pss / gib, (double)caller_before / gib,
+                (double)caller_pss / gib, (double)caller_rss / gib);
+    psh_array_free(a);
+    psh_array_free(pss);
+    psh_array_free(rss);
+}
+
+/* ---- targets ------------------------------------------------------------ */
+
+struct target {
+    const char *what;
+    double value, limit;
+    const char *unit;
+};
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) opt_workers = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc) opt_rounds = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--quick") == 0) opt_quick = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) opt_only = argv[++i];
+        else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) opt_json = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--workers N] [--rounds R] [--quick] [--only a,b,c,d,e] [--json FILE|-]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (opt_workers < 1 || opt_workers > 4096) {
+        fprintf(stderr, "--workers must be in 1..4096\n");
+        return 2;
+    }
+    if (opt_rounds < 7 && !opt_quick) {
+        fprintf(stderr, "--rounds: at least 7 for a reported table (use --quick for a smoke run)\n");
+        return 2;
+    }
+    if (opt_rounds < 1 || opt_rounds > MAX_ROUNDS) opt_rounds = 7;
+
+    printf("libpasha %s benchmark: %d workers, %d rounds, %ld CPUs online%s\n", psh_version(), opt_workers,
+           opt_rounds, sysconf(_SC_NPROCESSORS_ONLN), opt_quick ? " (quick)" : "");
+    ctx_serial = make_ctx(PSH_SERIAL, 0, PSH_SCHEDULE_STATIC, 0);
+    ctx_threads = make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_STATIC, 0);
+    ctx_fork = make_ctx(PSH_PROCESSES, 0, PSH_SCHEDULE_STATIC, 0);
+    ctx_pool = make_ctx(PSH_PROCESSES, 1, PSH_SCHEDULE_STATIC, 0);
+    psh_context *extra[5] = {ctx_threads, make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_DYNAMIC, 0),
+                             make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_DYNAMIC, 1),
+                             make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_GUIDED, 0),
+                             make_ctx(PSH_PROCESSES, 1, PSH_SCHEDULE_DYNAMIC, 0)};
+
+    FILE *json = NULL;
+    if (opt_json) json = strcmp(opt_json, "-") == 0 ? stdout : fopen(opt_json, "w");
+    if (opt_json && !json) {
+        perror(opt_json);
+        return 2;
+    }
+    static struct workload wa, wb, wc, wd;
+    struct target t[8];
+    int nt = 0;
+    if (strchr(opt_only, 'a')) {
+        workload_a(&wa);
+        double th = median_of(&wa, "libpasha threads");
+        t[nt++] = (struct target){"threads vs OpenMP static, (a)", th / median_of(&wa, "OpenMP schedule(static)"), 1.05, "x"};
+        t[nt++] = (struct target){"persistent pool vs threads, (a)", median_of(&wa, "libpasha persistent pool") / th, 1.10, "x"};
+    }
+    if (strchr(opt_only, 'b')) {
+        workload_b(&wb);
+        double th = median_of(&wb, "libpasha threads");
+        t[nt++] = (struct target){"threads vs OpenMP parallel for, (b)", th / median_of(&wb, "OpenMP parallel for"), 2.0, "x"};
+        t[nt++] = (struct target){"processes vs raw fork+waitpid, (b)",
+                                  median_of(&wb, "libpasha processes (fork/map)") / median_of(&wb, "raw fork()+waitpid()"), 1.2, "x"};
+        t[nt++] = (struct target){"persistent pool vs threads, (b)", median_of(&wb, "libpasha persistent pool") / th, 10.0, "x"};
+    }
+    if (strchr(opt_only, 'c')) {
+        workload_c(&wc);
+        t[nt++] = (struct target){"serial psh_map per-item overhead, (c)", median_of(&wc, "libpasha serial psh_map"), 2.0, "ns"};
+    }
+    if (strchr(opt_only, 'd')) {
+        workload_d(&wd, extra);
+        t[nt++] = (struct target){"dynamic vs OpenMP dynamic,1, (d)",
+                                  median_of(&wd, "libpasha threads dynamic") / median_of(&wd, "OpenMP schedule(dynamic,1)"), 1.10, "x"};
+    }
+    if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
+    if (strchr(opt_only, 'e')) workload_e(json);
+
+    printf("\nTargets (ratios from this run)\n");
+    for (int i = 0; i < nt; ++i)
+        printf("  %-42s %7.3f%-2s  target <= %.2f%-2s  %s\n", t[i].what, t[i].value, t[i].unit, t[i].limit, t[i].unit,
+               t[i].value <= t[i].limit ? "met" : "NOT met");
+    if (json) {
+        struct workload *all[4] = {&wa, &wb, &wc, &wd};
+        fprintf(json, "  \"workloads\": {");
+        int first = 1;
+        for (int k = 0; k < 4; ++k) {
+            if (!all[k]->nvar) continue;
+            fprintf(json, "%s\n    \"%s\": {", first ? "" : ",", all[k]->id);
+            first = 0;
+            for (int i = 0; i < all[k]->nvar; ++i)
+                fprintf(json, "%s\"%s\": {\"median\": %.6g, \"unit\": \"%s\"}", i ? ", " : "", all[k]->v[i].name,
+                        all[k]->v[i].median, all[k]->v[i].unit);
+            fprintf(json, "}");
+        }
+        fprintf(json, "\n  },\n  \"targets\": [");
+        for (int i = 0; i < nt; ++i)
+            fprintf(json, "%s\n    {\"what\": \"%s\", \"value\": %.4f, \"limit\": %.2f, \"met\": %s}", i ? "," : "", t[i].what,
+                    t[i].value, t[i].limit, t[i].value <= t[i].limit ? "true" : "false");
+        fprintf(json, "\n  ]\n}\n");
+        if (json != stdout) fclose(json);
+    }
+    return 0;
+}
