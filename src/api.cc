@@ -44,6 +44,18 @@ int guard(const char *fn, F body)
     }
 }
 
+// The value of an enum the caller passed, read as the int it is. A C caller
+// may pass any int; in C++ merely loading an out-of-range enum is undefined,
+// so enums from outside are read through memcpy and checked as ints.
+template <class E>
+int raw(const E &e)
+{
+    static_assert(sizeof(E) == sizeof(int), "C enums are int-sized");
+    int v;
+    memcpy(&v, &e, sizeof v);
+    return v;
+}
+
 // Is `field` within the struct_size the caller's struct says it has?
 #define HAS_FIELD(opts, type, field) ((opts)->struct_size >= offsetof(type, field) + sizeof((opts)->field))
 
@@ -82,36 +94,44 @@ void acquire_context(psh_context *ctx, ContextRef &ref)
 
 std::unique_ptr<Context> create_context(const psh_context_options &o)
 {
-    if (o.kind == PSH_MPI) fail(PSH_EINVAL, "MPI contexts are made by psh_context_create_mpi");
-    if (o.kind != PSH_SERIAL && o.kind != PSH_THREADS && o.kind != PSH_PROCESSES)
-        fail(PSH_EINVAL, "unknown context kind %d", (int)o.kind);
+    int kind = raw(o.kind), schedule = raw(o.schedule);
+    if (kind == PSH_MPI) fail(PSH_EINVAL, "MPI contexts are made by psh_context_create_mpi");
+    if (kind != PSH_SERIAL && kind != PSH_THREADS && kind != PSH_PROCESSES)
+        fail(PSH_EINVAL, "unknown context kind %d", kind);
     if (o.num_workers > kMaxWorkers) fail(PSH_EINVAL, "num_workers %d is more than %d", o.num_workers, kMaxWorkers);
-    if (o.schedule < PSH_SCHEDULE_STATIC || o.schedule > PSH_SCHEDULE_GUIDED)
-        fail(PSH_EINVAL, "unknown schedule %d", (int)o.schedule);
-    if (o.persistent && o.kind != PSH_PROCESSES)
-        fail(PSH_EINVAL, "persistent is only for PSH_PROCESSES contexts");
+    if (schedule < PSH_SCHEDULE_STATIC || schedule > PSH_SCHEDULE_GUIDED)
+        fail(PSH_EINVAL, "unknown schedule %d", schedule);
+    if (o.persistent && kind != PSH_PROCESSES) fail(PSH_EINVAL, "persistent is only for PSH_PROCESSES contexts");
     ContextConfig cfg;
-    cfg.kind = o.kind;
-    cfg.num_workers = o.kind == PSH_SERIAL ? 1 : o.num_workers > 0 ? o.num_workers : default_num_workers();
+    cfg.kind = (psh_kind)kind;
+    cfg.num_workers = kind == PSH_SERIAL ? 1 : o.num_workers > 0 ? o.num_workers : default_num_workers();
     cfg.persistent = o.persistent != 0;
-    cfg.schedule = o.schedule;
+    cfg.schedule = (psh_schedule)schedule;
     cfg.chunk = o.chunk;
     cfg.pin_cpus = o.pin_cpus != 0;
-    switch (o.kind) {
+    switch (kind) {
     case PSH_SERIAL: return make_serial_context(cfg);
     case PSH_THREADS: return make_threads_context(cfg);
     default: return cfg.persistent ? make_pool_context(cfg) : make_fork_context(cfg);
     }
 }
 
+// Copy the part of a caller's versioned struct that it has (struct_size
+// bytes) over the defaults, without loading any of its enums.
+template <class T>
+void merge_options(T &defaults, const T *opts, size_t minimum, const char *init)
+{
+    check_struct_size(opts, minimum, init);
+    size_t n = opts->struct_size < sizeof(T) ? opts->struct_size : sizeof(T);
+    memcpy(static_cast<void *>(&defaults), opts, n);
+    defaults.struct_size = sizeof(T);
+}
+
 const psh_alloc_options *checked_alloc_options(const psh_alloc_options *opts, psh_alloc_options &defaults)
 {
     psh_alloc_options_init(&defaults);
-    if (!opts) return &defaults;
-    check_struct_size(opts, offsetof(psh_alloc_options, order) + sizeof(psh_order), "psh_alloc_options_init");
-    defaults.order = opts->order;
-    if (HAS_FIELD(opts, psh_alloc_options, fill)) defaults.fill = opts->fill;
-    if (HAS_FIELD(opts, psh_alloc_options, per_worker)) defaults.per_worker = opts->per_worker;
+    if (opts)
+        merge_options(defaults, opts, offsetof(psh_alloc_options, order) + sizeof(psh_order), "psh_alloc_options_init");
     return &defaults;
 }
 
@@ -132,20 +152,14 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         if (kernel && !functor) fail(PSH_EINVAL, "functor is NULL");
         psh_map_options o;
         psh_map_options_init(&o);
-        if (opts) {
-            check_struct_size(opts, offsetof(psh_map_options, schedule) + sizeof(psh_schedule), "psh_map_options_init");
-            o.schedule = opts->schedule;
-            if (HAS_FIELD(opts, psh_map_options, chunk)) o.chunk = opts->chunk;
-            if (HAS_FIELD(opts, psh_map_options, progress)) o.progress = opts->progress;
-            if (HAS_FIELD(opts, psh_map_options, progress_data)) o.progress_data = opts->progress_data;
-            if (HAS_FIELD(opts, psh_map_options, cancel)) o.cancel = opts->cancel;
-            if (HAS_FIELD(opts, psh_map_options, user_data_size)) o.user_data_size = opts->user_data_size;
-        }
+        if (opts)
+            merge_options(o, opts, offsetof(psh_map_options, schedule) + sizeof(psh_schedule), "psh_map_options_init");
+        int schedule = raw(o.schedule);
         if (o.user_data_size > kMaxUserData)
             fail(PSH_EINVAL, "user_data_size %zu is more than %zu", o.user_data_size, kMaxUserData);
         if (o.user_data_size && !user_data) fail(PSH_EINVAL, "user_data_size is set but user_data is NULL");
-        if (o.schedule < PSH_SCHEDULE_CONTEXT || o.schedule > PSH_SCHEDULE_GUIDED)
-            fail(PSH_EINVAL, "unknown schedule %d", (int)o.schedule);
+        if (schedule < PSH_SCHEDULE_CONTEXT || schedule > PSH_SCHEDULE_GUIDED)
+            fail(PSH_EINVAL, "unknown schedule %d", schedule);
 
         Job job;
         memset(&job, 0, sizeof job);
@@ -175,7 +189,7 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         ContextRef ref;
         acquire_context(ctx, ref);
         Context &c = *ref.ctx;
-        job.schedule = o.schedule == PSH_SCHEDULE_CONTEXT ? c.config().schedule : o.schedule;
+        job.schedule = schedule == PSH_SCHEDULE_CONTEXT ? c.config().schedule : (psh_schedule)schedule;
         job.num_workers = c.num_workers();
         job.chunk = resolve_chunk(job.schedule, o.chunk ? o.chunk : c.config().chunk, job.end, job.num_workers);
         // Progress and cancel want frequent block boundaries in static shares too.
@@ -213,15 +227,8 @@ int psh_context_create_ext(psh_context **out, const psh_context_options *opts)
         if (!out) fail(PSH_EINVAL, "out is NULL");
         psh_context_options o;
         psh_context_options_init(&o);
-        if (opts) {
-            check_struct_size(opts, offsetof(psh_context_options, num_workers) + sizeof(int), "psh_context_options_init");
-            o.kind = opts->kind;
-            o.num_workers = opts->num_workers;
-            if (HAS_FIELD(opts, psh_context_options, persistent)) o.persistent = opts->persistent;
-            if (HAS_FIELD(opts, psh_context_options, schedule)) o.schedule = opts->schedule;
-            if (HAS_FIELD(opts, psh_context_options, chunk)) o.chunk = opts->chunk;
-            if (HAS_FIELD(opts, psh_context_options, pin_cpus)) o.pin_cpus = opts->pin_cpus;
-        }
+        if (opts)
+            merge_options(o, opts, offsetof(psh_context_options, num_workers) + sizeof(int), "psh_context_options_init");
         *out = handle(create_context(o).release());
     });
 }
@@ -232,7 +239,7 @@ int psh_context_create(psh_context **out, psh_kind kind, int num_workers)
         if (!out) fail(PSH_EINVAL, "out is NULL");
         psh_context_options o;
         psh_context_options_init(&o);
-        o.kind = kind;
+        memcpy(&o.kind, &kind, sizeof kind);
         o.num_workers = num_workers;
         *out = handle(create_context(o).release());
     });
@@ -285,7 +292,11 @@ int psh_set_default_context(psh_context *ctx)
 int psh_set_default_kind(psh_kind kind, int num_workers)
 {
     psh_context *ctx = nullptr;
-    int rc = psh_context_create(&ctx, kind, num_workers);
+    psh_context_options o;
+    psh_context_options_init(&o);
+    memcpy(&o.kind, &kind, sizeof kind);
+    o.num_workers = num_workers;
+    int rc = psh_context_create_ext(&ctx, &o);
     if (rc) return rc;
     rc = psh_set_default_context(ctx);
     psh_context_destroy(ctx);
@@ -308,8 +319,8 @@ int psh_alloc(psh_array **out, psh_context *ctx, psh_dtype dtype, int ndim, cons
     return guard("psh_alloc", [&] {
         psh_alloc_options defaults;
         const psh_alloc_options &o = *checked_alloc_options(opts, defaults);
-        int order = o.order == PSH_ORDER_DEFAULT ? PSH_ORDER_C : o.order;
-        alloc_into(out, ctx, dtype, ndim, shape, order, o);
+        int order = raw(o.order) == PSH_ORDER_DEFAULT ? PSH_ORDER_C : raw(o.order);
+        alloc_into(out, ctx, raw(dtype), ndim, shape, order, o);
     });
 }
 
@@ -319,7 +330,7 @@ int psh_alloc_like(psh_array **out, psh_context *ctx, const psh_array *like, con
         if (!like) fail(PSH_EINVAL, "like is NULL");
         psh_alloc_options defaults;
         const psh_alloc_options &o = *checked_alloc_options(opts, defaults);
-        int order = o.order == PSH_ORDER_DEFAULT ? like->order : o.order;
+        int order = raw(o.order) == PSH_ORDER_DEFAULT ? like->order : raw(o.order);
         alloc_into(out, ctx, like->dtype, like->ndim, like->shape, order, o);
     });
 }
@@ -333,7 +344,7 @@ const ptrdiff_t *psh_array_strides(const psh_array *a) { return a ? a->strides :
 psh_order psh_array_order(const psh_array *a) { return a ? a->order : PSH_ORDER_DEFAULT; }
 size_t psh_array_size(const psh_array *a) { return a ? a->size : 0; }
 size_t psh_array_nbytes(const psh_array *a) { return a ? a->nbytes : 0; }
-size_t psh_dtype_size(psh_dtype dtype) { return dtype_size(dtype); }
+size_t psh_dtype_size(psh_dtype dtype) { return dtype_size(raw(dtype)); }
 
 /* functors */
 
@@ -385,7 +396,7 @@ int psh_functor_strided(psh_functor **out, const void *data, psh_dtype dtype, in
                         const ptrdiff_t *strides, int axis)
 {
     return new_functor("psh_functor_strided", out,
-                       [&] { return strided_functor(data, dtype, ndim, shape, strides, axis); });
+                       [&] { return strided_functor(data, raw(dtype), ndim, shape, strides, axis); });
 }
 
 int psh_functor_custom(psh_functor **out, const psh_functor_vtable *vt, void *self)

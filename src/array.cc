@@ -57,22 +57,13 @@ std::unique_ptr<psh_array> make_array(Context &ctx, int dtype, int ndim, const s
     if (order != PSH_ORDER_C && order != PSH_ORDER_F) fail(PSH_EINVAL, "unknown order %d", order);
     checked_size(dtype, ndim, shape);
     size_t full[kMaxDims + 1];
-    int n = ndim;
     bool fortran = order == PSH_ORDER_F;
-    if (per_worker) {
-        if (ndim == kMaxDims) fail(PSH_EINVAL, "per_worker needs a free axis: ndim is already %d", ndim);
-        size_t workers = (size_t)ctx.num_workers();
-        if (fortran) {
-            memcpy(full, shape, ndim * sizeof *shape);
-            full[ndim] = workers;
-        } else {
-            full[0] = workers;
-            memcpy(full + 1, shape, ndim * sizeof *shape);
-        }
-        n = ndim + 1;
-    } else if (ndim > 0) {
-        memcpy(full, shape, ndim * sizeof *shape);
-    }
+    // The worker axis goes first in C order, last in F order.
+    int lead = per_worker && !fortran ? 1 : 0;
+    int n = ndim + (per_worker ? 1 : 0);
+    if (per_worker && ndim == kMaxDims) fail(PSH_EINVAL, "per_worker needs a free axis: ndim is already %d", ndim);
+    for (int i = 0; i < ndim; ++i) full[lead + i] = shape[i];
+    if (per_worker) full[fortran ? ndim : 0] = (size_t)ctx.num_workers();
     size_t size = checked_size(dtype, n, full);
     auto a = std::make_unique<psh_array>();
     a->dtype = (psh_dtype)dtype;

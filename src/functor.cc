@@ -8,7 +8,7 @@
 
 namespace psh {
 
-FunctorDesc strided_functor(const void *data, psh_dtype dtype, int ndim, const size_t *shape,
+FunctorDesc strided_functor(const void *data, int dtype, int ndim, const size_t *shape,
                             const ptrdiff_t *strides, int axis)
 {
     size_t size = checked_size(dtype, ndim, shape);
@@ -28,7 +28,7 @@ FunctorDesc strided_functor(const void *data, psh_dtype dtype, int ndim, const s
     d.length = shape[axis];
     d.base = (const char *)data;
     d.stride = strides[axis];
-    d.dtype = dtype;
+    d.dtype = (psh_dtype)dtype;
     d.ndim = 0;
     for (int i = 0; i < ndim; ++i) {
         if (i == axis) continue;

@@ -28,7 +28,7 @@ struct FunctorDesc {
 };
 
 // Describe the sub-arrays along axis of an n-d array (validates everything).
-FunctorDesc strided_functor(const void *data, psh_dtype dtype, int ndim, const size_t *shape,
+FunctorDesc strided_functor(const void *data, int dtype, int ndim, const size_t *shape,
                             const ptrdiff_t *strides, int axis);
 
 }  // namespace psh
