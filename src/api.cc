@@ -176,7 +176,7 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         mon.cancel = o.cancel;
         mon.total = job.end;
         mon.last_ns = monotonic_ns();
-        if (o.cancel && *o.cancel) fail(PSH_ECANCELED, "the map was cancelled before it started");
+        if (cancelled(o.cancel)) fail(PSH_ECANCELED, "the map was cancelled before it started");
 
         int outer = current_worker();
         if (outer >= 0) {  // inside a kernel: run the inner map in this worker

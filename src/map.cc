@@ -83,7 +83,7 @@ inline bool run_items(Control &c, const Job &job, int id, WorkerSlot &slot, size
     const volatile int *cancel = job.cancel;
     for (size_t i = b; i < e; ++i) {
         if (c.stop.load(std::memory_order_relaxed)) return false;
-        if (cancel && *cancel) {
+        if (cancelled(cancel)) {
             c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
             return false;
         }
@@ -128,7 +128,7 @@ bool run_block(Control &c, const Job &job, int id, WorkerSlot &slot, size_t b, s
     default: {
         for (size_t i = b; i < e; ++i) {
             if (c.stop.load(std::memory_order_relaxed)) return false;
-            if (job.cancel && *job.cancel) {
+            if (cancelled(job.cancel)) {
                 c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
                 return false;
             }
@@ -211,7 +211,7 @@ void Control::record(int reason, int code, size_t index, int worker, int exit_st
 
 void Monitor::tick(Control &c)
 {
-    if (cancel && *cancel && !c.stop.load(std::memory_order_relaxed))
+    if (cancelled(cancel) && !c.stop.load(std::memory_order_relaxed))
         c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
     if (progress) {
         long long now = monotonic_ns();
@@ -241,7 +241,7 @@ void run_worker(Control &c, const Job &job, int w, Monitor *mon)
     while (!c.stop.load(std::memory_order_relaxed) && sched.next(b, e)) {
         if (!run_block(c, job, id, slot, b, e)) break;
         c.done.fetch_add(e - b, std::memory_order_relaxed);
-        if (job.cancel && *job.cancel) c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
+        if (cancelled(job.cancel)) c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
         if (mon) mon->tick(c);
     }
     if (custom && f.vt.worker_end) f.vt.worker_end(f.self, id);

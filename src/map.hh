@@ -70,6 +70,12 @@ struct Control {
     void record(int reason, int code, size_t index, int worker, int exit_status = 0);
 };
 
+// The caller's cancel flag, read atomically (another thread may set it).
+inline bool cancelled(const volatile int *flag)
+{
+    return flag && __atomic_load_n(const_cast<const int *>(flag), __ATOMIC_RELAXED) != 0;
+}
+
 // Caller-side periodic duties: progress callback and the cancel flag.
 struct Monitor {
     psh_progress_fn progress = nullptr;

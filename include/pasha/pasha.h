@@ -373,7 +373,11 @@ typedef struct psh_map_options {
                                       a signal handler sets non-zero to end
                                       the map with PSH_ECANCELED; workers stop
                                       at their next item and none is left
-                                      behind */
+                                      behind. The library reads it with
+                                      relaxed atomic loads: another thread
+                                      should set it with an atomic store
+                                      (C11 atomic_store_explicit, or
+                                      __atomic_store_n) */
     size_t user_data_size;       /**< persistent pools only: copy this many
                                       bytes (at most 65536) of user_data into
                                       memory the workers share and hand the
