@@ -12,7 +12,9 @@
  *   e  zero copy: memory of the process tree when processes fill a 1 GiB array
  */
 
+#include <dirent.h>
 #include <omp.h>
+#include <pthread.h>
 #include <pasha/pasha.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,7 +28,7 @@
 /* ---- options and results ---------------------------------------------- */
 
 static int opt_workers = 2, opt_rounds = 7, opt_quick = 0;
-static const char *opt_only = "abcde", *opt_json = NULL;
+static const char *opt_only = "abcde", *opt_json = NULL, *opt_omp_wait = NULL;
 
 #define MAX_VARIANTS 16
 #define MAX_ROUNDS 64
@@ -38,7 +40,7 @@ struct variant {
     double per;            /* divide the time by this (maps or items) */
     const char *unit;      /* "ms", "us", "ns/item" */
     double samples[MAX_ROUNDS];
-    double median;
+    double median, min, max;
 };
 
 struct workload {
@@ -95,6 +97,8 @@ static void measure(struct workload *w)
             if (w->v[i].samples[r] < lo) lo = w->v[i].samples[r];
             if (w->v[i].samples[r] > hi) hi = w->v[i].samples[r];
         }
+        w->v[i].min = lo;
+        w->v[i].max = hi;
         printf("  %-34s %10.3f %-8s (min %.3f, max %.3f)\n", w->v[i].name, w->v[i].median, w->v[i].unit, lo, hi);
     }
     fflush(stdout);
@@ -250,6 +254,12 @@ static void workload_a(struct workload *w)
             exit(1);
         }
     }
+    /* Give the memory back, so that (e) starts from a small caller. */
+    psh_functor_destroy(base.f);
+    psh_array_free(raw);
+    psh_array_free(out);
+    psh_array_free(offset);
+    psh_array_free(gain);
 }
 
 /* ---- (b) per-map latency ------------------------------------------------ */
@@ -311,7 +321,7 @@ static double lat_raw_fork(void *arg)
 
 static void workload_b(struct workload *w)
 {
-    static struct latency l[5];
+    static struct latency l[6];
     psh_array *out;
     size_t n = LAT_ITEMS;
     check(psh_alloc(&out, ctx_serial, PSH_INT64, 1, &n, NULL), "alloc");
@@ -326,6 +336,8 @@ static void workload_b(struct workload *w)
     add(w, "libpasha threads", lat_psh, &l[1], fast, "us");
     l[2] = (struct latency){ctx_pool, f, psh_array_data(out), fast};
     add(w, "libpasha persistent pool", lat_psh, &l[2], fast, "us");
+    l[5] = (struct latency){ctx_serial, f, psh_array_data(out), fast};
+    add(w, "libpasha serial", lat_psh, &l[5], fast, "us");
     l[3] = (struct latency){NULL, f, psh_array_data(out), slow};
     add(w, "raw fork()+waitpid()", lat_raw_fork, &l[3], slow, "us");
     l[4] = (struct latency){ctx_fork, f, psh_array_data(out), slow};
@@ -333,6 +345,8 @@ static void workload_b(struct workload *w)
     measure(w);
     for (size_t i = 0; i < n; ++i)
         if (((int64_t *)psh_array_data(out))[i] != (int64_t)i) exit(1);
+    psh_functor_destroy(f);
+    psh_array_free(out);
 }
 
 /* ---- (c) per-item overhead ---------------------------------------------- */
@@ -403,7 +417,11 @@ static void workload_c(struct workload *w)
     add(w, "libpasha serial psh_map_blocks", ovh_blocks, &o[1], (double)n, "ns/item");
     o[2] = (struct overhead){ctx_threads, n, f};
     add(w, "libpasha threads psh_map", ovh_map, &o[2], (double)n, "ns/item");
+    add(w, "libpasha threads psh_map_blocks", ovh_blocks, &o[2], (double)n, "ns/item");
+    o[3] = (struct overhead){ctx_pool, n, f};
+    add(w, "libpasha persistent pool psh_map", ovh_map, &o[3], (double)n, "ns/item");
     measure(w);
+    psh_functor_destroy(f);
 }
 
 /* ---- (d) imbalanced items ----------------------------------------------- */
@@ -473,14 +491,16 @@ static void workload_d(struct workload *w, psh_context **extra)
     add(w, "OpenMP schedule(dynamic,1)", imb_omp_dynamic, &b[0], 1, "ms");
     static const char *names[] = {"libpasha threads static", "libpasha threads dynamic",
                                   "libpasha threads dynamic,1", "libpasha threads guided",
-                                  "libpasha pool dynamic"};
-    for (int k = 0; k < 5; ++k) {
+                                  "libpasha pool dynamic", "libpasha processes dynamic"};
+    for (int k = 0; k < 6; ++k) {
         b[k + 1] = (struct imbalance){extra[k], f, n, d};
         add(w, names[k], imb_psh, &b[k + 1], 1, "ms");
     }
     measure(w);
     for (size_t i = 0; i < n; i += 7)
         if (d[i] != spin_work(i)) exit(1);
+    psh_functor_destroy(f);
+    psh_array_free(out);
 }
 
 /* ---- (e) zero copy ------------------------------------------------------- */
@@ -528,6 +548,58 @@ static int fill_block(void *ud, int worker, size_t begin, size_t end)
     return 0;
 }
 
+/* The process tree: this process and its children (the map's workers, the
+ * pools' workers), found through /proc/self/task/<tid>/children. */
+static long tree_pss_kb(int *nproc)
+{
+    long total = pss_kb(getpid());
+    int count = 1;
+    DIR *tasks = opendir("/proc/self/task");
+    struct dirent *t;
+    while (tasks && (t = readdir(tasks))) {
+        if (t->d_name[0] == '.') continue;
+        char path[300];
+        snprintf(path, sizeof path, "/proc/self/task/%s/children", t->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp) continue;
+        int child;
+        while (fscanf(fp, "%d", &child) == 1) {
+            long kb = pss_kb(child);
+            if (kb > 0) {
+                total += kb;
+                ++count;
+            }
+        }
+        fclose(fp);
+    }
+    if (tasks) closedir(tasks);
+    if (nproc) *nproc = count;
+    return total;
+}
+
+struct monitor {
+    volatile int run;
+    long peak_kb;
+    int peak_nproc, samples;
+};
+
+static void *monitor_main(void *arg)
+{
+    struct monitor *m = arg;
+    struct timespec ts = {0, 1000000};
+    while (__atomic_load_n(&m->run, __ATOMIC_ACQUIRE)) {
+        int np;
+        long kb = tree_pss_kb(&np);
+        if (kb > m->peak_kb) {
+            m->peak_kb = kb;
+            m->peak_nproc = np;
+        }
+        ++m->samples;
+        nanosleep(&ts, NULL);
+    }
+    return NULL;
+}
+
 static void workload_e(FILE *json)
 {
     size_t bytes = opt_quick ? ((size_t)64 << 20) : ((size_t)1 << 30);
@@ -539,28 +611,53 @@ static void workload_e(FILE *json)
     check(psh_alloc(&pss, ctx_fork, PSH_INT64, 0, NULL, &pw), "alloc");
     check(psh_alloc(&rss, ctx_fork, PSH_INT64, 0, NULL, &pw), "alloc");
     struct fill f = {psh_array_data(a), bytes, psh_array_data(pss), psh_array_data(rss), opt_workers};
-    long caller_before = pss_kb(getpid());
+    int np_before;
+    long tree_before = tree_pss_kb(&np_before), caller_before = pss_kb(getpid());
+    /* A monitor thread samples the whole tree's PSS every millisecond while
+     * the processes fill the array. */
+    struct monitor m = {1, tree_before, np_before, 0};
+    pthread_t mon;
+    if (pthread_create(&mon, NULL, monitor_main, &m) != 0) {
+        fprintf(stderr, "pthread_create failed\n");
+        exit(1);
+    }
     check(psh_map_blocks(ctx_fork, fill_block, &f, bytes / 4096), "fill");
+    __atomic_store_n(&m.run, 0, __ATOMIC_RELEASE);
+    pthread_join(mon, NULL);
     /* The caller reads every page: it maps the same memory, no copy. */
-    uint64_t sum = 0;
-    for (size_t i = 0; i < bytes; i += 4096) sum += f.data[i];
-    long caller_pss = pss_kb(getpid()), caller_rss = rss_kb(getpid());
-    long workers_pss = 0;
-    for (int w = 0; w < opt_workers; ++w) workers_pss += (long)f.pss[w];
-    double gib = 1024.0 * 1024.0;
-    printf("\n(e) zero copy: %d worker processes fill a %.2f GiB psh array\n", opt_workers, (double)bytes / (1 << 30));
-    printf("  array size                          %8.3f GiB\n", (double)bytes / (1 << 30));
-    printf("  workers' PSS at the end of their share (sum) %8.3f GiB\n", (double)workers_pss / gib);
-    printf("  caller's PSS before the map         %8.3f GiB\n", (double)caller_before / gib);
-    printf("  caller's RSS after reading it all    %8.3f GiB\n", (double)caller_rss / gib);
-    printf("  peak of the tree (workers' PSS + caller's PSS before) %8.3f GiB (vs %.3f GiB if copied)\n",
-           (double)(workers_pss + caller_before) / gib, 2.0 * (double)bytes / (1 << 30));
-    printf("  (checksum %llu)\n", (unsigned long long)sum);
+    for (size_t i = 0; i < bytes / 4096; ++i)
+        if (f.data[i * 4096] != ((i & 0xff) | 1) || f.data[i * 4096 + 4095] != ((i & 0xff) | 1)) {
+            fprintf(stderr, "fill result wrong at page %zu\n", i);
+            exit(1);
+        }
+    long tree_after = tree_pss_kb(NULL), caller_rss = rss_kb(getpid());
+    long workers_pss = 0, workers_rss = 0;
+    for (int w = 0; w < opt_workers; ++w) {
+        workers_pss += (long)f.pss[w];
+        workers_rss += (long)f.rss[w];
+    }
+    double kib = 1024.0 * 1024.0, gib = (double)bytes / (1 << 30);
+    printf("\n(e) zero copy: %d worker processes (fork per map) fill a %.2f GiB psh array\n", opt_workers, gib);
+    printf("  array size                                   %8.3f GiB\n", gib);
+    printf("  tree PSS before the map (caller + children)  %8.3f GiB\n", (double)tree_before / kib);
+    printf("  tree PSS peak during the map (%4d samples)   %8.3f GiB, %d processes\n", m.samples,
+           (double)m.peak_kb / kib, m.peak_nproc);
+    printf("  tree PSS growth: peak - before               %8.3f GiB  (%.2fx the array; 2x if copied)\n",
+           (double)(m.peak_kb - tree_before) / kib, (double)(m.peak_kb - tree_before) / kib / gib);
+    printf("  workers' PSS at the end of their share (sum) %8.3f GiB\n", (double)workers_pss / kib);
+    printf("  workers' RSS at the end of their share (sum) %8.3f GiB\n", (double)workers_rss / kib);
+    printf("  caller's PSS before the map                  %8.3f GiB\n", (double)caller_before / kib);
+    printf("  caller's RSS after reading it all            %8.3f GiB\n", (double)caller_rss / kib);
+    printf("  tree PSS after the caller read it all        %8.3f GiB\n", (double)tree_after / kib);
     if (json)
-        fprintf(json, "  \"e\": {\"array_gib\": %.4f, \"workers_pss_gib\": %.4f, \"caller_pss_before_gib\": %.4f, "
-                      "\"caller_pss_after_gib\": %.4f, \"caller_rss_after_gib\": %.4f},\n",
-                (double)bytes / (1 << 30), (double)workers_pss / gib, (double)caller_before / gib,
-                (double)caller_pss / gib, (double)caller_rss / gib);
+        fprintf(json,
+                "  \"e\": {\"array_gib\": %.4f, \"tree_pss_before_gib\": %.4f, \"tree_pss_peak_gib\": %.4f, "
+                "\"tree_pss_growth_gib\": %.4f, \"monitor_samples\": %d, \"workers_pss_gib\": %.4f, "
+                "\"workers_rss_gib\": %.4f, \"caller_pss_before_gib\": %.4f, \"caller_rss_after_gib\": %.4f, "
+                "\"tree_pss_after_gib\": %.4f},\n",
+                gib, (double)tree_before / kib, (double)m.peak_kb / kib, (double)(m.peak_kb - tree_before) / kib,
+                m.samples, (double)workers_pss / kib, (double)workers_rss / kib, (double)caller_before / kib,
+                (double)caller_rss / kib, (double)tree_after / kib);
     psh_array_free(a);
     psh_array_free(pss);
     psh_array_free(rss);
@@ -582,8 +679,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--quick") == 0) opt_quick = 1;
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) opt_only = argv[++i];
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) opt_json = argv[++i];
+        else if (strcmp(argv[i], "--omp-wait") == 0 && i + 1 < argc) opt_omp_wait = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--workers N] [--rounds R] [--quick] [--only a,b,c,d,e] [--json FILE|-]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--workers N] [--rounds R] [--quick] [--only a,b,c,d,e] [--json FILE|-]\n"
+                            "          [--omp-wait active|passive]\n", argv[0]);
             return 2;
         }
     }
@@ -597,16 +696,33 @@ int main(int argc, char **argv)
     }
     if (opt_rounds < 1 || opt_rounds > MAX_ROUNDS) opt_rounds = 7;
 
-    printf("libpasha %s benchmark: %d workers, %d rounds, %ld CPUs online%s\n", psh_version(), opt_workers,
-           opt_rounds, sysconf(_SC_NPROCESSORS_ONLN), opt_quick ? " (quick)" : "");
+    /* OpenMP and fork in one process: libgomp reads OMP_WAIT_POLICY at its
+     * first parallel region, so set it (if asked) before any. The default
+     * (unset) spins a while then sleeps, as libpasha's pool does; settle()
+     * between variants lets idle OpenMP threads fall asleep before a
+     * process mode runs, and every context is made before the first
+     * OpenMP region, so the pools' workers are forked from a process with
+     * no libgomp team. Forked children run only our kernels, never OpenMP. */
+    if (opt_omp_wait) {
+        if (strcmp(opt_omp_wait, "active") != 0 && strcmp(opt_omp_wait, "passive") != 0) {
+            fprintf(stderr, "--omp-wait: active or passive\n");
+            return 2;
+        }
+        setenv("OMP_WAIT_POLICY", opt_omp_wait, 1);
+    }
+    const char *wait_policy = getenv("OMP_WAIT_POLICY");
+    printf("libpasha %s benchmark: %d workers, %d rounds, %ld CPUs online, OMP_WAIT_POLICY=%s%s\n", psh_version(),
+           opt_workers, opt_rounds, sysconf(_SC_NPROCESSORS_ONLN), wait_policy ? wait_policy : "(unset)",
+           opt_quick ? " (quick)" : "");
     ctx_serial = make_ctx(PSH_SERIAL, 0, PSH_SCHEDULE_STATIC, 0);
     ctx_threads = make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_STATIC, 0);
     ctx_fork = make_ctx(PSH_PROCESSES, 0, PSH_SCHEDULE_STATIC, 0);
     ctx_pool = make_ctx(PSH_PROCESSES, 1, PSH_SCHEDULE_STATIC, 0);
-    psh_context *extra[5] = {ctx_threads, make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_DYNAMIC, 0),
+    psh_context *extra[6] = {ctx_threads, make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_DYNAMIC, 0),
                              make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_DYNAMIC, 1),
                              make_ctx(PSH_THREADS, 0, PSH_SCHEDULE_GUIDED, 0),
-                             make_ctx(PSH_PROCESSES, 1, PSH_SCHEDULE_DYNAMIC, 0)};
+                             make_ctx(PSH_PROCESSES, 1, PSH_SCHEDULE_DYNAMIC, 0),
+                             make_ctx(PSH_PROCESSES, 0, PSH_SCHEDULE_DYNAMIC, 0)};
 
     FILE *json = NULL;
     if (opt_json) json = strcmp(opt_json, "-") == 0 ? stdout : fopen(opt_json, "w");
@@ -643,7 +759,7 @@ int main(int argc, char **argv)
     if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
     if (strchr(opt_only, 'e')) workload_e(json);
 
-    printf("\nTargets (ratios from this run)\n");
+    printf("\nTargets (ratios of medians from this run, %d workers)\n", opt_workers);
     for (int i = 0; i < nt; ++i)
         printf("  %-42s %7.3f%-2s  target <= %.2f%-2s  %s\n", t[i].what, t[i].value, t[i].unit, t[i].limit, t[i].unit,
                t[i].value <= t[i].limit ? "met" : "NOT met");
@@ -656,8 +772,9 @@ int main(int argc, char **argv)
             fprintf(json, "%s\n    \"%s\": {", first ? "" : ",", all[k]->id);
             first = 0;
             for (int i = 0; i < all[k]->nvar; ++i)
-                fprintf(json, "%s\"%s\": {\"median\": %.6g, \"unit\": \"%s\"}", i ? ", " : "", all[k]->v[i].name,
-                        all[k]->v[i].median, all[k]->v[i].unit);
+                fprintf(json, "%s\"%s\": {\"median\": %.6g, \"min\": %.6g, \"max\": %.6g, \"unit\": \"%s\"}",
+                        i ? ", " : "", all[k]->v[i].name, all[k]->v[i].median, all[k]->v[i].min, all[k]->v[i].max,
+                        all[k]->v[i].unit);
             fprintf(json, "}");
         }
         fprintf(json, "\n  },\n  \"targets\": [");
