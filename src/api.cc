@@ -116,22 +116,21 @@ std::unique_ptr<Context> create_context(const psh_context_options &o)
     }
 }
 
-// Copy the part of a caller's versioned struct that it has (struct_size
-// bytes) over the defaults, without loading any of its enums.
-template <class T>
-void merge_options(T &defaults, const T *opts, size_t minimum, const char *init)
-{
-    check_struct_size(opts, minimum, init);
-    size_t n = opts->struct_size < sizeof(T) ? opts->struct_size : sizeof(T);
-    memcpy(static_cast<void *>(&defaults), opts, n);
-    defaults.struct_size = sizeof(T);
-}
+// Copy a field of a caller's versioned struct over the defaults if the
+// caller's struct_size covers all of it (memcpy: enums are not loaded).
+#define COPY_FIELD(dst, src, type, field) \
+    do { \
+        if (HAS_FIELD(src, type, field)) memcpy(&(dst).field, &(src)->field, sizeof((dst).field)); \
+    } while (0)
 
 const psh_alloc_options *checked_alloc_options(const psh_alloc_options *opts, psh_alloc_options &defaults)
 {
     psh_alloc_options_init(&defaults);
-    if (opts)
-        merge_options(defaults, opts, offsetof(psh_alloc_options, order) + sizeof(psh_order), "psh_alloc_options_init");
+    if (!opts) return &defaults;
+    check_struct_size(opts, offsetof(psh_alloc_options, order) + sizeof(psh_order), "psh_alloc_options_init");
+    COPY_FIELD(defaults, opts, psh_alloc_options, order);
+    COPY_FIELD(defaults, opts, psh_alloc_options, fill);
+    COPY_FIELD(defaults, opts, psh_alloc_options, per_worker);
     return &defaults;
 }
 
@@ -152,8 +151,15 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         if (kernel && !functor) fail(PSH_EINVAL, "functor is NULL");
         psh_map_options o;
         psh_map_options_init(&o);
-        if (opts)
-            merge_options(o, opts, offsetof(psh_map_options, schedule) + sizeof(psh_schedule), "psh_map_options_init");
+        if (opts) {
+            check_struct_size(opts, offsetof(psh_map_options, schedule) + sizeof(psh_schedule), "psh_map_options_init");
+            COPY_FIELD(o, opts, psh_map_options, schedule);
+            COPY_FIELD(o, opts, psh_map_options, chunk);
+            COPY_FIELD(o, opts, psh_map_options, progress);
+            COPY_FIELD(o, opts, psh_map_options, progress_data);
+            COPY_FIELD(o, opts, psh_map_options, cancel);
+            COPY_FIELD(o, opts, psh_map_options, user_data_size);
+        }
         int schedule = raw(o.schedule);
         if (o.user_data_size > kMaxUserData)
             fail(PSH_EINVAL, "user_data_size %zu is more than %zu", o.user_data_size, kMaxUserData);
@@ -227,8 +233,15 @@ int psh_context_create_ext(psh_context **out, const psh_context_options *opts)
         if (!out) fail(PSH_EINVAL, "out is NULL");
         psh_context_options o;
         psh_context_options_init(&o);
-        if (opts)
-            merge_options(o, opts, offsetof(psh_context_options, num_workers) + sizeof(int), "psh_context_options_init");
+        if (opts) {
+            check_struct_size(opts, offsetof(psh_context_options, num_workers) + sizeof(int), "psh_context_options_init");
+            COPY_FIELD(o, opts, psh_context_options, kind);
+            COPY_FIELD(o, opts, psh_context_options, num_workers);
+            COPY_FIELD(o, opts, psh_context_options, persistent);
+            COPY_FIELD(o, opts, psh_context_options, schedule);
+            COPY_FIELD(o, opts, psh_context_options, chunk);
+            COPY_FIELD(o, opts, psh_context_options, pin_cpus);
+        }
         *out = handle(create_context(o).release());
     });
 }
@@ -409,8 +422,8 @@ int psh_functor_custom(psh_functor **out, const psh_functor_vtable *vt, void *se
         d.vt.struct_size = sizeof d.vt;
         d.vt.length = vt->length;
         d.vt.get = vt->get;
-        if (HAS_FIELD(vt, psh_functor_vtable, worker_begin)) d.vt.worker_begin = vt->worker_begin;
-        if (HAS_FIELD(vt, psh_functor_vtable, worker_end)) d.vt.worker_end = vt->worker_end;
+        COPY_FIELD(d.vt, vt, psh_functor_vtable, worker_begin);
+        COPY_FIELD(d.vt, vt, psh_functor_vtable, worker_end);
         d.self = self;
         d.length = vt->length(self);
         return d;

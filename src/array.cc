@@ -14,14 +14,16 @@ size_t checked_size(int dtype, int ndim, const size_t *shape)
     check_dtype(dtype);
     if (ndim < 0 || ndim > kMaxDims) fail(PSH_EINVAL, "ndim %d is out of range 0..%d", ndim, kMaxDims);
     if (ndim > 0 && !shape) fail(PSH_EINVAL, "shape is NULL");
-    size_t itemsize = dtype_size(dtype), size = 1;
+    // Strides are products of lengths too, with zero lengths counted as one
+    // (see contiguous_strides): an empty array can still have strides that
+    // overflow, so both products must fit.
+    size_t itemsize = dtype_size(dtype), size = 1, span = itemsize;
     bool overflow = false;
-    for (int i = 0; i < ndim; ++i)
+    for (int i = 0; i < ndim; ++i) {
         overflow |= __builtin_mul_overflow(size, shape[i], &size);
-    size_t nbytes;
-    overflow |= __builtin_mul_overflow(size, itemsize, &nbytes);
-    if (overflow || nbytes > (size_t)PTRDIFF_MAX)
-        fail(PSH_EINVAL, "the shape's size in bytes overflows");
+        overflow |= __builtin_mul_overflow(span, shape[i] ? shape[i] : 1, &span);
+    }
+    if (overflow || span > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "the shape's size in bytes overflows");
     return size;
 }
 

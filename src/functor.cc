@@ -27,7 +27,7 @@ FunctorDesc strided_functor(const void *data, int dtype, int ndim, const size_t 
     d.kind = FunctorDesc::VIEW;
     d.length = shape[axis];
     d.base = (const char *)data;
-    d.stride = strides[axis];
+    d.stride = data ? strides[axis] : 0;  // no data (an empty array): no pointer arithmetic on NULL
     d.dtype = (psh_dtype)dtype;
     d.ndim = 0;
     for (int i = 0; i < ndim; ++i) {

@@ -164,6 +164,8 @@ static void test_alloc_bad_arguments(void **state)
     assert_error(psh_alloc(&a, NULL, (psh_dtype)12, 1, shape, NULL), PSH_EINVAL, "unknown dtype 12");
     const size_t huge[2] = {SIZE_MAX / 2, 3};
     assert_error(psh_alloc(&a, NULL, PSH_INT8, 2, huge, NULL), PSH_EINVAL, "overflows");
+    const size_t empty_but_huge[3] = {0, SIZE_MAX / 16, 64}; /* no elements, but strides overflow */
+    assert_error(psh_alloc(&a, NULL, PSH_INT8, 3, empty_but_huge, NULL), PSH_EINVAL, "overflows");
     const size_t big[1] = {SIZE_MAX / 8 + 1};
     assert_error(psh_alloc(&a, NULL, PSH_FLOAT64, 1, big, NULL), PSH_EINVAL, "overflows");
     psh_alloc_options o;
