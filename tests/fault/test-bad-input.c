@@ -10,6 +10,26 @@ static psh_functor *out_f;
 static psh_context *out_c;
 static const size_t shape3[3] = {2, 3, 4};
 static size_t big[2] = {SIZE_MAX / 4, 8};
+static const size_t ones[32] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                                1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+/* Fits in size_t as a count of elements, not as bytes (16 each). */
+static const size_t huge3[3] = {(size_t)1 << 20, (size_t)1 << 20, (size_t)1 << 20};
+
+/* psh_context_create with the default workers, PASHA_NUM_WORKERS set to env. */
+static int create_with_env(const char *env)
+{
+    const char *old = getenv("PASHA_NUM_WORKERS");
+    char *saved = old ? strdup(old) : NULL;
+    setenv("PASHA_NUM_WORKERS", env, 1);
+    int rc = psh_context_create(&out_c, PSH_THREADS, 0);
+    if (saved) {
+        setenv("PASHA_NUM_WORKERS", saved, 1);
+        free(saved);
+    } else {
+        unsetenv("PASHA_NUM_WORKERS");
+    }
+    return rc;
+}
 
 static int kern(void *u, int w, size_t i, const void *v)
 {
