@@ -124,6 +124,13 @@ static double median_of(struct workload *w, const char *name)
     return 0;
 }
 
+static double min_of(struct workload *w, const char *name)
+{
+    for (int i = 0; i < w->nvar; ++i)
+        if (strcmp(w->v[i].name, name) == 0) return w->v[i].min;
+    return 0;
+}
+
 static void check(int rc, const char *what)
 {
     if (rc != PSH_OK) {
@@ -669,6 +676,7 @@ struct target {
     const char *what;
     double value, limit;
     const char *unit;
+    double best; /* the same ratio from the fastest rounds: what a quiet machine gives */
 };
 
 int main(int argc, char **argv)
@@ -736,33 +744,42 @@ int main(int argc, char **argv)
     if (strchr(opt_only, 'a')) {
         workload_a(&wa);
         double th = median_of(&wa, "libpasha threads");
-        t[nt++] = (struct target){"threads vs OpenMP static, (a)", th / median_of(&wa, "OpenMP schedule(static)"), 1.05, "x"};
-        t[nt++] = (struct target){"persistent pool vs threads, (a)", median_of(&wa, "libpasha persistent pool") / th, 1.10, "x"};
+        double thm = min_of(&wa, "libpasha threads");
+        t[nt++] = (struct target){"threads vs OpenMP static, (a)", th / median_of(&wa, "OpenMP schedule(static)"), 1.05,
+                                  "x", thm / min_of(&wa, "OpenMP schedule(static)")};
+        t[nt++] = (struct target){"persistent pool vs threads, (a)", median_of(&wa, "libpasha persistent pool") / th, 1.10,
+                                  "x", min_of(&wa, "libpasha persistent pool") / thm};
     }
     if (strchr(opt_only, 'b')) {
         workload_b(&wb);
         double th = median_of(&wb, "libpasha threads");
-        t[nt++] = (struct target){"threads vs OpenMP parallel for, (b)", th / median_of(&wb, "OpenMP parallel for"), 2.0, "x"};
+        double thm = min_of(&wb, "libpasha threads");
+        t[nt++] = (struct target){"threads vs OpenMP parallel for, (b)", th / median_of(&wb, "OpenMP parallel for"), 2.0,
+                                  "x", thm / min_of(&wb, "OpenMP parallel for")};
         t[nt++] = (struct target){"processes vs raw fork+waitpid, (b)",
-                                  median_of(&wb, "libpasha processes (fork/map)") / median_of(&wb, "raw fork()+waitpid()"), 1.2, "x"};
-        t[nt++] = (struct target){"persistent pool vs threads, (b)", median_of(&wb, "libpasha persistent pool") / th, 10.0, "x"};
+                                  median_of(&wb, "libpasha processes (fork/map)") / median_of(&wb, "raw fork()+waitpid()"), 1.2,
+                                  "x", min_of(&wb, "libpasha processes (fork/map)") / min_of(&wb, "raw fork()+waitpid()")};
+        t[nt++] = (struct target){"persistent pool vs threads, (b)", median_of(&wb, "libpasha persistent pool") / th, 10.0,
+                                  "x", min_of(&wb, "libpasha persistent pool") / thm};
     }
     if (strchr(opt_only, 'c')) {
         workload_c(&wc);
-        t[nt++] = (struct target){"serial psh_map per-item overhead, (c)", median_of(&wc, "libpasha serial psh_map"), 2.0, "ns"};
+        t[nt++] = (struct target){"serial psh_map per-item overhead, (c)", median_of(&wc, "libpasha serial psh_map"), 2.0,
+                                  "ns", min_of(&wc, "libpasha serial psh_map")};
     }
     if (strchr(opt_only, 'd')) {
         workload_d(&wd, extra);
         t[nt++] = (struct target){"dynamic vs OpenMP dynamic,1, (d)",
-                                  median_of(&wd, "libpasha threads dynamic") / median_of(&wd, "OpenMP schedule(dynamic,1)"), 1.10, "x"};
+                                  median_of(&wd, "libpasha threads dynamic") / median_of(&wd, "OpenMP schedule(dynamic,1)"), 1.10,
+                                  "x", min_of(&wd, "libpasha threads dynamic") / min_of(&wd, "OpenMP schedule(dynamic,1)")};
     }
     if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
     if (strchr(opt_only, 'e')) workload_e(json);
 
     printf("\nTargets (ratios of medians from this run, %d workers)\n", opt_workers);
     for (int i = 0; i < nt; ++i)
-        printf("  %-42s %7.3f%-2s  target <= %.2f%-2s  %s\n", t[i].what, t[i].value, t[i].unit, t[i].limit, t[i].unit,
-               t[i].value <= t[i].limit ? "met" : "NOT met");
+        printf("  %-40s %7.3f%-2s  target <= %5.2f%-2s  %-7s  (fastest rounds: %.3f%s)\n", t[i].what, t[i].value,
+               t[i].unit, t[i].limit, t[i].unit, t[i].value <= t[i].limit ? "met" : "NOT met", t[i].best, t[i].unit);
     if (json) {
         struct workload *all[4] = {&wa, &wb, &wc, &wd};
         fprintf(json, "  \"workloads\": {");
@@ -779,8 +796,8 @@ int main(int argc, char **argv)
         }
         fprintf(json, "\n  },\n  \"targets\": [");
         for (int i = 0; i < nt; ++i)
-            fprintf(json, "%s\n    {\"what\": \"%s\", \"value\": %.4f, \"limit\": %.2f, \"met\": %s}", i ? "," : "", t[i].what,
-                    t[i].value, t[i].limit, t[i].value <= t[i].limit ? "true" : "false");
+            fprintf(json, "%s\n    {\"what\": \"%s\", \"value\": %.4f, \"limit\": %.2f, \"met\": %s, \"best\": %.4f}",
+                    i ? "," : "", t[i].what, t[i].value, t[i].limit, t[i].value <= t[i].limit ? "true" : "false", t[i].best);
         fprintf(json, "\n  ]\n}\n");
         if (json != stdout) fclose(json);
     }

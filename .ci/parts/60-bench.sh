@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Benchmark smoke run: build bench/ with -Dbench=enabled -Dwerror=true, run
+# every workload at tiny sizes (--quick) through bench/scaling.sh with 1 and
+# 2 workers, and check that the JSON and the plots come out. No timing is
+# checked: this machine's figures mean nothing.
+set -euo pipefail
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+meson setup build-ci-bench -Dbench=enabled -Dwerror=true -Dtests=disabled -Dexamples=disabled >/dev/null
+ninja -C build-ci-bench >/dev/null
+WORKERS="1 2" bench/scaling.sh build-ci-bench "$out" -- --quick --rounds 3 2>/dev/null >/dev/null
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+for w in (1, 2):
+    d = json.load(open(f"{out}/workers-{w}.json"))
+    assert d["workers"] == w, d["workers"]
+    assert set(d["workloads"]) == set("abcd"), d["workloads"].keys()
+    assert len(d["targets"]) == 7, d["targets"]
+    assert all(v["median"] > 0 for k in "abd" for v in d["workloads"][k].values())
+    assert 0.5 < d["e"]["workers_pss_gib"] / d["e"]["array_gib"] < 1.5, d["e"]
+for f in ("scaling.md", "scaling-a.svg", "scaling-d.svg"):
+    assert open(f"{out}/{f}").read().strip(), f
+PY
+echo "bench: ok"
