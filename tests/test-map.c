@@ -355,7 +355,9 @@ static void test_map_ext_cancel_flag_ends_the_map(void **state)
         assert_error(psh_map_ext(ctx, slow_kernel, NULL, f, &o), PSH_ECANCELED, "cancel");
         double took = now_s() - t0;
         pthread_join(t, NULL);
-        if (took > 2.0) fail_msg("%s: cancel took %.2f s", all_configs[k].name, took);
+        /* The whole map takes 50 s; a generous bound that still proves the
+         * cancel (it also holds under valgrind). */
+        if (took > 20.0) fail_msg("%s: cancel took %.2f s", all_configs[k].name, took);
         /* Still usable. */
         cancel_flag = 0;
         psh_functor_destroy(f);
