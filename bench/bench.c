@@ -727,6 +727,20 @@ int main(int argc, char **argv)
         }
         setenv("OMP_WAIT_POLICY", opt_omp_wait, 1);
     }
+    FILE *json = NULL;
+    if (opt_json && strcmp(opt_json, "-") == 0) {
+        /* JSON alone on stdout; the human-readable table goes to stderr. */
+        fflush(stdout);
+        int fd = dup(STDOUT_FILENO);
+        json = fd >= 0 ? fdopen(fd, "w") : NULL;
+        if (json) dup2(STDERR_FILENO, STDOUT_FILENO);
+    } else if (opt_json) {
+        json = fopen(opt_json, "w");
+    }
+    if (opt_json && !json) {
+        perror(opt_json);
+        return 2;
+    }
     const char *wait_policy = getenv("OMP_WAIT_POLICY");
     printf("libpasha %s benchmark: %d workers, %d rounds, %ld CPUs online, OMP_WAIT_POLICY=%s%s\n", psh_version(),
            opt_workers, opt_rounds, sysconf(_SC_NPROCESSORS_ONLN), wait_policy ? wait_policy : "(unset)",
@@ -741,12 +755,6 @@ int main(int argc, char **argv)
                              make_ctx(PSH_PROCESSES, 1, PSH_SCHEDULE_DYNAMIC, 0),
                              make_ctx(PSH_PROCESSES, 0, PSH_SCHEDULE_DYNAMIC, 0)};
 
-    FILE *json = NULL;
-    if (opt_json) json = strcmp(opt_json, "-") == 0 ? stdout : fopen(opt_json, "w");
-    if (opt_json && !json) {
-        perror(opt_json);
-        return 2;
-    }
     static struct workload wa, wb, wc, wd;
     struct target t[8];
     int nt = 0;
@@ -808,7 +816,12 @@ int main(int argc, char **argv)
             fprintf(json, "%s\n    {\"what\": \"%s\", \"value\": %.4f, \"limit\": %.2f, \"met\": %s, \"best\": %.4f}",
                     i ? "," : "", t[i].what, t[i].value, t[i].limit, t[i].value <= t[i].limit ? "true" : "false", t[i].best);
         fprintf(json, "\n  ]\n}\n");
-        if (json != stdout) fclose(json);
+        fclose(json);
     }
+    for (int k = 1; k < 6; ++k) psh_context_destroy(extra[k]);
+    psh_context_destroy(ctx_pool);
+    psh_context_destroy(ctx_fork);
+    psh_context_destroy(ctx_threads);
+    psh_context_destroy(ctx_serial);
     return 0;
 }
