@@ -552,6 +552,7 @@ struct fill {
     size_t bytes;
     int64_t *pss; /* per worker, kB, measured at the end of its share */
     int64_t *rss;
+    int64_t *sync; /* [0]: workers done with their share, [1]: the monitor has seen them all */
     int workers;
 };
 
@@ -561,6 +562,11 @@ static int fill_block(void *ud, int worker, size_t begin, size_t end)
     for (size_t i = begin; i < end; ++i) memset(f->data + i * 4096, (int)(i & 0xff) | 1, 4096);
     f->pss[worker] = pss_kb(getpid());
     f->rss[worker] = rss_kb(getpid());
+    /* Stay alive, with every page mapped, until the monitor has sampled the
+     * tree once after all workers finished (at most 2 s: never a hang). */
+    __atomic_add_fetch(&f->sync[0], 1, __ATOMIC_ACQ_REL);
+    struct timespec ts = {0, 100000};
+    for (int k = 0; k < 20000 && !__atomic_load_n(&f->sync[1], __ATOMIC_ACQUIRE); ++k) nanosleep(&ts, NULL);
     return 0;
 }
 
@@ -597,6 +603,8 @@ struct monitor {
     volatile int run;
     long peak_kb;
     int peak_nproc, samples;
+    struct fill *fill;
+    long all_done_kb; /* the tree once every worker has finished its share; -1: not seen */
 };
 
 static void *monitor_main(void *arg)
@@ -605,7 +613,12 @@ static void *monitor_main(void *arg)
     struct timespec ts = {0, 1000000};
     while (__atomic_load_n(&m->run, __ATOMIC_ACQUIRE)) {
         int np;
+        int all_done = __atomic_load_n(&m->fill->sync[0], __ATOMIC_ACQUIRE) >= m->fill->workers;
         long kb = tree_pss_kb(&np);
+        if (all_done && m->all_done_kb < 0) {
+            m->all_done_kb = kb;
+            __atomic_store_n(&m->fill->sync[1], 1, __ATOMIC_RELEASE);
+        }
         if (kb > m->peak_kb) {
             m->peak_kb = kb;
             m->peak_nproc = np;
@@ -626,12 +639,16 @@ static void workload_e(FILE *json)
     pw.per_worker = 1;
     check(psh_alloc(&pss, ctx_fork, PSH_INT64, 0, NULL, &pw), "alloc");
     check(psh_alloc(&rss, ctx_fork, PSH_INT64, 0, NULL, &pw), "alloc");
-    struct fill f = {psh_array_data(a), bytes, psh_array_data(pss), psh_array_data(rss), opt_workers};
+    size_t two = 2;
+    psh_array *sync;
+    check(psh_alloc(&sync, ctx_fork, PSH_INT64, 1, &two, NULL), "alloc");
+    struct fill f = {psh_array_data(a), bytes, psh_array_data(pss), psh_array_data(rss), psh_array_data(sync),
+                     opt_workers};
     int np_before;
     long tree_before = tree_pss_kb(&np_before), caller_before = pss_kb(getpid());
     /* A monitor thread samples the whole tree's PSS every millisecond while
      * the processes fill the array. */
-    struct monitor m = {1, tree_before, np_before, 0};
+    struct monitor m = {1, tree_before, np_before, 0, &f, -1};
     pthread_t mon;
     if (pthread_create(&mon, NULL, monitor_main, &m) != 0) {
         fprintf(stderr, "pthread_create failed\n");
@@ -660,6 +677,7 @@ static void workload_e(FILE *json)
            (double)m.peak_kb / kib, m.peak_nproc);
     printf("  tree PSS growth: peak - before               %8.3f GiB  (%.2fx the array; 2x if copied)\n",
            (double)(m.peak_kb - tree_before) / kib, (double)(m.peak_kb - tree_before) / kib / gib);
+    printf("  tree PSS once all workers finished (alive)   %8.3f GiB\n", (double)m.all_done_kb / kib);
     printf("  workers' PSS at the end of their share (sum) %8.3f GiB\n", (double)workers_pss / kib);
     printf("  workers' RSS at the end of their share (sum) %8.3f GiB\n", (double)workers_rss / kib);
     printf("  caller's PSS before the map                  %8.3f GiB\n", (double)caller_before / kib);
@@ -669,14 +687,15 @@ static void workload_e(FILE *json)
         fprintf(json,
                 "  \"e\": {\"array_gib\": %.4f, \"tree_pss_before_gib\": %.4f, \"tree_pss_peak_gib\": %.4f, "
                 "\"tree_pss_growth_gib\": %.4f, \"monitor_samples\": %d, \"workers_pss_gib\": %.4f, "
-                "\"workers_rss_gib\": %.4f, \"caller_pss_before_gib\": %.4f, \"caller_rss_after_gib\": %.4f, "
+                "\"tree_pss_all_done_gib\": %.4f, \"workers_rss_gib\": %.4f, \"caller_pss_before_gib\": %.4f, \"caller_rss_after_gib\": %.4f, "
                 "\"tree_pss_after_gib\": %.4f},\n",
                 gib, (double)tree_before / kib, (double)m.peak_kb / kib, (double)(m.peak_kb - tree_before) / kib,
-                m.samples, (double)workers_pss / kib, (double)workers_rss / kib, (double)caller_before / kib,
+                m.samples, (double)workers_pss / kib, (double)m.all_done_kb / kib, (double)workers_rss / kib, (double)caller_before / kib,
                 (double)caller_rss / kib, (double)tree_after / kib);
     psh_array_free(a);
     psh_array_free(pss);
     psh_array_free(rss);
+    psh_array_free(sync);
 }
 
 /* ---- targets ------------------------------------------------------------ */
@@ -741,6 +760,10 @@ int main(int argc, char **argv)
         perror(opt_json);
         return 2;
     }
+    /* Line buffered even into a pipe or file: forked workers flush the stdio
+     * buffers they inherit (a core issue, reported as patch bench-01), so pending output
+     * at a fork would be written once per worker. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     const char *wait_policy = getenv("OMP_WAIT_POLICY");
     printf("libpasha %s benchmark: %d workers, %d rounds, %ld CPUs online, OMP_WAIT_POLICY=%s%s\n", psh_version(),
            opt_workers, opt_rounds, sysconf(_SC_NPROCESSORS_ONLN), wait_policy ? wait_policy : "(unset)",
@@ -791,6 +814,7 @@ int main(int argc, char **argv)
                                   "x", min_of(&wd, "libpasha threads dynamic") / min_of(&wd, "OpenMP schedule(dynamic,1)")};
     }
     if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
+    if (json) fflush(json); /* nothing pending when (e) forks */
     if (strchr(opt_only, 'e')) workload_e(json);
 
     printf("\nTargets (ratios of medians from this run, %d workers)\n", opt_workers);
