@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "error.hh"
+#include "process.hh"
 
 namespace psh {
 
@@ -105,6 +106,11 @@ void raise_outcome(const Outcome &o)
     case STOP_DEATH: {
         int st = o.exit_status;
         const char *doing = o.index == SIZE_MAX ? " before its first item" : "";
+        if (st == kStatusUnknown)
+            fail(PSH_EWORKER,
+                 "worker %d ended before finishing its share%s%s (its exit status was collected elsewhere: "
+                 "the program ignores SIGCHLD or reaps children itself)",
+                 o.worker, where, doing);
         if (WIFSIGNALED(st))
             fail(PSH_EWORKER, "worker %d was killed by signal %d (%s)%s%s", o.worker, WTERMSIG(st),
                  strsignal(WTERMSIG(st)), where, doing);

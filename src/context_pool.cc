@@ -121,8 +121,7 @@ private:
     {
         for (int w = 0; w < cfg_.num_workers; ++w) {
             Worker &wk = workers_[w];
-            if (!wk.reaped && waitpid(wk.pid, &wk.status, WNOHANG) == wk.pid) wk.reaped = true;
-            if (!wk.reaped) continue;
+            if (!poll_reaped(wk)) continue;
             // A worker that finished this job but died afterwards left its
             // results intact; it is replaced all the same.
             try {

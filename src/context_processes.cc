@@ -26,7 +26,6 @@ protected:
         job.cancel = nullptr;  // the children's copy of the flag would never change
         c.prepare(job);
         uint32_t gen = c.generation.fetch_add(1) + 1;
-        fflush(nullptr);  // or the children would write out the parent's buffered output again
         int started = 0;
         for (int w = 0; w < cfg_.num_workers; ++w) {
             Args args{&c, w, gen};

@@ -15,6 +15,9 @@ namespace psh {
 pid_t spawn_worker(int cpu, void (*body)(void *), void *arg)
 {
     pid_t parent = getpid();
+    // Children inherit the caller's stdio buffers and flush them when they
+    // end: empty them first, or pending output is written once per worker.
+    fflush(nullptr);
     pid_t pid = fork();
     if (pid < 0) return -errno;
     if (pid > 0) return pid;
@@ -30,6 +33,18 @@ pid_t spawn_worker(int cpu, void (*body)(void *), void *arg)
     _exit(0);
 }
 
+bool poll_reaped(Worker &w)
+{
+    if (w.reaped) return true;
+    pid_t r = waitpid(w.pid, &w.status, WNOHANG);
+    if (r == w.pid) return w.reaped = true;
+    if (r < 0 && errno == ECHILD) {
+        w.status = kStatusUnknown;
+        return w.reaped = true;
+    }
+    return false;
+}
+
 void wait_processes(Control &c, uint32_t gen, std::vector<Worker> &workers, Monitor &mon,
                     int worker_base)
 {
@@ -39,7 +54,7 @@ void wait_processes(Control &c, uint32_t gen, std::vector<Worker> &workers, Moni
         for (size_t w = 0; w < workers.size(); ++w) {
             Worker &wk = workers[w];
             bool finished = c.slots[w].done_gen.load(std::memory_order_acquire) == gen;
-            if (!wk.reaped && waitpid(wk.pid, &wk.status, WNOHANG) == wk.pid) wk.reaped = true;
+            poll_reaped(wk);
             if (wk.reaped && !finished)
                 c.record(STOP_DEATH, 0, c.slots[w].current.load(), worker_base + (int)w, wk.status);
             n += finished || wk.reaped;
@@ -64,15 +79,16 @@ void reap_worker(Worker &w, int timeout_ms)
 {
     if (w.reaped || w.pid <= 0) return;
     if (timeout_ms < 0) {
-        while (waitpid(w.pid, &w.status, 0) < 0 && errno == EINTR) {}
+        while (waitpid(w.pid, &w.status, 0) < 0) {
+            if (errno == EINTR) continue;
+            w.status = kStatusUnknown;  // reaped elsewhere
+            break;
+        }
         w.reaped = true;
         return;
     }
     for (int i = 0; i < timeout_ms; ++i) {
-        if (waitpid(w.pid, &w.status, WNOHANG) == w.pid) {
-            w.reaped = true;
-            return;
-        }
+        if (poll_reaped(w)) return;
         usleep(1000);
     }
     kill(w.pid, SIGKILL);

@@ -17,11 +17,19 @@ namespace psh {
 // -errno if fork failed.
 pid_t spawn_worker(int cpu, void (*body)(void *), void *arg);
 
+// The status of a worker that someone else reaped (SIGCHLD ignored, or a
+// handler of the program's that calls waitpid(-1, ...)).
+const int kStatusUnknown = -1;
+
 struct Worker {
     pid_t pid = -1;
-    int status = 0;     // waitpid status once reaped
+    int status = 0;     // waitpid status once reaped, or kStatusUnknown
     bool reaped = false;
 };
+
+// Has the worker ended? waitpid(WNOHANG), counting ECHILD (a child reaped
+// elsewhere) as ended with kStatusUnknown.
+bool poll_reaped(Worker &w);
 
 // Wait until each of workers has finished generation gen or died. The first
 // worker that died before finishing is recorded as STOP_DEATH (with the index

@@ -11,6 +11,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -127,6 +128,11 @@ size_t default_arena_size()
         }
         return (size_t)v;
     }
+    // Under valgrind the leak check reads every page of the arena, and tmpfs
+    // backs every page read through a shared mapping: a huge arena would fill
+    // /dev/shm. (Valgrind's preloaded core is named vgpreload_*.)
+    const char *preload = getenv("LD_PRELOAD");
+    if (preload && strstr(preload, "vgpreload")) return (size_t)1 << 30;
     long pages = sysconf(_SC_PHYS_PAGES);
     size_t ram = pages > 0 ? (size_t)pages * kPage : 0;
     size_t size = 2 * ram;
@@ -153,6 +159,10 @@ void Arena::init_locked()
         if (ftruncate(fd, (off_t)size) != 0) continue;
         void *p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
         if (p == MAP_FAILED) continue;
+        // Not in core dumps: the dumper would read every page of the
+        // reservation (and tmpfs would back each one). Arrays are
+        // re-included as they are allocated.
+        madvise(p, size, MADV_DONTDUMP);
         fd_ = fd;
         base_ = (char *)p;
         capacity_ = size;
@@ -180,6 +190,7 @@ std::unique_ptr<Block> Arena::allocate(size_t len)
         }
         free_.erase(it);
         if (avail > len) free_[offset + len] = avail - len;
+        madvise(base_ + offset, len, MADV_DODUMP);
         return std::unique_ptr<Block>(new ArenaBlock(base_ + offset, len, offset));
     }
     return nullptr;
@@ -190,6 +201,7 @@ void Arena::free(size_t offset, size_t len)
     std::lock_guard<std::mutex> lock(mutex_);
     if (getpid() != owner_) return;  // the parent owns these pages
     release(fd_, (off_t)offset, len);
+    madvise(base_ + offset, len, MADV_DONTDUMP);
     auto next = free_.lower_bound(offset);
     if (next != free_.end() && offset + len == next->first) {
         len += next->second;

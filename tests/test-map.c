@@ -593,6 +593,56 @@ static void test_pin_cpus_pins_each_worker_to_its_cpu(void **state)
     }
 }
 
+static int print_k(void *ud, int worker_id, size_t index, const void *value)
+{
+    (void)ud;
+    (void)worker_id;
+    (void)index;
+    (void)value;
+    fputs("k", stdout); /* buffered in the worker; must come out once */
+    return 0;
+}
+
+/* Output the caller has buffered when workers are forked comes out once,
+ * not once per worker; what kernels print comes out too. */
+static void test_workers_do_not_repeat_the_callers_buffered_output(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 1);
+        setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+        fputs("pending;", stdout); /* not flushed when the workers fork */
+        psh_context *ctx[2] = {make_context(&all_configs[7]), make_context(&all_configs[5])}; /* pool, fork */
+        psh_functor *f;
+        psh_functor_range(&f, 4);
+        int bad = 0;
+        for (int k = 0; k < 2; ++k) bad |= psh_map(ctx[k], print_k, NULL, f) != PSH_OK;
+        for (int k = 0; k < 2; ++k) psh_context_destroy(ctx[k]);
+        psh_functor_destroy(f);
+        fflush(stdout);
+        _exit(bad);
+    }
+    close(fds[1]);
+    char buf[4096];
+    size_t got = 0;
+    ssize_t r;
+    while ((r = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)r;
+    buf[got] = 0;
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    int pending = 0, ks = 0;
+    for (const char *p = buf; (p = strstr(p, "pending;")); p += 8) ++pending;
+    for (const char *p = buf; *p; ++p) ks += *p == 'k';
+    if (pending != 1 || ks != 8) fail_msg("output \"%s\": 'pending;' %d times, 'k' %d times", buf, pending, ks);
+}
+
 /* A program that forks while it holds contexts: the child can map on them
  * (it gets its own workers) and destroy them without harming the parent's. */
 static void test_forked_program_keeps_contexts_working_on_both_sides(void **state)
@@ -655,6 +705,7 @@ int main(void)
         cmocka_unit_test(test_forked_program_keeps_contexts_working_on_both_sides),
         cmocka_unit_test(test_pool_replaces_a_worker_killed_between_maps),
         cmocka_unit_test(test_pin_cpus_pins_each_worker_to_its_cpu),
+        cmocka_unit_test(test_workers_do_not_repeat_the_callers_buffered_output),
     };
     return cmocka_run_group_tests_name("map", tests, NULL, NULL);
 }

@@ -1,0 +1,522 @@
+// PSH_MPI: one map spread over the ranks of an MPI communicator. Each rank
+// maps a contiguous block of the indices with a local context (serial,
+// threads or processes) under global worker ids, then all ranks agree on
+// the outcome, so a failure anywhere is the same error everywhere. Arrays
+// of the context live in one MPI shared window per node, which every rank
+// of the node (and their forked workers) writes in place.
+#include <mpi.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "../array.hh"
+#include "../context.hh"
+#include "../dtype.hh"
+#include "../error.hh"
+#include "pasha/pasha_mpi.h"
+
+namespace psh {
+
+namespace {
+
+const size_t kAlign = 64;  // psh arrays are aligned to at least this
+
+// Ranks are told apart from the user's messages by a duplicated
+// communicator; these are only our own reductions and broadcasts.
+struct Failure {
+    int code;
+    char message[1020];
+};
+
+class MpiContext;
+
+// One window of shared memory per node, made collectively over the node's
+// communicator; its memory is in rank 0 of the node, seen by all.
+class MpiBlock final : public Block {
+public:
+    MpiBlock(void *data, size_t size, MPI_Win win, const MpiContext *owner)
+        : Block(data, size), win_(win), owner_(owner)
+    {
+    }
+    ~MpiBlock() override
+    {
+        int finalized = 1;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Win_free(&win_);  // collective over the node
+    }
+    const MpiContext *owner() const { return owner_; }
+
+private:
+    MPI_Win win_;
+    const MpiContext *owner_;
+};
+
+// Rank r's share [begin, end) of n items split over R ranks in contiguous
+// blocks: the first n % R ranks get one more.
+void rank_block(size_t n, int r, int R, size_t &begin, size_t &end)
+{
+    size_t q = n / (size_t)R, rem = n % (size_t)R, ur = (size_t)r;
+    begin = ur * q + std::min(ur, rem);
+    end = begin + q + (ur < rem ? 1 : 0);
+}
+
+class MpiContext final : public Context {
+public:
+    MpiContext(const ContextConfig &cfg, MPI_Comm comm, Context *local) : Context(cfg), comm_(comm), local_(local) {}
+
+    ~MpiContext() override
+    {
+        psh_context_destroy(reinterpret_cast<psh_context *>(local_));
+        int finalized = 1;
+        MPI_Finalized(&finalized);
+        if (finalized) return;
+        if (leaders_ != MPI_COMM_NULL) MPI_Comm_free(&leaders_);
+        if (node_ != MPI_COMM_NULL) MPI_Comm_free(&node_);
+        if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+    }
+
+    // The rest of the collective set-up, once the local context exists on
+    // every rank.
+    void connect(int local_workers)
+    {
+        MPI_Comm_rank(comm_, &rank_);
+        MPI_Comm_size(comm_, &size_);
+        MPI_Comm shared;
+        MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &shared);
+        // PASHA_MPI_NODE_SIZE=k cuts each real node into groups of k ranks
+        // that each behave as a node of their own: it lets one machine test
+        // the paths between nodes.
+        int k = node_size_override();
+        if (k > 0) {
+            int r;
+            MPI_Comm_rank(shared, &r);
+            MPI_Comm_split(shared, r / k, r, &node_);
+            MPI_Comm_free(&shared);
+        } else {
+            node_ = shared;
+        }
+        MPI_Comm_set_errhandler(node_, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(node_, &node_rank_);
+        MPI_Comm_split(comm_, node_rank_ == 0 ? 0 : MPI_UNDEFINED, rank_, &leaders_);
+        // Which node each rank is on, named by its leader's rank in comm_,
+        // and the leader's rank among the leaders.
+        int mine[2] = {rank_, -1};
+        if (leaders_ != MPI_COMM_NULL) MPI_Comm_rank(leaders_, &mine[1]);
+        MPI_Bcast(mine, 2, MPI_INT, 0, node_);
+        std::vector<int> all(2 * (size_t)size_);
+        MPI_Allgather(mine, 2, MPI_INT, all.data(), 2, MPI_INT, comm_);
+        node_of_.resize(size_);
+        leader_index_.resize(size_);
+        for (int r = 0; r < size_; ++r) {
+            node_of_[r] = all[2 * r];
+            leader_index_[r] = all[2 * r + 1];
+        }
+        long long w = local_workers, offset = 0, total = 0;
+        MPI_Exscan(&w, &offset, 1, MPI_LONG_LONG, MPI_SUM, comm_);
+        if (rank_ == 0) offset = 0;  // MPI_Exscan leaves rank 0's undefined
+        MPI_Allreduce(&w, &total, 1, MPI_LONG_LONG, MPI_SUM, comm_);
+        if (total > INT_MAX) throw_agreed(PSH_EINVAL, "the ranks have %lld workers in all, more than %d", total, INT_MAX);
+        offset_ = (int)offset;
+        cfg_.num_workers = (int)total;
+    }
+
+    int rank() const { return rank_; }
+    int size() const { return size_; }
+
+    std::unique_ptr<Block> allocate(size_t nbytes) override
+    {
+        if (nbytes > SIZE_MAX - kAlign) fail(PSH_EINVAL, "%zu bytes is too large", nbytes);
+        size_t want = nbytes + kAlign;
+        if (want > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "%zu bytes is too large for an MPI window", nbytes);
+        void *base = nullptr;
+        MPI_Win win = MPI_WIN_NULL;
+        int rc = MPI_Win_allocate_shared(node_rank_ == 0 ? (MPI_Aint)want : 0, 1, MPI_INFO_NULL, node_, &base, &win);
+        int ok = rc == MPI_SUCCESS, all_ok = 0;
+        MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, node_);
+        if (!all_ok) {
+            // A rank that got its part keeps it: freeing is collective and
+            // the others have nothing to free.
+            fail(PSH_ENOMEM, "MPI_Win_allocate_shared of %zu bytes failed on this node", want);
+        }
+        MPI_Aint got = 0;
+        int disp = 0;
+        char *mem = nullptr;
+        MPI_Win_shared_query(win, 0, &got, &disp, &mem);
+        char *data = mem + (kAlign - (uintptr_t)mem % kAlign) % kAlign;
+        if (node_rank_ == 0) memset(data, 0, nbytes);  // psh arrays start zeroed
+        MPI_Barrier(node_);
+        return std::make_unique<MpiBlock>(data, nbytes, win, this);
+    }
+
+    void gather(psh_array *a, int root, bool everywhere);
+    void reduce(psh_array *a, int op, int root);
+
+protected:
+    void run(Job &job, Monitor &mon, Outcome &) override
+    {
+        size_t n = job.end - job.begin;
+        long long span[2] = {(long long)n, -(long long)n};
+        MPI_Allreduce(MPI_IN_PLACE, span, 2, MPI_LONG_LONG, MPI_MAX, comm_);
+        if (span[0] != -span[1])
+            fail(PSH_EINVAL, "the ranks disagree on the number of items (%lld to %lld)", -span[1], span[0]);
+        // Every rank is here, so every fill of a new array is done.
+        Job mine = job;
+        size_t b, e;
+        rank_block(n, rank_, size_, b, e);
+        mine.begin = job.begin + b;
+        mine.end = job.begin + e;
+        mine.num_workers = local_->num_workers();
+        mine.worker_base = offset_;
+        int code = PSH_OK;
+        std::string message;
+        if (e > b) {
+            try {
+                local_->map(mine, mon);
+            } catch (const Error &err) {
+                code = err.code;
+                message = err.message;
+            } catch (const std::bad_alloc &) {
+                code = PSH_ENOMEM;
+                message = "out of memory";
+            }
+        }
+        agree(code, message);
+    }
+
+    void after_fork() override
+    {
+        fail(PSH_ENOTSUP, "an MPI context cannot be used in a process forked from its rank");
+    }
+
+private:
+    static int node_size_override()
+    {
+        const char *env = getenv("PASHA_MPI_NODE_SIZE");
+        if (!env || !*env) return 0;
+        int k = atoi(env);
+        return k > 0 ? k : 0;
+    }
+
+    // All ranks call this with their own result; all throw the error of
+    // the lowest failing rank, or all return.
+    void agree(int code, const std::string &message)
+    {
+        int mine = code != PSH_OK ? rank_ : size_, first = size_;
+        MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_);
+        if (first == size_) return;
+        Failure f;
+        memset(&f, 0, sizeof f);
+        if (rank_ == first) {
+            f.code = code;
+            snprintf(f.message, sizeof f.message, "%s", message.c_str());
+        }
+        MPI_Bcast(&f, (int)sizeof f, MPI_BYTE, first, comm_);
+        fail(f.code, "rank %d: %s", first, f.message);
+    }
+
+    [[noreturn]] void throw_agreed(int code, const char *fmt, long long a, int b)
+    {
+        char buf[256];
+        snprintf(buf, sizeof buf, fmt, a, b);
+        throw Error{code, buf};
+    }
+
+    // Check that every rank passes the same shape, root and kind of array,
+    // and that none found its arguments bad; throw the same error on all.
+    void check_collective(const psh_array *a, int root, int local_code, const std::string &local_message,
+                          bool shared);
+    // The MPI type of one row along the slowest axis and the row count.
+    MPI_Datatype row_type(const psh_array *a, size_t &rows);
+    bool is_shared(const psh_array *a);
+
+    MPI_Comm comm_;
+    MPI_Comm node_ = MPI_COMM_NULL;
+    MPI_Comm leaders_ = MPI_COMM_NULL;
+    Context *local_;
+    int rank_ = 0, size_ = 1, node_rank_ = 0, offset_ = 0;
+    std::vector<int> node_of_;       // rank -> its node leader's rank in comm_
+    std::vector<int> leader_index_;  // rank -> its node leader's rank in leaders_
+};
+
+bool MpiContext::is_shared(const psh_array *a)
+{
+    auto *block = dynamic_cast<const MpiBlock *>(a->block.get());
+    if (!block) return false;
+    if (block->owner() != this) fail(PSH_EINVAL, "the array was allocated with another MPI context");
+    return true;
+}
+
+void MpiContext::check_collective(const psh_array *a, int root, int local_code, const std::string &local_message,
+                                  bool shared)
+{
+    long long v[10] = {(long long)a->nbytes, (long long)a->ndim, (long long)root, shared ? 1 : 0, 0};
+    for (int i = 0; i < 5; ++i) v[5 + i] = -v[i];
+    long long r[10];
+    MPI_Allreduce(v, r, 10, MPI_LONG_LONG, MPI_MAX, comm_);
+    agree(local_code, local_message);
+    bool same = true;
+    for (int i = 0; i < 5; ++i) same &= r[i] == -r[5 + i];
+    if (!same)
+        fail(PSH_EINVAL, "the ranks disagree on the array's size, ndim or kind, or on the root (root %lld to %lld)",
+             -r[7], r[2]);
+}
+
+MPI_Datatype MpiContext::row_type(const psh_array *a, size_t &rows)
+{
+    rows = a->order == PSH_ORDER_F ? a->shape[a->ndim - 1] : a->shape[0];
+    size_t row_bytes = rows ? a->nbytes / rows : 0;
+    MPI_Datatype t;
+    MPI_Type_contiguous((int)row_bytes, MPI_BYTE, &t);
+    MPI_Type_commit(&t);
+    return t;
+}
+
+void MpiContext::gather(psh_array *a, int root, bool everywhere)
+{
+    int code = PSH_OK;
+    std::string why;
+    bool shared = false;
+    try {
+        shared = is_shared(a);
+    } catch (const Error &e) {
+        code = e.code;
+        why = e.message;
+    }
+    size_t rows = a->ndim ? (a->order == PSH_ORDER_F ? a->shape[a->ndim - 1] : a->shape[0]) : 0;
+    if (code == PSH_OK) {
+        if (a->ndim == 0) code = PSH_EINVAL, why = "the array is 0-d: it has no axis to split over the ranks";
+        else if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
+        else if (rows > (size_t)INT_MAX || (rows && a->nbytes / rows > (size_t)INT_MAX))
+            code = PSH_EINVAL, why = "the array's rows or row size are too large for MPI counts";
+    }
+    check_collective(a, root, code, why, shared);
+    if (rows == 0 || a->nbytes == 0) return;
+    MPI_Datatype t = row_type(a, rows);
+    std::vector<int> counts(size_), displs(size_);
+    for (int r = 0; r < size_; ++r) {
+        size_t b, e;
+        rank_block(rows, r, size_, b, e);
+        displs[r] = (int)b;
+        // In a shared array the ranks on root's node already wrote in place.
+        counts[r] = shared && node_of_[r] == node_of_[root] ? 0 : (int)(e - b);
+    }
+    char *data = (char *)a->data;
+    size_t row_bytes = a->nbytes / rows;
+    if (shared) MPI_Barrier(node_);
+    if (everywhere && !shared) {
+        MPI_Allgatherv(MPI_IN_PLACE, 0, t, data, counts.data(), displs.data(), t, comm_);
+    } else {
+        if (rank_ == root)
+            MPI_Gatherv(MPI_IN_PLACE, 0, t, data, counts.data(), displs.data(), t, root, comm_);
+        else
+            MPI_Gatherv(data + (size_t)displs[rank_] * row_bytes, counts[rank_], t, nullptr, nullptr, nullptr, t,
+                        root, comm_);
+        // allgather passes root 0, always its node's leader (keys are ranks).
+        if (everywhere && leaders_ != MPI_COMM_NULL) MPI_Bcast(data, (int)rows, t, leader_index_[root], leaders_);
+    }
+    if (shared) MPI_Barrier(node_);
+    MPI_Type_free(&t);
+}
+
+MPI_Datatype mpi_dtype(int dtype)
+{
+    switch (dtype) {
+    case PSH_INT8: return MPI_INT8_T;
+    case PSH_UINT8: return MPI_UINT8_T;
+    case PSH_INT16: return MPI_INT16_T;
+    case PSH_UINT16: return MPI_UINT16_T;
+    case PSH_INT32: return MPI_INT32_T;
+    case PSH_UINT32: return MPI_UINT32_T;
+    case PSH_INT64: return MPI_INT64_T;
+    case PSH_UINT64: return MPI_UINT64_T;
+    case PSH_FLOAT32: return MPI_FLOAT;
+    case PSH_FLOAT64: return MPI_DOUBLE;
+    case PSH_COMPLEX64: return MPI_C_FLOAT_COMPLEX;
+    default: return MPI_C_DOUBLE_COMPLEX;
+    }
+}
+
+void MpiContext::reduce(psh_array *a, int op, int root)
+{
+    int code = PSH_OK;
+    std::string why;
+    bool shared = false;
+    try {
+        shared = is_shared(a);
+    } catch (const Error &e) {
+        code = e.code;
+        why = e.message;
+    }
+    bool complex = a->dtype == PSH_COMPLEX64 || a->dtype == PSH_COMPLEX128;
+    if (code == PSH_OK) {
+        if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
+        else if (op != PSH_OP_SUM && op != PSH_OP_MIN && op != PSH_OP_MAX) code = PSH_EINVAL, why = "unknown op " + std::to_string(op);
+        else if (complex && op != PSH_OP_SUM) code = PSH_EINVAL, why = "MIN and MAX are not defined for complex dtypes";
+    }
+    check_collective(a, root, code, why, shared);
+    if (a->size == 0) return;
+    MPI_Op mop = op == PSH_OP_SUM ? MPI_SUM : op == PSH_OP_MIN ? MPI_MIN : MPI_MAX;
+    MPI_Datatype t = mpi_dtype(a->dtype);
+    size_t item = dtype_size(a->dtype);
+    // Shared arrays: one contribution per node, from its leader.
+    MPI_Comm over = shared ? leaders_ : comm_;
+    bool on_root = shared ? rank_ == node_of_[root] : rank_ == root;
+    int to = shared ? leader_index_[root] : root;
+    if (shared) MPI_Barrier(node_);
+    if (over != MPI_COMM_NULL) {
+        const size_t step = (size_t)1 << 30;
+        for (size_t done = 0; done < a->size; done += step) {
+            int count = (int)std::min(step, a->size - done);
+            char *p = (char *)a->data + done * item;
+            if (on_root)
+                MPI_Reduce(MPI_IN_PLACE, p, count, t, mop, to, over);
+            else
+                MPI_Reduce(p, nullptr, count, t, mop, to, over);
+        }
+    }
+    if (shared) MPI_Barrier(node_);
+}
+
+template <class F>
+int guard(const char *fn, F body)
+{
+    try {
+        body();
+        return PSH_OK;
+    } catch (const Error &e) {
+        set_last_error(std::string(fn) + ": " + e.message);
+        return e.code;
+    } catch (const std::bad_alloc &) {
+        set_last_error(std::string(fn) + ": out of memory");
+        return PSH_ENOMEM;
+    } catch (...) {
+        set_last_error(std::string(fn) + ": unexpected internal error");
+        return PSH_ESYS;
+    }
+}
+
+void check_mpi_ready()
+{
+    int initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (!initialized) fail(PSH_EINVAL, "MPI is not initialized: call MPI_Init first");
+    if (finalized) fail(PSH_EINVAL, "MPI is already finalized");
+}
+
+MpiContext *mpi_context(psh_context *ctx)
+{
+    if (!ctx) fail(PSH_EINVAL, "ctx is NULL");
+    auto *m = dynamic_cast<MpiContext *>(reinterpret_cast<Context *>(ctx));
+    if (!m) fail(PSH_EINVAL, "ctx is not an MPI context (see psh_context_create_mpi)");
+    check_mpi_ready();
+    return m;
+}
+
+const MpiContext *mpi_context_or_null(const psh_context *ctx)
+{
+    return ctx ? dynamic_cast<const MpiContext *>(reinterpret_cast<const Context *>(ctx)) : nullptr;
+}
+
+}  // namespace
+
+}  // namespace psh
+
+using namespace psh;
+
+extern "C" {
+
+PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind local_kind, int local_workers)
+{
+    return guard("psh_context_create_mpi", [&] {
+        check_mpi_ready();
+        if (comm == MPI_COMM_NULL) fail(PSH_EINVAL, "comm is MPI_COMM_NULL");
+        int inter = 0;
+        MPI_Comm_test_inter(comm, &inter);
+        if (inter) fail(PSH_EINVAL, "comm is an intercommunicator");
+        // From here on every rank takes part in the same collectives, so that
+        // bad arguments on one rank fail all of them instead of hanging.
+        int code = PSH_OK;
+        std::string why;
+        int kind;
+        memcpy(&kind, &local_kind, sizeof kind);
+        psh_context *local = nullptr;
+        if (!out) code = PSH_EINVAL, why = "out is NULL";
+        else if (kind != PSH_SERIAL && kind != PSH_THREADS && kind != PSH_PROCESSES)
+            code = PSH_EINVAL, why = "local_kind " + std::to_string(kind) + " is not PSH_SERIAL, PSH_THREADS or PSH_PROCESSES";
+        else if ((code = psh_context_create(&local, local_kind, local_workers)) != PSH_OK)
+            why = std::string("the local context: ") + psh_last_error();
+        MPI_Comm dup;
+        MPI_Comm_dup(comm, &dup);
+        ContextConfig cfg;
+        cfg.kind = PSH_MPI;
+        cfg.num_workers = 1;
+        cfg.persistent = false;
+        cfg.schedule = local ? psh_context_schedule(local) : PSH_SCHEDULE_STATIC;
+        cfg.chunk = 0;
+        cfg.pin_cpus = false;
+        auto ctx = std::make_unique<MpiContext>(cfg, dup, reinterpret_cast<Context *>(local));
+        ctx->connect(local ? psh_context_num_workers(local) : 0);
+        // connect() is collective and always runs; now all learn who failed.
+        int mine = code != PSH_OK ? ctx->rank() : ctx->size(), first = 0;
+        MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, dup);
+        if (first != ctx->size()) {
+            Failure f;
+            memset(&f, 0, sizeof f);
+            if (ctx->rank() == first) {
+                f.code = code;
+                snprintf(f.message, sizeof f.message, "%s", why.c_str());
+            }
+            MPI_Bcast(&f, (int)sizeof f, MPI_BYTE, first, dup);
+            fail(f.code, "rank %d: %s", first, f.message);
+        }
+        *out = reinterpret_cast<psh_context *>(static_cast<Context *>(ctx.release()));
+    });
+}
+
+PSH_API int psh_mpi_rank(const psh_context *ctx)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    return m ? m->rank() : -1;
+}
+
+PSH_API int psh_mpi_size(const psh_context *ctx)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    return m ? m->size() : 0;
+}
+
+PSH_API int psh_mpi_gather(psh_context *ctx, psh_array *a, int root)
+{
+    return guard("psh_mpi_gather", [&] {
+        MpiContext *m = mpi_context(ctx);
+        if (!a) fail(PSH_EINVAL, "array is NULL");
+        m->gather(a, root, false);
+    });
+}
+
+PSH_API int psh_mpi_allgather(psh_context *ctx, psh_array *a)
+{
+    return guard("psh_mpi_allgather", [&] {
+        MpiContext *m = mpi_context(ctx);
+        if (!a) fail(PSH_EINVAL, "array is NULL");
+        m->gather(a, 0, true);
+    });
+}
+
+PSH_API int psh_mpi_reduce(psh_context *ctx, psh_array *a, int op, int root)
+{
+    return guard("psh_mpi_reduce", [&] {
+        MpiContext *m = mpi_context(ctx);
+        if (!a) fail(PSH_EINVAL, "array is NULL");
+        m->reduce(a, op, root);
+    });
+}
+
+}  // extern "C"
