@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""pasha: parallel map over shared memory, on libpasha.
+
+A drop-in replacement for the Python package pasha 0.1.2: the same API,
+running on libpasha's contexts, shared-memory arrays and map machinery.
+"""
+
+from functools import wraps
+
+from ._pasha import version as _libpasha_version
+from .context import (  # noqa: F401
+    MapContext, SerialContext, ThreadContext, ProcessContext, WorkerError)
+from .functor import (  # noqa: F401
+    Functor, SequenceFunctor, NdarrayFunctor, DataArrayFunctor, ExtraDataFunctor,
+    gen_split_slices)
+
+__version__ = '0.2.0'
+libpasha_version = _libpasha_version()
+
+_default_context = None
+
+
+def get_default_context():
+    """The default map context (a ProcessContext until set otherwise)."""
+    global _default_context
+    if _default_context is None:
+        _default_context = ProcessContext()
+    return _default_context
+
+
+def set_default_context(ctx_or_method, *args, **kwargs):
+    """Set the default map context.
+
+    Args:
+        ctx_or_method (MapContext or str): a context, or 'serial',
+            'threads' or 'processes' with further arguments passed to the
+            new context's constructor.
+    """
+    if isinstance(ctx_or_method, str):
+        classes = {'serial': SerialContext, 'threads': ThreadContext,
+                   'processes': ProcessContext}
+        if ctx_or_method not in classes:
+            raise ValueError('invalid map method')
+        ctx = classes[ctx_or_method](*args, **kwargs)
+    else:
+        ctx = ctx_or_method
+    global _default_context
+    _default_context = ctx
+
+
+@wraps(MapContext.alloc)
+def alloc(*args, **kwargs):
+    return get_default_context().alloc(*args, **kwargs)
+
+
+@wraps(MapContext.map)
+def map(*args, **kwargs):
+    return get_default_context().map(*args, **kwargs)
