@@ -36,24 +36,26 @@ struct Failure {
 
 class MpiContext;
 
-// One window of shared memory per node, made collectively over the node's
-// communicator; its memory is in rank 0 of the node, seen by all.
+// One buffer per node: a window of shared memory made collectively over
+// the node's communicator (its memory in rank 0 of the node, seen by all),
+// or, for a rank alone on its node, a block of the core's shared memory.
 class MpiBlock final : public Block {
 public:
-    MpiBlock(void *data, size_t size, MPI_Win win, const MpiContext *owner)
-        : Block(data, size), win_(win), owner_(owner)
+    MpiBlock(void *data, size_t size, MPI_Win win, std::unique_ptr<Block> lone, const MpiContext *owner)
+        : Block(data, size), win_(win), lone_(std::move(lone)), owner_(owner)
     {
     }
     ~MpiBlock() override
     {
         int finalized = 1;
         MPI_Finalized(&finalized);
-        if (!finalized) MPI_Win_free(&win_);  // collective over the node
+        if (win_ != MPI_WIN_NULL && !finalized) MPI_Win_free(&win_);  // collective over the node
     }
     const MpiContext *owner() const { return owner_; }
 
 private:
     MPI_Win win_;
+    std::unique_ptr<Block> lone_;
     const MpiContext *owner_;
 };
 
@@ -103,6 +105,7 @@ public:
         }
         MPI_Comm_set_errhandler(node_, MPI_ERRORS_RETURN);
         MPI_Comm_rank(node_, &node_rank_);
+        MPI_Comm_size(node_, &node_size_);
         MPI_Comm_split(comm_, node_rank_ == 0 ? 0 : MPI_UNDEFINED, rank_, &leaders_);
         // Which node each rank is on, named by its leader's rank in comm_,
         // and the leader's rank among the leaders.
@@ -131,6 +134,13 @@ public:
 
     std::unique_ptr<Block> allocate(size_t nbytes) override
     {
+        // Alone on its node, a rank needs no window; MPI would also make
+        // that one private memory, which forked workers could not write.
+        if (node_size_ == 1) {
+            std::unique_ptr<Block> lone = shm_allocate(nbytes);
+            void *data = lone->data();
+            return std::make_unique<MpiBlock>(data, nbytes, MPI_WIN_NULL, std::move(lone), this);
+        }
         if (nbytes > SIZE_MAX - kAlign) fail(PSH_EINVAL, "%zu bytes is too large", nbytes);
         size_t want = nbytes + kAlign;
         if (want > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "%zu bytes is too large for an MPI window", nbytes);
@@ -151,7 +161,7 @@ public:
         char *data = mem + (kAlign - (uintptr_t)mem % kAlign) % kAlign;
         if (node_rank_ == 0) memset(data, 0, nbytes);  // psh arrays start zeroed
         MPI_Barrier(node_);
-        return std::make_unique<MpiBlock>(data, nbytes, win, this);
+        return std::make_unique<MpiBlock>(data, nbytes, win, nullptr, this);
     }
 
     void gather(psh_array *a, int root, bool everywhere);
@@ -239,7 +249,7 @@ private:
     MPI_Comm node_ = MPI_COMM_NULL;
     MPI_Comm leaders_ = MPI_COMM_NULL;
     Context *local_;
-    int rank_ = 0, size_ = 1, node_rank_ = 0, offset_ = 0;
+    int rank_ = 0, size_ = 1, node_rank_ = 0, node_size_ = 1, offset_ = 0;
     std::vector<int> node_of_;       // rank -> its node leader's rank in comm_
     std::vector<int> leader_index_;  // rank -> its node leader's rank in leaders_
 };
