@@ -1,0 +1,214 @@
+//! Real maps through libpasha in every context kind.
+use pasha::{Context, ErrorKind, Kind, Order};
+use std::convert::Infallible;
+
+const KINDS: [Kind; 3] = [Kind::Serial, Kind::Threads, Kind::Processes];
+
+fn ok() -> Result<(), Infallible> {
+    Ok(())
+}
+
+#[test]
+fn map_into_range_writes_every_square() {
+    for kind in KINDS {
+        let ctx = Context::new(kind, 3).unwrap();
+        let mut out = ctx.alloc::<f64>(&[1000]).unwrap();
+        ctx.map_into(5..1005, &mut out, |_w, i, v, slot| {
+            assert_eq!(v, i + 5);
+            *slot = (v * v) as f64;
+            ok()
+        })
+        .unwrap();
+        for (i, x) in out.iter().enumerate() {
+            assert_eq!(*x, ((i + 5) * (i + 5)) as f64, "{kind:?} index {i}");
+        }
+    }
+}
+
+#[test]
+fn map_over_slice_sees_caller_data() {
+    let input: Vec<i64> = (0..500).map(|i| 3 * i - 7).collect();
+    for kind in KINDS {
+        let ctx = Context::new(kind, 2).unwrap();
+        let mut out = ctx.alloc::<i64>(&[input.len()]).unwrap();
+        ctx.map_into(&input, &mut out, |_w, _i, v, slot| {
+            *slot = 2 * *v;
+            ok()
+        })
+        .unwrap();
+        assert!(out.iter().zip(&input).all(|(o, i)| *o == 2 * i), "{kind:?}");
+    }
+}
+
+#[test]
+fn per_worker_sums_add_up() {
+    for kind in KINDS {
+        let ctx = Context::new(kind, 4).unwrap();
+        let mut acc = ctx.alloc_per_worker::<u64>(&[2]).unwrap();
+        let nw = ctx.num_workers();
+        assert_eq!(nw, if kind == Kind::Serial { 1 } else { 4 });
+        assert_eq!(acc.shape(), &[nw, 2]);
+        ctx.map_per_worker(0..10_000, &mut acc, |w, _i, v, row| {
+            assert!(w < nw);
+            row[0] += v as u64;
+            row[1] += 1;
+            ok()
+        })
+        .unwrap();
+        let total: u64 = (0..nw).map(|w| acc[w * 2]).sum();
+        let count: u64 = (0..nw).map(|w| acc[w * 2 + 1]).sum();
+        assert_eq!(total, 9999 * 10_000 / 2, "{kind:?}");
+        assert_eq!(count, 10_000);
+    }
+}
+
+#[test]
+fn map_along_rows_of_a_shared_array() {
+    for kind in KINDS {
+        let ctx = Context::new(kind, 2).unwrap();
+        let mut img = ctx.alloc::<f32>(&[6, 4]).unwrap();
+        for (k, x) in img.iter_mut().enumerate() {
+            *x = k as f32;
+        }
+        assert_eq!(img.element_strides(), vec![4, 1]);
+        let mut sums = ctx.alloc::<f32>(&[6]).unwrap();
+        ctx.map_into(img.along(0).unwrap(), &mut sums, |_w, _i, row, slot| {
+            assert_eq!(row.shape(), &[4]);
+            *slot = row.to_vec().iter().sum();
+            ok()
+        })
+        .unwrap();
+        for r in 0..6 {
+            let expect: f32 = (0..4).map(|c| (r * 4 + c) as f32).sum();
+            assert_eq!(sums[r], expect, "{kind:?} row {r}");
+        }
+        // Columns: axis 1, strided views.
+        let mut cols = ctx.alloc::<f32>(&[4]).unwrap();
+        ctx.map_into(img.along(-1).unwrap(), &mut cols, |_w, i, col, slot| {
+            assert_eq!(col.get(&[2]), Some((2 * 4 + i) as f32));
+            *slot = col.to_vec().iter().sum();
+            ok()
+        })
+        .unwrap();
+        assert_eq!(cols[3], (0..6).map(|r| (r * 4 + 3) as f32).sum::<f32>());
+    }
+}
+
+#[test]
+fn fortran_order_and_fill() {
+    let ctx = Context::new(Kind::Serial, 1).unwrap();
+    let a = ctx.alloc_with::<i32>(&[3, 5], Order::F, 7).unwrap();
+    assert_eq!(a.order(), Order::F);
+    assert_eq!(a.element_strides(), vec![1, 3]);
+    assert!(a.iter().all(|x| *x == 7));
+    assert_eq!(a.get(&[2, 4]), Some(&7));
+    assert_eq!(a.get(&[3, 0]), None);
+}
+
+#[test]
+fn kernel_error_comes_back_as_err() {
+    for kind in KINDS {
+        let ctx = Context::new(kind, 2).unwrap();
+        let err = ctx
+            .map(0..100, |_w, i, _v| if i == 42 { Err(format!("bad item {i}")) } else { Ok(()) })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Kernel, "{kind:?}: {err}");
+        assert_eq!(err.code(), pasha::sys::PSH_EKERNEL);
+        assert!(err.message().contains("42"), "{kind:?}: {err}");
+        if kind != Kind::Processes {
+            assert!(err.message().contains("bad item 42"), "{err}");
+        }
+    }
+}
+
+#[test]
+fn panic_is_caught_not_unwound_into_c() {
+    for kind in [Kind::Serial, Kind::Threads] {
+        let ctx = Context::new(kind, 2).unwrap();
+        let err = ctx
+            .map(0..10, |_w, i, _v| {
+                if i == 3 {
+                    panic!("boom at three");
+                }
+                ok()
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Kernel);
+        assert!(err.message().contains("boom at three"), "{err}");
+        // The context still works afterwards.
+        let mut out = ctx.alloc::<u8>(&[10]).unwrap();
+        ctx.map_into(0..10, &mut out, |_w, i, _v, s| {
+            *s = i as u8;
+            ok()
+        })
+        .unwrap();
+        assert_eq!(out[9], 9);
+    }
+}
+
+#[test]
+fn dead_worker_process_comes_back_as_err() {
+    let ctx = Context::new(Kind::Processes, 2).unwrap();
+    let err = ctx
+        .map(0..10, |_w, i, _v| {
+            if i == 7 {
+                std::process::abort();
+            }
+            ok()
+        })
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Worker, "{err}");
+    let mut out = ctx.alloc::<u16>(&[4]).unwrap();
+    ctx.map_into(0..4, &mut out, |_w, i, _v, s| {
+        *s = 10 + i as u16;
+        ok()
+    })
+    .unwrap();
+    assert_eq!(&out[..], &[10, 11, 12, 13]);
+}
+
+#[test]
+fn output_too_short_is_invalid() {
+    let ctx = Context::new(Kind::Serial, 1).unwrap();
+    let mut out = ctx.alloc::<f64>(&[3]).unwrap();
+    let err = ctx.map_into(0..4, &mut out, |_w, _i, _v, _s| ok()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    let err = ctx.alloc::<f64>(&[1; 40]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Invalid);
+    assert!(err.message().contains("ndim"), "{err}");
+}
+
+#[test]
+fn contexts_report_kind_and_workers() {
+    let t = Context::new(Kind::Threads, 3).unwrap();
+    assert_eq!(t.kind(), Kind::Threads);
+    assert_eq!(t.num_workers(), 3);
+    let s = Context::new(Kind::Serial, 8).unwrap();
+    assert_eq!(s.num_workers(), 1);
+    let d = Context::default_context().unwrap();
+    assert!(d.num_workers() >= 1);
+    assert!(!pasha::version().is_empty());
+}
+
+#[test]
+fn nested_map_runs_inline_in_the_worker() {
+    let ctx = Context::new(Kind::Threads, 2).unwrap();
+    let mut out = ctx.alloc::<u64>(&[8]).unwrap();
+    let inner_ctx = ctx.clone();
+    ctx.map_into(0..8, &mut out, |w, _i, v, slot| {
+        let mut acc = inner_ctx.alloc_per_worker::<u64>(&[1]).map_err(|e| e.to_string())?;
+        inner_ctx
+            .map_per_worker(0..v + 1, &mut acc, |iw, _j, x, row| {
+                assert_eq!(iw, w);
+                row[0] += x as u64;
+                ok()
+            })
+            .map_err(|e| e.to_string())?;
+        *slot = acc.iter().sum();
+        Ok::<(), String>(())
+    })
+    .unwrap();
+    for v in 0..8u64 {
+        assert_eq!(out[v as usize], v * (v + 1) / 2);
+    }
+}
