@@ -1,0 +1,183 @@
+! Tests of the Fortran binding: real maps in serial, threads and processes
+! contexts, asserting the computed values.
+module test_kernels
+  use, intrinsic :: iso_c_binding
+  use pasha
+  implicit none
+contains
+  !> out(index+1) = index**2; user_data is the output psh array.
+  integer(c_int) function square(user_data, worker_id, index, value) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_size_t), value :: index
+    type(c_ptr), value :: value
+    real(c_double), pointer :: out(:)
+    call psh_array_pointer(user_data, out)
+    out(index + 1) = real(index, c_double)**2
+    rc = 0
+    if (worker_id < 0 .or. c_associated(value)) rc = 1
+  end function
+
+  !> acc(1, worker_id+1) += sum of [begin, end); user_data: a per-worker array.
+  integer(c_int) function block_sum(user_data, worker_id, begin, end) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_size_t), value :: begin, end
+    integer(c_int64_t), pointer :: acc(:,:)
+    integer(c_size_t) :: i
+    call psh_array_pointer(user_data, acc)
+    do i = begin, end - 1
+      acc(1, worker_id + 1) = acc(1, worker_id + 1) + int(i, c_int64_t)
+    end do
+    acc(2, worker_id + 1) = acc(2, worker_id + 1) + int(end - begin, c_int64_t)
+    rc = 0
+  end function
+
+  !> colsum(index+1) = sum of the column handed as a psh_view.
+  integer(c_int) function column_sum(user_data, worker_id, index, value) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_size_t), value :: index
+    type(c_ptr), value :: value
+    type(psh_view), pointer :: view
+    integer(c_size_t), pointer :: shape(:)
+    integer(c_ptrdiff_t), pointer :: strides(:)
+    real(c_double), pointer :: col(:), sums(:)
+    rc = 1
+    call psh_view_get(value, view, shape, strides)
+    if (view%ndim /= 1 .or. view%dtype /= PSH_FLOAT64 .or. strides(1) /= 8) return
+    call c_f_pointer(view%data, col, [shape(1)])
+    call psh_array_pointer(user_data, sums)
+    sums(index + 1) = sum(col)
+    rc = 0
+    if (worker_id < 0) rc = 1
+  end function
+
+  !> Fails at index 13 with code 7.
+  integer(c_int) function fail_at_13(user_data, worker_id, index, value) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_size_t), value :: index
+    type(c_ptr), value :: value
+    rc = 0
+    if (index == 13 .and. worker_id >= 0 .and. .not. c_associated(value) &
+        .and. .not. c_associated(user_data)) rc = 7
+  end function
+end module
+
+program test_pasha
+  use, intrinsic :: iso_c_binding
+  use pasha
+  use test_kernels
+  implicit none
+  integer(c_int) :: kinds(3) = [PSH_SERIAL, PSH_THREADS, PSH_PROCESSES]
+  integer :: k
+  do k = 1, 3
+    call run_kind(kinds(k))
+  end do
+  call bad_input()
+  print '(a)', 'fortran binding: all tests passed'
+contains
+  subroutine expect(cond, what)
+    logical, intent(in) :: cond
+    character(len=*), intent(in) :: what
+    if (.not. cond) then
+      print '(a)', 'FAILED: ' // what // ' (last error: ' // psh_error_message() // ')'
+      error stop 1
+    end if
+  end subroutine
+
+  subroutine run_kind(kind)
+    integer(c_int), intent(in) :: kind
+    type(c_ptr) :: ctx, out, acc, mat, sums, f
+    real(c_double), pointer :: pout(:), pmat(:,:), psums(:)
+    integer(c_int64_t), pointer :: pacc(:,:)
+    integer :: i, j, nw
+    integer(c_int) :: rc
+    character(len=2) :: tag
+    write (tag, '(i2)') kind
+
+    call expect(psh_context_create(ctx, kind, 3_c_int) == PSH_OK, 'create'//tag)
+    nw = psh_context_num_workers(ctx)
+    call expect(psh_context_kind(ctx) == kind, 'kind'//tag)
+    if (kind == PSH_SERIAL) then
+      call expect(nw == 1, 'serial has one worker')
+    else
+      call expect(nw == 3, 'three workers'//tag)
+    end if
+
+    ! psh_map over a range, results in a Fortran pointer array.
+    call expect(psh_alloc_f(out, ctx, PSH_FLOAT64, [1000]) == PSH_OK, 'alloc out'//tag)
+    call expect(psh_functor_range(f, 1000_c_size_t) == PSH_OK, 'range'//tag)
+    call expect(psh_functor_length(f) == 1000, 'functor length'//tag)
+    rc = psh_map(ctx, c_funloc(square), out, f)
+    call expect(rc == PSH_OK, 'map square'//tag)
+    call psh_functor_destroy(f)
+    call psh_array_pointer(out, pout)
+    call expect(associated(pout), 'pointer onto out'//tag)
+    call expect(size(pout) == 1000, 'size of out'//tag)
+    do i = 1, 1000
+      ! Whole numbers, exact in double: a difference below 0.5 means equal.
+      call expect(abs(pout(i) - real(i - 1, c_double)**2) < 0.5_c_double, 'square value'//tag)
+    end do
+
+    ! psh_map_blocks into a per-worker array (worker axis last in F order).
+    call expect(psh_alloc_f(acc, ctx, PSH_INT64, [2], per_worker=.true.) == PSH_OK, 'alloc acc'//tag)
+    call expect(all(psh_array_shape_f(acc) == [2, nw]), 'per-worker shape'//tag)
+    call expect(psh_map_blocks(ctx, c_funloc(block_sum), acc, 10000_c_size_t) == PSH_OK, 'blocks'//tag)
+    call psh_array_pointer(acc, pacc)
+    call expect(sum(pacc(1, :)) == 9999_c_int64_t * 10000_c_int64_t / 2, 'block sum'//tag)
+    call expect(sum(pacc(2, :)) == 10000, 'block count'//tag)
+
+    ! psh_functor_array over the columns of a 2-D Fortran-order array:
+    ! axis 1 (0-based) of shape [4, 5] hands 5 contiguous columns of 4.
+    call expect(psh_alloc_f(mat, ctx, PSH_FLOAT64, [4, 5]) == PSH_OK, 'alloc mat'//tag)
+    call psh_array_pointer(mat, pmat)
+    call expect(associated(pmat), 'pointer onto mat'//tag)
+    do j = 1, 5
+      do i = 1, 4
+        pmat(i, j) = real(10 * j + i, c_double)
+      end do
+    end do
+    call expect(psh_alloc_f(sums, ctx, PSH_FLOAT64, [5]) == PSH_OK, 'alloc sums'//tag)
+    call expect(psh_functor_array(f, mat, 1_c_int) == PSH_OK, 'functor array'//tag)
+    call expect(psh_map(ctx, c_funloc(column_sum), sums, f) == PSH_OK, 'map columns'//tag)
+    call psh_functor_destroy(f)
+    call psh_array_pointer(sums, psums)
+    do j = 1, 5
+      call expect(abs(psums(j) - real(40 * j + 10, c_double)) < 0.5_c_double, 'column sum'//tag)
+    end do
+
+    ! A kernel's non-zero return is PSH_EKERNEL, naming the index.
+    call expect(psh_functor_range(f, 100_c_size_t) == PSH_OK, 'range 100'//tag)
+    rc = psh_map(ctx, c_funloc(fail_at_13), c_null_ptr, f)
+    call expect(rc == PSH_EKERNEL, 'kernel error is PSH_EKERNEL'//tag)
+    call expect(index(psh_error_message(), '13') > 0, 'message names index 13'//tag)
+    call expect(index(psh_error_name(rc), 'PSH_EKERNEL') == 1, 'strerror'//tag)
+    call psh_functor_destroy(f)
+
+    call psh_array_free(out)
+    call psh_array_free(acc)
+    call psh_array_free(mat)
+    call psh_array_free(sums)
+    call psh_context_destroy(ctx)
+  end subroutine
+
+  subroutine bad_input()
+    type(c_ptr) :: a, ctx
+    real(c_double), pointer :: p2(:,:)
+    integer, allocatable :: big(:)
+    allocate(big(40))
+    big = 1
+    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, big) == PSH_EINVAL, 'ndim 40 is EINVAL')
+    call expect(index(psh_error_message(), 'ndim') > 0, 'message says ndim')
+    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [-1]) == PSH_EINVAL, 'negative length')
+    call expect(psh_context_create(ctx, 99_c_int, 1_c_int) == PSH_EINVAL, 'unknown kind')
+    ! A pointer of the wrong rank is not associated.
+    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [3]) == PSH_OK, 'alloc 1-d')
+    call psh_array_pointer(a, p2)
+    call expect(.not. associated(p2), 'wrong rank gives a null pointer')
+    call psh_array_free(a)
+    call expect(len(psh_c_string(psh_version())) >= 5, 'version')
+  end subroutine
+end program
