@@ -6,9 +6,9 @@
 set -euo pipefail
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-meson setup build-ci-bench -Dbench=enabled -Dwerror=true -Dtests=disabled -Dexamples=disabled >/dev/null
-ninja -C build-ci-bench >/dev/null
-WORKERS="1 2" bench/scaling.sh build-ci-bench "$out" -- --quick --rounds 3 2>/dev/null >/dev/null
+meson setup "$out/build" -Dbench=enabled -Dwerror=true -Dtests=disabled -Dexamples=disabled >/dev/null
+ninja -C "$out/build" >/dev/null
+WORKERS="1 2" bench/scaling.sh "$out/build" "$out" -- --quick --rounds 3 2>/dev/null >/dev/null
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
