@@ -5,8 +5,12 @@
 // of the context live in one MPI shared window per node, which every rank
 // of the node (and their forked workers) writes in place.
 #include <mpi.h>
+#include <sys/mman.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstdint>
 #include <cstdlib>
@@ -144,6 +148,13 @@ public:
         if (nbytes > SIZE_MAX - kAlign) fail(PSH_EINVAL, "%zu bytes is too large", nbytes);
         size_t want = nbytes + kAlign;
         if (want > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "%zu bytes is too large for an MPI window", nbytes);
+        // Open MPI hangs in MPI_Win_allocate_shared when its backing file
+        // does not fit: look at the room first, and fail every rank alike.
+        long long room = node_rank_ == 0 ? backing_room() : -1;
+        MPI_Bcast(&room, 1, MPI_LONG_LONG, 0, node_);
+        if (room >= 0 && (unsigned long long)room < want + (1u << 20))
+            fail(PSH_ENOMEM, "%zu bytes of MPI shared memory do not fit in the %lld bytes free in %s", nbytes, room,
+                 backing_dir());
         void *base = nullptr;
         MPI_Win win = MPI_WIN_NULL;
         int rc = MPI_Win_allocate_shared(node_rank_ == 0 ? (MPI_Aint)want : 0, 1, MPI_INFO_NULL, node_, &base, &win);
@@ -159,9 +170,45 @@ public:
         char *mem = nullptr;
         MPI_Win_shared_query(win, 0, &got, &disp, &mem);
         char *data = mem + (kAlign - (uintptr_t)mem % kAlign) % kAlign;
-        if (node_rank_ == 0) memset(data, 0, nbytes);  // psh arrays start zeroed
-        MPI_Barrier(node_);
+        // Commit the pages now, so that a full /dev/shm is an error here and
+        // never a SIGBUS in a kernel (MPI only sizes the file), then zero
+        // them: psh arrays start zeroed.
+        int err = 0;
+        if (node_rank_ == 0) {
+            err = commit(mem, (size_t)got);
+            if (!err) memset(data, 0, nbytes);
+        }
+        MPI_Bcast(&err, 1, MPI_INT, 0, node_);
+        if (err) {
+            MPI_Win_free(&win);
+            fail(PSH_ENOMEM, "cannot commit %zu bytes of MPI shared memory on this node: %s", want, strerror(err));
+        }
         return std::make_unique<MpiBlock>(data, nbytes, win, nullptr, this);
+    }
+
+    // Where Open MPI puts the files of shared windows, and the bytes free
+    // there (-1: unknown).
+    static const char *backing_dir()
+    {
+        const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+        return dir && *dir ? dir : "/dev/shm";
+    }
+    static long long backing_room()
+    {
+        struct statvfs st;
+        if (statvfs(backing_dir(), &st) != 0) return -1;
+        return (long long)st.f_bavail * (long long)st.f_frsize;
+    }
+
+    // Fault in every page of [p, p + n) writable; 0 or an errno value.
+    static int commit(char *p, size_t n)
+    {
+        uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        uintptr_t lo = (uintptr_t)p & ~(page - 1), hi = ((uintptr_t)p + n + page - 1) & ~(page - 1);
+        if (madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0) return 0;
+        int err = errno;
+        if (err == EINVAL) return 0;  // kernels before 5.14: the memset commits
+        return err == EFAULT || err == EFBIG || err == ENOSPC ? ENOMEM : err;
     }
 
     void gather(psh_array *a, int root, bool everywhere);
