@@ -289,13 +289,40 @@ static void test_create(void)
     char want[32];
     snprintf(want, sizeof want, "rank %d: ", nranks - 1);
     CHECK(strstr(psh_last_error(), want) != NULL);
-    /* uneven local counts: ids stay global and contiguous */
     CHECK_OK(psh_context_create_mpi(&ctx, MPI_COMM_WORLD, PSH_SERIAL, 1));
     CHECK(psh_context_kind(ctx) == PSH_MPI);
     CHECK(psh_context_num_workers(ctx) == nranks);
     CHECK(psh_mpi_rank(ctx) == rank);
     CHECK(psh_mpi_size(ctx) == nranks);
     CHECK(psh_mpi_rank(NULL) == -1);
+    psh_context_destroy(ctx);
+    /* uneven local counts (rank r has r + 1 threads): ids stay global and
+     * contiguous, rank r's are r(r+1)/2 .. r(r+1)/2 + r */
+    CHECK_OK(psh_context_create_mpi(&ctx, MPI_COMM_WORLD, PSH_THREADS, rank + 1));
+    CHECK(psh_context_num_workers(ctx) == nranks * (nranks + 1) / 2);
+    const size_t n = 997;
+    psh_array *who, *rk, *out;
+    CHECK_OK(psh_alloc(&who, ctx, PSH_INT32, 1, &n, NULL));
+    CHECK_OK(psh_alloc(&rk, ctx, PSH_INT32, 1, &n, NULL));
+    CHECK_OK(psh_alloc(&out, ctx, PSH_FLOAT64, 1, &n, NULL));
+    struct fill_args a = {psh_array_data(out), psh_array_data(who), psh_array_data(rk), SIZE_MAX, 0};
+    psh_functor *f;
+    CHECK_OK(psh_functor_range(&f, n));
+    CHECK_OK(psh_map(ctx, fill_kernel, &a, f));
+    CHECK_OK(psh_mpi_allgather(ctx, who));
+    CHECK_OK(psh_mpi_allgather(ctx, rk));
+    int seen[64] = {0};
+    for (size_t i = 0; i < n; ++i) {
+        int r = owner(n, i), first = r * (r + 1) / 2;
+        CHECK(a.rank_of[i] == r);
+        CHECK(a.who[i] >= first && a.who[i] <= first + r);
+        if (a.who[i] < 64) seen[a.who[i]] = 1;
+    }
+    for (int w = 0; w < nranks * (nranks + 1) / 2 && w < 64; ++w) CHECK(seen[w]); /* every worker worked */
+    psh_functor_destroy(f);
+    psh_array_free(out);
+    psh_array_free(rk);
+    psh_array_free(who);
     psh_context_destroy(ctx);
 }
 
