@@ -37,6 +37,14 @@ static const struct ctx_config all_configs[] = {
 };
 #define NUM_CONFIGS (sizeof all_configs / sizeof all_configs[0])
 
+/* PASHA_TEST_FEW_CONFIGS=1 (set for slow runs such as valgrind) keeps one
+ * context of each kind: serial, threads-2, processes-2, pool-2. */
+static inline int skip_config(size_t k)
+{
+    const char *few = getenv("PASHA_TEST_FEW_CONFIGS");
+    return few && *few && strcmp(few, "0") != 0 && k != 0 && k != 2 && k != 5 && k != 7;
+}
+
 static inline psh_context *make_context(const struct ctx_config *c)
 {
     psh_context_options o;

@@ -256,11 +256,14 @@ static void test_arrays_from_one_context_work_in_every_other(void **state)
     psh_functor *f;
     assert_int_equal(psh_functor_array(&f, a, 0), PSH_OK);
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         psh_context *ctx = make_context(&all_configs[k]);
         if (psh_map(ctx, add_one, NULL, f) != PSH_OK) fail_msg("%s: %s", all_configs[k].name, psh_last_error());
         psh_context_destroy(ctx);
     }
-    for (size_t i = 0; i < n; ++i) assert_int_equal(((int32_t *)psh_array_data(a))[i], (int32_t)NUM_CONFIGS);
+    int32_t ran = 0;
+    for (size_t k = 0; k < NUM_CONFIGS; ++k) ran += !skip_config(k);
+    for (size_t i = 0; i < n; ++i) assert_int_equal(((int32_t *)psh_array_data(a))[i], ran);
     psh_functor_destroy(f);
     psh_array_free(a);
     psh_context_destroy(serial);

@@ -62,6 +62,7 @@ static void test_map_visits_every_index_once_in_every_context(void **state)
     (void)state;
     const size_t n = 10007;
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         const struct ctx_config *cfg = &all_configs[k];
         psh_context *ctx = make_context(cfg);
         struct arrays a;
@@ -97,6 +98,7 @@ static void test_map_kernel_error_stops_early(void **state)
     (void)state;
     const size_t n = 4000;
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         const struct ctx_config *cfg = &all_configs[k];
         psh_context *ctx = make_context(cfg);
         struct arrays a;
@@ -149,6 +151,7 @@ static void test_map_worker_death_is_reported_and_context_recovers(void **state)
     static const char *expect[] = {"signal 9", "signal 11", "exited with status 3", "signal 6"};
     const size_t n = 300;
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         const struct ctx_config *cfg = &all_configs[k];
         if (cfg->kind != PSH_PROCESSES) continue;
         psh_context *ctx = make_context(cfg);
@@ -212,6 +215,7 @@ static void test_map_nested_runs_inline_in_the_worker(void **state)
     (void)state;
     const size_t n = 50, shape[2] = {50, 3};
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         psh_context *ctx = make_context(&all_configs[k]);
         psh_array *out;
         assert_int_equal(psh_alloc(&out, ctx, PSH_INT64, 2, shape, NULL), PSH_OK);
@@ -245,6 +249,7 @@ static void test_map_blocks_cover_the_range_once(void **state)
     (void)state;
     const size_t n = 1001;
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         const struct ctx_config *cfg = &all_configs[k];
         psh_context *ctx = make_context(cfg);
         psh_array *owner, *calls;
@@ -302,6 +307,7 @@ static void test_map_ext_reports_progress_from_the_caller(void **state)
 {
     (void)state;
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         psh_context *ctx = make_context(&all_configs[k]);
         psh_functor *f;
         assert_int_equal(psh_functor_range(&f, 400), PSH_OK);
@@ -342,6 +348,7 @@ static void test_map_ext_cancel_flag_ends_the_map(void **state)
 {
     (void)state;
     for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
         psh_context *ctx = make_context(&all_configs[k]);
         psh_functor *f;
         assert_int_equal(psh_functor_range(&f, 100000), PSH_OK); /* 100 s of work */
