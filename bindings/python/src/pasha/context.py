@@ -10,6 +10,7 @@ import ctypes
 import io
 import pickle
 import struct
+import threading
 from numbers import Integral
 
 import numpy as np
@@ -57,6 +58,15 @@ class _JobPickler(pickle.Pickler):
                 return _rebuild_array, (base, root.nbytes, obj.dtype, obj.shape,
                                         obj.strides, obj.ctypes.data - base)
         return NotImplemented
+
+
+class _Stopped(BaseException):
+    """Raised asynchronously in the other worker threads when one fails."""
+
+
+def _async_raise(ident, exc_type):
+    obj = ctypes.py_object(exc_type) if exc_type is not None else ctypes.c_void_p(None)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), obj)
 
 
 def _pickle_exception(exc):
@@ -197,7 +207,7 @@ class MapContext:
         for entry in functor.iterate(share):
             function(worker_id, *entry)
 
-    def map(self, function, functor, *, progress=False):
+    def map(self, function, functor, *, progress=False, user_data=None):
         """Apply function to every element of functor.
 
         Args:
@@ -209,6 +219,8 @@ class MapContext:
             progress (bool or Callable): True: a tqdm bar (a printed line
                 without tqdm); a callable: called as progress(done, total)
                 with the number of shares finished.
+            user_data (int or ndarray, optional): native kernels only: the
+                user_data pointer (an address, or an array's data pointer).
         """
         raise NotImplementedError('map')
 
@@ -245,14 +257,14 @@ class _PshContext(MapContext):
             n = n * 4
         return list(functor.split(n))
 
-    def map(self, function, functor, *, progress=False):
+    def map(self, function, functor, *, progress=False, user_data=None):
         native = _native_pointer(function)
         functor = Functor.try_wrap(functor) if not (native and isinstance(functor, np.ndarray)) \
             else functor
         progress_cb, done_cb = _make_progress(progress)
         try:
             if native is not None:
-                status, message = self._map_native(native, functor)
+                status, message = self._map_native(native, functor, user_data)
             else:
                 status, message = self._map_python(function, functor, progress_cb)
         finally:
@@ -264,14 +276,23 @@ class _PshContext(MapContext):
             raise KeyboardInterrupt
         raise WorkerError(message)
 
-    def _map_native(self, address, functor):
+    def _map_native(self, address, functor, user_data):
         from .functor import NdarrayFunctor, SequenceFunctor
-        if isinstance(functor, np.ndarray):
-            return self._ctx.map_native(address, 0, 0, functor, 0)
+        if isinstance(user_data, np.ndarray):
+            ud = user_data.ctypes.data
+        else:
+            ud = int(user_data or 0)
         if isinstance(functor, NdarrayFunctor):
-            return self._ctx.map_native(address, 0, 0, np.asarray(functor.sequence), 0)
+            functor = np.asarray(functor.sequence)
+        if isinstance(functor, np.ndarray):
+            if self.persistent and _array_root(functor) is None:
+                # Pool workers do not see memory made after their fork.
+                copy = self._alloc(functor.shape, functor.dtype, 'C', None)
+                copy[...] = functor
+                functor = copy
+            return self._ctx.map_native(address, ud, 0, functor, 0)
         if isinstance(functor, SequenceFunctor):
-            return self._ctx.map_native(address, 0, len(functor.sequence), None, 0)
+            return self._ctx.map_native(address, ud, len(functor.sequence), None, 0)
         raise ValueError('native kernels map over ndarrays and sequences only')
 
     def _map_python(self, function, functor, progress_cb):
@@ -281,17 +302,40 @@ class _PshContext(MapContext):
         run_worker = self.run_worker
         if self._kind != _PROCESSES:
             errors = {}
+            running = {}
 
             def runner(i, w):
+                running[w] = threading.get_ident()
                 try:
                     run_worker(function, functor, shares[i], w)
+                except _Stopped:
+                    return 1
                 except BaseException as e:  # noqa: B902 - re-raised below
                     errors[i] = e
+                    # Stop the other threads now (a share can be long).
+                    me = threading.get_ident()
+                    for ident in list(running.values()):
+                        if ident != me:
+                            _async_raise(ident, _Stopped)
                     return 1
+                finally:
+                    running.pop(w, None)
                 return 0
 
-            status, message = self._ctx.map_blocks(len(shares), runner, _MODE_INPROC, None, None,
-                                                   0, schedule, chunk, progress_cb)
+            idents = set()
+            track = runner
+
+            def runner(i, w):
+                idents.add(threading.get_ident())
+                return track(i, w)
+
+            try:
+                status, message = self._ctx.map_blocks(len(shares), runner, _MODE_INPROC, None,
+                                                       None, 0, schedule, chunk, progress_cb)
+            finally:
+                if errors:  # drop stop requests that arrived after a share ended
+                    for ident in idents:
+                        _async_raise(ident, None)
             if errors:
                 raise errors[min(errors)]
             return status, message
