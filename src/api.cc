@@ -200,7 +200,9 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         job.chunk = resolve_chunk(job.schedule, o.chunk ? o.chunk : c.config().chunk, job.end, job.num_workers);
         // Progress and cancel want frequent block boundaries in static shares too.
         if (job.chunk == 0 && mon.active()) job.chunk = 64;
-        if (job.end == 0) {
+        // An MPI context must see every map, empty ones too: its ranks
+        // check together that they all map the same number of items.
+        if (job.end == 0 && c.kind() != PSH_MPI) {
             if (mon.progress) mon.progress(mon.progress_data, 0, 0);
             return;
         }
