@@ -159,9 +159,18 @@ class ExtraDataFunctor(Functor):
         if getpid() != self._parent_pid:
             for f in subobj.files:
                 f.close()
+        indices = range(*share.indices(self.n_trains))
         if isinstance(subobj, KeyData):
-            train_it = subobj.trains(include_empty=True)
+            # Every train of the selection, None where it has no data (also
+            # trains EXtra-data's own iterator skips: not in any chunk).
+            found = subobj.trains(include_empty=True)
+            pending = next(found, None)
+            for index, train_id in zip(indices, subobj.train_ids):
+                if pending is not None and pending[0] == train_id:
+                    yield index, train_id, pending[1]
+                    pending = next(found, None)
+                else:
+                    yield index, train_id, None
         else:
-            train_it = subobj.trains()
-        for index, (train_id, data) in zip(range(*share.indices(self.n_trains)), train_it):
-            yield index, train_id, data
+            for index, (train_id, data) in zip(indices, subobj.trains()):
+                yield index, train_id, data
