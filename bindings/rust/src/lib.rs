@@ -389,6 +389,76 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Call `f(worker, range)` once per contiguous chunk of `0..n`, split as
+    /// the context's schedule says (static: one call per worker with its
+    /// whole share; empty shares are not called). Errors as [`Context::map`].
+    pub fn map_blocks<F, E>(&self, n: usize, f: F) -> Result<()>
+    where
+        F: Fn(usize, Range<usize>) -> std::result::Result<(), E> + Send + Sync,
+        E: fmt::Display,
+    {
+        let call: BlockCall<'_, F, E> = BlockCall { f: &f, error: Mutex::new(None), _e: PhantomData };
+        let code = unsafe {
+            sys::psh_map_blocks(self.raw, Some(block_trampoline::<F, E>), &call as *const _ as *mut c_void, n)
+        };
+        finish(code, call.error)
+    }
+
+    /// Like [`Context::map_blocks`] over `0..out.len()`, and also hand the
+    /// closure `&mut out[range]`: chunks never overlap, so neither do these.
+    pub fn map_blocks_into<T, F, E>(&self, out: &mut SharedArray<T>, f: F) -> Result<()>
+    where
+        T: Element,
+        F: Fn(usize, Range<usize>, &mut [T]) -> std::result::Result<(), E> + Send + Sync,
+        E: fmt::Display,
+    {
+        let n = out.len();
+        let base = SyncPtr(out.as_mut_ptr());
+        self.map_blocks(n, move |w, r: Range<usize>| {
+            if r.start > r.end || r.end > n {
+                return Err(format!("chunk {r:?} is outside 0..{n}"));
+            }
+            // Safety: chunks are disjoint and inside 0..n.
+            let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(r.start), r.end - r.start) };
+            f(w, r, chunk).map_err(|e| e.to_string())
+        })
+    }
+}
+
+struct BlockCall<'a, F, E> {
+    f: &'a F,
+    error: Mutex<Option<String>>,
+    _e: PhantomData<fn() -> E>,
+}
+
+unsafe extern "C" fn block_trampoline<F, E>(user_data: *mut c_void, worker: c_int, begin: usize, end: usize) -> c_int
+where
+    F: Fn(usize, Range<usize>) -> std::result::Result<(), E>,
+    E: fmt::Display,
+{
+    let call = &*(user_data as *const BlockCall<'_, F, E>);
+    match catch_unwind(AssertUnwindSafe(|| (call.f)(worker as usize, begin..end))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            record(&call.error, format!("the closure failed at chunk {begin}..{end}: {e}"));
+            1
+        }
+        Err(panic) => {
+            record(&call.error, format!("the closure panicked at chunk {begin}..{end}: {}", panic_text(&panic)));
+            2
+        }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
 struct SyncPtr<T>(*mut T);
 impl<T> SyncPtr<T> {
     fn get(&self) -> *mut T {
@@ -426,12 +496,7 @@ where
             1
         }
         Err(panic) => {
-            let text = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".into());
-            record(&call.error, format!("the closure panicked at index {index}: {text}"));
+            record(&call.error, format!("the closure panicked at index {index}: {}", panic_text(&panic)));
             2
         }
     }

@@ -212,3 +212,26 @@ fn nested_map_runs_inline_in_the_worker() {
         assert_eq!(out[v as usize], v * (v + 1) / 2);
     }
 }
+
+#[test]
+fn map_blocks_into_fills_disjoint_chunks() {
+    for kind in KINDS {
+        let ctx = Context::new(kind, 3).unwrap();
+        let mut out = ctx.alloc::<i32>(&[1001]).unwrap();
+        let nw = ctx.num_workers();
+        ctx.map_blocks_into(&mut out, |w, range, chunk| {
+            assert!(w < nw);
+            assert_eq!(chunk.len(), range.len());
+            for (k, x) in chunk.iter_mut().enumerate() {
+                *x = 2 * (range.start + k) as i32;
+            }
+            ok()
+        })
+        .unwrap();
+        assert!(out.iter().enumerate().all(|(i, x)| *x == 2 * i as i32), "{kind:?}");
+        let err = ctx
+            .map_blocks(100, |_w, r| if r.contains(&50) { Err("chunk with 50") } else { Ok(()) })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Kernel, "{kind:?}");
+    }
+}
