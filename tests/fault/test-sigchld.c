@@ -78,6 +78,7 @@ static void scenario(const char *how, int persistent)
         alarm(0);
         CHECK(rc == PSH_EWORKER);
         snprintf(msg, sizeof msg, "%s", psh_last_error());
+        CHECK(strstr(msg, "worker") && strstr(msg, "at index 3")); /* who and where */
         j.die = 0;
         memset(j.out, 0, n * sizeof *j.out);
         alarm(5);
