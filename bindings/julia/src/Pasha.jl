@@ -22,7 +22,13 @@ code in the child can deadlock or crash. Use threads, or call C kernels
 through the raw `psh_*` wrappers if you must fork.
 
 Threads contexts call Julia from threads libpasha created; Julia >= 1.9
-adopts such foreign threads automatically, earlier versions crash.
+adopts such foreign threads automatically, earlier versions crash. While
+the calling thread waits inside `psh_map` for the other workers it is not
+at a GC safepoint, so a kernel that allocates enough to trigger a garbage
+collection on a pool thread can deadlock the map (the collector waits
+for worker 0, which waits in C for the pool): keep kernels on threads
+contexts allocation-free (write into preallocated `SharedArray`s), or use
+`:serial`. This has not been run: no Julia toolchain on our machines.
 
 The library is looked up as `ENV["PASHA_LIBRARY"]` (default `"libpasha"`,
 found through the dynamic loader's path) when the module is loaded.
@@ -275,10 +281,15 @@ A libpasha context of kind `:serial` or `:threads` with `workers` workers
 mutable struct Context
     ptr::Ptr{Cvoid}
     function Context(kind::Symbol = :threads, workers::Integer = 0)
-        k = kind === :serial ? PSH_SERIAL : kind === :threads ? PSH_THREADS :
-            kind === :processes ? throw(ArgumentError(
-                "fork-based :processes contexts are unsafe with the Julia runtime; use :threads")) :
+        if kind === :serial
+            k = PSH_SERIAL
+        elseif kind === :threads
+            k = PSH_THREADS
+        elseif kind === :processes
+            throw(ArgumentError("fork-based :processes contexts are unsafe with the Julia runtime; use :threads"))
+        else
             throw(ArgumentError("unknown context kind $kind (use :serial or :threads)"))
+        end
         out = Ref{Ptr{Cvoid}}(C_NULL)
         check(psh_context_create(out, k, Cint(workers)))
         ctx = new(out[])
@@ -328,8 +339,8 @@ function SharedArray{T}(ctx::Context, dims::Integer...; per_worker::Bool = false
     psh_alloc_options_init(opts)
     opts.order = PSH_ORDER_F
     opts.per_worker = per_worker ? 1 : 0
+    any(d -> d < 0, dims) && throw(ArgumentError("negative dimension in $dims"))
     shape = Csize_t[dims...]
-    any(<(0), dims) && throw(ArgumentError("negative dimension in $dims"))
     out = Ref{Ptr{Cvoid}}(C_NULL)
     check(psh_alloc(out, ctx.ptr, dtype_of(T), Cint(length(shape)), shape, opts))
     p = out[]

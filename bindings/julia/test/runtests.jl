@@ -40,6 +40,12 @@ using Pasha: PSH_EKERNEL, PSH_EINVAL
 
     @test_throws ArgumentError Context(:processes, 2)
     ctx = Context(:serial)
-    err = try SharedArray{Float64}(ctx, ones(Int, 40)...); nothing catch e; e end
+    @test_throws ArgumentError SharedArray{Float64}(ctx, -1)
+    err = try
+        SharedArray{Float64}(ctx, ones(Int, 40)...)
+        nothing
+    catch e
+        e
+    end
     @test err isa PashaError && err.code == PSH_EINVAL
 end
