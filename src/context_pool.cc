@@ -97,6 +97,7 @@ private:
             control_ = nullptr;
             fail_errno("mmap", err);
         }
+        shm_pool_started();  // undone by stop()
         workers_.assign(cfg_.num_workers, Worker{});
         try {
             for (int w = 0; w < cfg_.num_workers; ++w) spawn(w);
@@ -115,6 +116,7 @@ private:
         Control::destroy_shared(control_);
         control_ = nullptr;
         munmap(user_copy_, kUserCopy);
+        shm_pool_stopped();
     }
 
     void replace_dead()

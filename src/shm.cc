@@ -217,6 +217,16 @@ void Arena::free(size_t offset, size_t len)
     free_[offset] = len;
 }
 
+std::mutex pools_mutex;
+pid_t pools_pid = 0;
+int pools = 0;
+
+bool live_pools()
+{
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    return pools_pid == getpid() && pools > 0;
+}
+
 }  // namespace
 
 std::unique_ptr<Block> shm_allocate_standalone(size_t nbytes)
@@ -245,7 +255,28 @@ std::unique_ptr<Block> shm_allocate(size_t nbytes)
     size_t len = round_up(nbytes ? nbytes : 1, kPage);
     if (len < nbytes) fail(PSH_ENOMEM, "%zu bytes is more than the address space", nbytes);
     if (auto block = Arena::get().allocate(len)) return block;
+    if (live_pools())
+        fail(PSH_ENOMEM,
+             "the shm arena (%zu bytes, PASHA_ARENA_SIZE) cannot hold %zu more bytes, and an array outside it "
+             "would be invisible to the workers of the persistent pool alive in this process",
+             shm_arena_capacity(), len);
     return shm_allocate_standalone(len);
+}
+
+void shm_pool_started()
+{
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    if (pools_pid != getpid()) {  // a forked child does not own its parent's pools
+        pools_pid = getpid();
+        pools = 0;
+    }
+    ++pools;
+}
+
+void shm_pool_stopped()
+{
+    std::lock_guard<std::mutex> lock(pools_mutex);
+    if (pools_pid == getpid() && pools > 0) --pools;
 }
 
 size_t shm_arena_capacity() { return Arena::get().capacity(); }

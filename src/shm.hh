@@ -41,4 +41,10 @@ std::unique_ptr<Block> shm_allocate_standalone(size_t nbytes);
 // Bytes of arena address space reserved in this process (0: no arena).
 size_t shm_arena_capacity();
 
+// Persistent pools alive in this process. While one is, an array the arena
+// cannot hold is an error (its workers, forked earlier, could not see a
+// standalone segment) instead of a silent fallback.
+void shm_pool_started();
+void shm_pool_stopped();
+
 }  // namespace psh

@@ -650,6 +650,35 @@ static void test_workers_do_not_repeat_the_callers_buffered_output(void **state)
     if (pending != 1 || ks != 8) fail_msg("output \"%s\": 'pending;' %d times, 'k' %d times", buf, pending, ks);
 }
 
+/* While a persistent pool is alive, an array the shm arena cannot hold is
+ * PSH_ENOMEM (its workers could not see it), not a segfault in a worker. A
+ * forked program cannot use its parent's arena at all, which makes the case
+ * easy to reach: there, with a pool of its own, every allocation must fail;
+ * without one, allocations are standalone segments and work. */
+static void test_alloc_fails_clearly_when_a_pool_could_not_see_the_array(void **state)
+{
+    (void)state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int bad = 0;
+        size_t n = 1000;
+        psh_context *pool = make_context(&all_configs[7]);
+        psh_array *a = NULL;
+        bad |= psh_alloc(&a, NULL, PSH_INT32, 1, &n, NULL) != PSH_ENOMEM;
+        bad |= strstr(psh_last_error(), "persistent pool") == NULL;
+        bad |= a != NULL;
+        psh_context_destroy(pool);
+        bad |= psh_alloc(&a, NULL, PSH_INT32, 1, &n, NULL) != PSH_OK;
+        psh_array_free(a);
+        _exit(bad);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 /* A program that forks while it holds contexts: the child can map on them
  * (it gets its own workers) and destroy them without harming the parent's. */
 static void test_forked_program_keeps_contexts_working_on_both_sides(void **state)
@@ -713,6 +742,7 @@ int main(void)
         cmocka_unit_test(test_pool_replaces_a_worker_killed_between_maps),
         cmocka_unit_test(test_pin_cpus_pins_each_worker_to_its_cpu),
         cmocka_unit_test(test_workers_do_not_repeat_the_callers_buffered_output),
+        cmocka_unit_test(test_alloc_fails_clearly_when_a_pool_could_not_see_the_array),
     };
     return cmocka_run_group_tests_name("map", tests, NULL, NULL);
 }

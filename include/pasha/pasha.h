@@ -147,7 +147,15 @@ typedef struct psh_context_options {
                                  stack, later dlopen'ed code) are NOT
                                  visible to them. Pass such data through psh
                                  arrays, or user_data with
-                                 psh_map_options.user_data_size. */
+                                 psh_map_options.user_data_size.
+                                 Arrays live in one shm arena reserved at
+                                 the first allocation (PASHA_ARENA_SIZE,
+                                 default twice the RAM, at least 64 GiB of
+                                 address space); with PASHA_ARENA_SIZE=0, or
+                                 once the arena is full, psh_alloc fails
+                                 with PSH_ENOMEM while a persistent pool
+                                 exists (its workers could not see the
+                                 array). */
     psh_schedule schedule;  /**< default PSH_SCHEDULE_STATIC */
     size_t chunk;           /**< items per chunk for dynamic/guided (the
                                  smallest chunk for guided); 0: the library
