@@ -26,24 +26,6 @@ Context *impl(psh_context *c) { return reinterpret_cast<Context *>(c); }
 const Context *impl(const psh_context *c) { return reinterpret_cast<const Context *>(c); }
 psh_context *handle(Context *c) { return reinterpret_cast<psh_context *>(c); }
 
-template <class F>
-int guard(const char *fn, F body)
-{
-    try {
-        body();
-        return PSH_OK;
-    } catch (const Error &e) {
-        set_last_error(std::string(fn) + ": " + e.message);
-        return e.code;
-    } catch (const std::bad_alloc &) {
-        set_last_error(std::string(fn) + ": out of memory");
-        return PSH_ENOMEM;
-    } catch (...) {
-        set_last_error(std::string(fn) + ": unexpected internal error");
-        return PSH_ESYS;
-    }
-}
-
 // The value of an enum the caller passed, read as the int it is. A C caller
 // may pass any int; in C++ merely loading an out-of-range enum is undefined,
 // so enums from outside are read through memcpy and checked as ints.

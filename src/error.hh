@@ -3,7 +3,10 @@
 #pragma once
 
 #include <cstdarg>
+#include <new>
 #include <string>
+
+#include "pasha/pasha.h"
 
 namespace psh {
 
@@ -23,5 +26,26 @@ void set_last_error(const std::string &message);
 const char *last_error();
 
 const char *strerror_code(int code);
+
+// Run body for the C function fn: PSH_OK, or the code of whatever it threw,
+// with psh_last_error() set to "fn: message". No exception gets out: this
+// is how every C entry point keeps C++ exceptions from crossing the ABI.
+template <class F>
+int guard(const char *fn, F body)
+{
+    try {
+        body();
+        return PSH_OK;
+    } catch (const Error &e) {
+        set_last_error(std::string(fn) + ": " + e.message);
+        return e.code;
+    } catch (const std::bad_alloc &) {
+        set_last_error(std::string(fn) + ": out of memory");
+        return PSH_ENOMEM;
+    } catch (...) {
+        set_last_error(std::string(fn) + ": unexpected internal error");
+        return PSH_ESYS;
+    }
+}
 
 }  // namespace psh

@@ -440,24 +440,6 @@ void MpiContext::reduce(psh_array *a, int op, int root)
     if (shared) MPI_Barrier(node_);
 }
 
-template <class F>
-int guard(const char *fn, F body)
-{
-    try {
-        body();
-        return PSH_OK;
-    } catch (const Error &e) {
-        set_last_error(std::string(fn) + ": " + e.message);
-        return e.code;
-    } catch (const std::bad_alloc &) {
-        set_last_error(std::string(fn) + ": out of memory");
-        return PSH_ENOMEM;
-    } catch (...) {
-        set_last_error(std::string(fn) + ": unexpected internal error");
-        return PSH_ESYS;
-    }
-}
-
 void check_mpi_ready()
 {
     int initialized = 0, finalized = 0;
