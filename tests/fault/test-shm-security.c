@@ -16,14 +16,7 @@
 
 #include <pasha/pasha.h>
 
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s (%s)\n", __FILE__, __LINE__, #cond, \
-                    psh_last_error());                                                    \
-            _exit(1);                                                                     \
-        }                                                                                 \
-    } while (0)
+#include "fault.h"
 
 static int count_psh_entries(void)
 {

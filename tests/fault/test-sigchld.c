@@ -13,14 +13,7 @@
 
 #include <pasha/pasha.h>
 
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s (%s)\n", __FILE__, __LINE__, #cond, \
-                    psh_last_error());                                                    \
-            _exit(1);                                                                     \
-        }                                                                                 \
-    } while (0)
+#include "fault.h"
 
 static void on_alarm(int sig)
 {
