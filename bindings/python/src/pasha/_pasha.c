@@ -188,12 +188,21 @@ static int call_runner(PyObject *fn, PyObject *args)
     return (int)v;
 }
 
+static _Thread_local int tstate_kept;
+
 static int block_kernel(void *ud, int w, size_t begin, size_t end)
 {
     MapData *d = (MapData *)ud;
     int rc = 0;
     if (d->mode == MODE_INPROC) {
         PyGILState_STATE st = PyGILState_Ensure();
+        if (!tstate_kept) {
+            /* Keep this pool thread's Python thread state for later maps:
+             * one Ensure never released, so the next ones only take the
+             * GIL instead of making and deleting a thread state. */
+            (void)PyGILState_Ensure();
+            tstate_kept = 1;
+        }
         for (size_t i = begin; i < end && rc == 0; ++i)
             rc = call_runner(d->runner, Py_BuildValue("(ni)", (Py_ssize_t)i, w));
         PyGILState_Release(st);
