@@ -18,18 +18,6 @@
 
 #include "fault.h"
 
-static int count_psh_entries(void)
-{
-    DIR *d = opendir("/dev/shm");
-    if (!d) return 0;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strncmp(e->d_name, "psh-", 4) == 0) ++n;
-    closedir(d);
-    return n;
-}
-
 static int is_hex32(const char *s)
 {
     for (int i = 0; i < 32; ++i)
@@ -103,7 +91,7 @@ static int scenario(const char *label, int expect_objects_at_least)
     size_t n = 100000;
     for (int i = 0; i < 4; ++i) {
         CHECK(psh_alloc(&a[i], ctx, PSH_UINT32, 1, &n, NULL) == PSH_OK);
-        CHECK(count_psh_entries() == 0); /* right after psh_alloc returns */
+        CHECK(count_psh_shm() == 0); /* right after psh_alloc returns */
     }
     psh_functor *f;
     CHECK(psh_functor_range(&f, n) == PSH_OK);
@@ -115,11 +103,11 @@ static int scenario(const char *label, int expect_objects_at_least)
     int modes = 0;
     int objects = check_mappings(&modes);
     CHECK(objects >= expect_objects_at_least);
-    CHECK(count_psh_entries() == 0);
+    CHECK(count_psh_shm() == 0);
     for (int i = 0; i < 4; ++i) psh_array_free(a[i]);
     psh_functor_destroy(f);
     psh_context_destroy(ctx);
-    CHECK(count_psh_entries() == 0);
+    CHECK(count_psh_shm() == 0);
     printf("ok - %s: %d shm object(s), all unlinked, named psh-<128 random bits>, nothing in /dev/shm; "
            "mode 0600 checked on %d mapping(s)%s\n",
            label, objects, modes, modes ? "" : " (map_files needs CAP_SYS_ADMIN: mode not checked)");
@@ -160,7 +148,7 @@ int main(void)
         failed += run_child(scenario, "forked child (standalone)", 4, NULL);
         psh_array_free(warm);
     }
-    CHECK(count_psh_entries() == 0);
+    CHECK(count_psh_shm() == 0);
     printf("%d failed\n", failed);
     return failed ? 1 : 0;
 }
