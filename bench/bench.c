@@ -521,31 +521,23 @@ static void workload_d(struct workload *w, psh_context **extra)
 
 /* ---- (e) zero copy ------------------------------------------------------- */
 
-static long pss_kb(pid_t pid)
+/* A field of /proc/<pid>/smaps_rollup ("Pss", "Rss") in kB, or -1. */
+static long smaps_kb(pid_t pid, const char *field)
 {
-    char path[64], line[256];
+    char path[64], line[256], fmt[32];
     snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
+    snprintf(fmt, sizeof fmt, "%s: %%ld kB", field);
     FILE *fp = fopen(path, "r");
     if (!fp) return -1;
     long kb = -1;
     while (fgets(line, sizeof line, fp))
-        if (sscanf(line, "Pss: %ld kB", &kb) == 1) break;
+        if (sscanf(line, fmt, &kb) == 1) break;
     fclose(fp);
     return kb;
 }
 
-static long rss_kb(pid_t pid)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/smaps_rollup", (int)pid);
-    FILE *fp = fopen(path, "r");
-    if (!fp) return -1;
-    long kb = -1;
-    while (fgets(line, sizeof line, fp))
-        if (sscanf(line, "Rss: %ld kB", &kb) == 1) break;
-    fclose(fp);
-    return kb;
-}
+static long pss_kb(pid_t pid) { return smaps_kb(pid, "Pss"); }
+static long rss_kb(pid_t pid) { return smaps_kb(pid, "Rss"); }
 
 struct fill {
     uint8_t *data;

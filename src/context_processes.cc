@@ -14,8 +14,9 @@ namespace {
 class ForkContext final : public Context {
 public:
     explicit ForkContext(const ContextConfig &cfg)
-        : Context(cfg), control_(Control::create_shared(cfg.num_workers)), workers_(cfg.num_workers)
+        : Context(cfg), control_(Control::create_shared(cfg.num_workers))
     {
+        workers_.reserve(cfg.num_workers);  // no allocation per map
     }
     ~ForkContext() override { Control::destroy_shared(control_); }
 
@@ -26,7 +27,7 @@ protected:
         job.cancel = nullptr;  // the children's copy of the flag would never change
         c.prepare(job);
         uint32_t gen = c.generation.fetch_add(1) + 1;
-        int started = 0;
+        workers_.clear();
         for (int w = 0; w < cfg_.num_workers; ++w) {
             Args args{&c, w, gen};
             int cpu = cfg_.pin_cpus ? nth_cpu(w) : -1;
@@ -35,17 +36,12 @@ protected:
                 c.record(STOP_FORK, -pid, SIZE_MAX, job.worker_base + w);
                 break;
             }
-            workers_[w] = Worker{pid, 0, false};
-            ++started;
+            workers_.push_back(Worker{pid, 0, false});
         }
-        std::vector<Worker> running(workers_.begin(), workers_.begin() + started);
-        if (started < cfg_.num_workers) {
-            // Those that started stop at their first item; nobody takes the rest.
-            for (auto &w : running) reap_worker(w, -1);
-        } else {
-            wait_processes(c, gen, running, mon, job.worker_base);
-            for (auto &w : running) reap_worker(w, -1);
-        }
+        // After a failed fork the stop flag is set: those that started end at
+        // their first item, and nobody takes the rest.
+        if ((int)workers_.size() == cfg_.num_workers) wait_processes(c, gen, workers_, mon, job.worker_base);
+        for (auto &w : workers_) reap_worker(w, -1);
         out = c.outcome;
     }
 

@@ -291,6 +291,7 @@ private:
     // The MPI type of one row along the slowest axis and the row count.
     MPI_Datatype row_type(const psh_array *a, size_t &rows);
     bool is_shared(const psh_array *a);
+    bool shared_or_error(const psh_array *a, int &code, std::string &why);
 
     MPI_Comm comm_;
     MPI_Comm node_ = MPI_COMM_NULL;
@@ -300,6 +301,19 @@ private:
     std::vector<int> node_of_;       // rank -> its node leader's rank in comm_
     std::vector<int> leader_index_;  // rank -> its node leader's rank in leaders_
 };
+
+// is_shared, with a failure kept as (code, why) for the ranks to agree on
+// instead of thrown on this rank alone.
+bool MpiContext::shared_or_error(const psh_array *a, int &code, std::string &why)
+{
+    try {
+        return is_shared(a);
+    } catch (const Error &e) {
+        code = e.code;
+        why = e.message;
+        return false;
+    }
+}
 
 bool MpiContext::is_shared(const psh_array *a)
 {
@@ -338,13 +352,7 @@ void MpiContext::gather(psh_array *a, int root, bool everywhere)
 {
     int code = PSH_OK;
     std::string why;
-    bool shared = false;
-    try {
-        shared = is_shared(a);
-    } catch (const Error &e) {
-        code = e.code;
-        why = e.message;
-    }
+    bool shared = shared_or_error(a, code, why);
     size_t rows = a->ndim ? (a->order == PSH_ORDER_F ? a->shape[a->ndim - 1] : a->shape[0]) : 0;
     if (code == PSH_OK) {
         if (a->ndim == 0) code = PSH_EINVAL, why = "the array is 0-d: it has no axis to split over the ranks";
@@ -403,13 +411,7 @@ void MpiContext::reduce(psh_array *a, int op, int root)
 {
     int code = PSH_OK;
     std::string why;
-    bool shared = false;
-    try {
-        shared = is_shared(a);
-    } catch (const Error &e) {
-        code = e.code;
-        why = e.message;
-    }
+    bool shared = shared_or_error(a, code, why);
     bool complex = a->dtype == PSH_COMPLEX64 || a->dtype == PSH_COMPLEX128;
     if (code == PSH_OK) {
         if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
