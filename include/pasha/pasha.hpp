@@ -1,0 +1,985 @@
+/*
+ * libpasha's C++17 API: RAII handles over the C ABI of pasha.h, kernels
+ * written as lambdas, errors as exceptions. Header-only: nothing C++ crosses
+ * the library's boundary, so any C++17 (or later) compiler works with the
+ * one libpasha.so, and pkg-config's flags are all it needs.
+ *
+ *   #include <pasha/pasha.hpp>
+ *
+ *   pasha::context t(pasha::kind::threads, 4);
+ *   auto x = pasha::alloc<double>(t, {1000});
+ *   double *px = x.data();
+ *   pasha::map(t, x.size(), [=](int, std::size_t i) { px[i] = 3.0 * i; });
+ *
+ * Read pasha.h for what the library does; this file says only what the C++
+ * layer adds. In brief:
+ *
+ *   - pasha::context  a reference to a psh_context (copies share it)
+ *   - pasha::array<T> a move-only psh_array of elements T (RAII)
+ *   - pasha::map / pasha::map_blocks  run a lambda over [0, n), over the
+ *                     sub-arrays of a pasha::array along an axis (typed
+ *                     pasha::view), or over a contiguous range
+ *   - pasha::error    thrown for every status other than PSH_OK
+ *
+ * Kernels. A kernel is called through one trampoline per block of indices
+ * (psh_map_blocks_ext), which loops over the block and calls the lambda:
+ * the per-item call is inlined, there is no indirect call per item. The
+ * lambda is called as a const object, by several workers at once: it must
+ * not change its own captures (no `mutable` state).
+ *
+ * The closure rule (every kind, checked at compile time). A context's kind
+ * is known only at run time, and a persistent pool runs the kernel in
+ * processes that were forked before the map was called: they cannot see the
+ * caller's stack or heap. So the closure is COPIED into memory the workers
+ * share, and it must be trivially copyable and at most
+ * pasha::max_closure_size bytes (static_asserts say so, and a closure that
+ * cannot be copied, e.g. one holding a std::vector or a pasha::array by
+ * value, does not compile). Code meant to run on any kind captures BY VALUE
+ * only plain values and pointers into psh arrays (x.data()). Capturing by
+ * reference ([&]) compiles and is fine in serial, threads and fork-per-map
+ * processes contexts (which see the caller's memory), but not in a
+ * persistent pool: see context_options::persistent.
+ *
+ * Exceptions from a kernel stop the map early, as a non-zero return does in
+ * C, and leave the context usable:
+ *   - serial and threads contexts: the very exception is rethrown in the
+ *     caller (the first one, when several workers throw);
+ *   - processes contexts (fork per map and persistent) and MPI contexts: the
+ *     caller gets pasha::error with code() == PSH_EKERNEL and a what() that
+ *     contains the original what() text.
+ * No exception ever crosses the C library: the trampolines catch them.
+ *
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+#ifndef PASHA_PASHA_HPP
+#define PASHA_PASHA_HPP
+
+#include <sys/mman.h>
+
+#include <atomic>
+#include <complex>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <initializer_list>
+#include <iterator>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pasha.h"
+
+namespace pasha {
+
+/* ---------------------------------------------------------------------- */
+/* Errors                                                                 */
+/* ---------------------------------------------------------------------- */
+
+/** Thrown for every status other than PSH_OK. code() is the PSH_E* code;
+ *  what() is psh_strerror(code) followed by the detail (psh_last_error()
+ *  of the failed call), e.g. "PSH_EINVAL: invalid argument: psh_alloc:
+ *  ndim 40 is out of range 0..32". */
+class error : public std::runtime_error {
+public:
+    /** code with the calling thread's psh_last_error() as the detail. */
+    explicit error(int code) : error(code, std::string(psh_last_error())) {}
+    error(int code, const std::string &detail) : std::runtime_error(format(code, detail)), code_(code) {}
+    /** The PSH_E* status code (negative). */
+    int code() const noexcept { return code_; }
+
+private:
+    static std::string format(int code, const std::string &detail)
+    {
+        std::string s = psh_strerror(code);
+        if (!detail.empty()) s += ": " + detail;
+        return s;
+    }
+    int code_;
+};
+
+namespace detail {
+inline void check(int rc)
+{
+    if (rc != PSH_OK) throw error(rc);
+}
+}  // namespace detail
+
+/** The library's version, "MAJOR.MINOR.PATCH". */
+inline const char *version() noexcept { return psh_version(); }
+
+/* ---------------------------------------------------------------------- */
+/* Contexts                                                               */
+/* ---------------------------------------------------------------------- */
+
+/** How the workers of a context run (psh_kind). */
+enum class kind : int {
+    serial = PSH_SERIAL,
+    threads = PSH_THREADS,
+    processes = PSH_PROCESSES,
+    mpi = PSH_MPI  // made by pasha::mpi::context (pasha_mpi.hpp)
+};
+
+/** Everything about a context: the members of psh_context_options. */
+struct context_options {
+    pasha::kind kind = pasha::kind::processes;
+    int num_workers = 0;  ///< <= 0: the default (PASHA_NUM_WORKERS, else the CPUs)
+    /** kind::processes: fork the workers once, when the context is made,
+     *  and reuse them for every map (a pool that survives crashing
+     *  workers). The workers see psh arrays live, whenever they were
+     *  made; everything else (the caller's stack, heap, later writes to
+     *  globals) as a snapshot taken when the context was made.
+     *
+     *  What that means for a lambda: pasha::map copies the closure into
+     *  memory the pool shares before each map (psh_map_options::
+     *  user_data_size), so the captures themselves arrive intact. They must
+     *  be plain values and pointers into psh arrays; a reference capture
+     *  ([&]) or a pointer to the caller's stack or heap reaches the workers
+     *  as an address whose contents they do not share. A closure that is
+     *  not trivially copyable, or larger than pasha::max_closure_size, does
+     *  not compile. A worked example:
+     *
+     *      pasha::context_options o;
+     *      o.kind = pasha::kind::processes;
+     *      o.num_workers = 4;
+     *      o.persistent = true;
+     *      pasha::context pool(o);
+     *
+     *      auto x = pasha::alloc<double>(pool, {n});  // psh arrays: seen live
+     *      auto y = pasha::alloc<double>(pool, {n});
+     *      const double *px = x.data();              // copy the pointers and
+     *      double *py = y.data();                    // the values into locals
+     *      double a = 2.5;                           // and capture those by
+     *      pasha::map(pool, n, [=](int, std::size_t i) {   // value: [=]
+     *          py[i] = a * px[i] + py[i];
+     *      });
+     *
+     *      std::vector<double> v(n);
+     *      // WRONG: v lives in the caller's heap, made after the pool:
+     *      // pasha::map(pool, n, [p = v.data()](int, std::size_t i) { p[i] = 1; });
+     *      // WRONG: [&] captures the addresses of px, py and a on the stack:
+     *      // pasha::map(pool, n, [&](int, std::size_t i) { py[i] = a * px[i]; });
+     *      // DOES NOT COMPILE: a std::vector captured by value
+     *      // pasha::map(pool, n, [v](int, std::size_t i) { (void)v; });
+     */
+    bool persistent = false;
+    psh_schedule schedule = PSH_SCHEDULE_STATIC;  ///< how [0, n) is split
+    std::size_t chunk = 0;  ///< items per chunk (dynamic/guided); 0: the library's
+    bool pin_cpus = false;  ///< pin worker w to the w-th CPU of the affinity mask
+};
+
+class context;
+
+namespace detail {
+/* Where a kernel running in a worker process leaves the what() text of its
+ * exception: one page of shared memory per context. state: 0 empty, 1 being
+ * written, 2 written. */
+struct shm_error {
+    int state;
+    char text[4092];
+};
+
+/* What the C++ layer keeps per context, shared by its copies. */
+struct context_state {
+    std::mutex mutex;  // guards err during a map (try_lock only: never blocks)
+    shm_error *err = nullptr;
+    psh_array *err_array = nullptr;  // err's psh array (processes contexts)
+    bool err_mapped = false;         // err is an mmap'ed page (MPI contexts)
+    context_state() = default;
+    context_state(const context_state &) = delete;
+    context_state &operator=(const context_state &) = delete;
+    ~context_state()
+    {
+        if (err_array) psh_array_free(err_array);
+        if (err_mapped) munmap(err, sizeof(shm_error));
+    }
+};
+psh_context *checked(const context &ctx);
+context_state *state_of(const context &ctx) noexcept;
+}  // namespace detail
+
+/** A reference to a psh_context. Copies refer to the same context (each
+ *  holds a reference of its own); the context goes when the last one does.
+ *  A moved-from context is empty: using it throws pasha::error
+ *  (PSH_EINVAL) instead of silently falling back to the default context. */
+class context {
+public:
+    /** A context of kind k with num_workers workers (<= 0: the default). */
+    explicit context(pasha::kind k, int num_workers = 0)
+    {
+        psh_context *c = nullptr;
+        detail::check(psh_context_create(&c, static_cast<psh_kind>(k), num_workers));
+        reset(c);
+    }
+    /** A context from options (persistent pools, schedules, pinning). */
+    explicit context(const context_options &o)
+    {
+        psh_context_options co;
+        psh_context_options_init(&co);
+        co.kind = static_cast<psh_kind>(o.kind);
+        co.num_workers = o.num_workers;
+        co.persistent = o.persistent ? 1 : 0;
+        co.schedule = o.schedule;
+        co.chunk = o.chunk;
+        co.pin_cpus = o.pin_cpus ? 1 : 0;
+        psh_context *c = nullptr;
+        detail::check(psh_context_create_ext(&c, &co));
+        reset(c);
+    }
+    /** Take over one reference the caller owns (NULL: an empty context). */
+    static context adopt(psh_context *c)
+    {
+        context r;
+        r.reset(c);
+        return r;
+    }
+    /** Take a new reference to c; the caller keeps its own. */
+    static context borrow(psh_context *c) { return adopt(psh_context_reference(c)); }
+    /** The library's default context (psh_get_default_context). */
+    static context default_context()
+    {
+        psh_context *c = psh_get_default_context();
+        if (!c) throw error(PSH_ESYS);
+        return borrow(c);
+    }
+
+    context(const context &o) : ctx_(psh_context_reference(o.ctx_)), state_(o.state_) {}
+    context(context &&o) noexcept : ctx_(o.ctx_), state_(std::move(o.state_)) { o.ctx_ = nullptr; }
+    context &operator=(context o) noexcept
+    {
+        std::swap(ctx_, o.ctx_);
+        std::swap(state_, o.state_);
+        return *this;
+    }
+    ~context()
+    {
+        state_.reset();  // frees the error page while the context is alive
+        psh_context_destroy(ctx_);
+    }
+
+    /** The psh_context (NULL when empty); still owned by this object. */
+    psh_context *get() const noexcept { return ctx_; }
+    /** Give up the reference without dropping it. */
+    psh_context *release() noexcept
+    {
+        state_.reset();
+        psh_context *c = ctx_;
+        ctx_ = nullptr;
+        return c;
+    }
+    explicit operator bool() const noexcept { return ctx_ != nullptr; }
+    int num_workers() const noexcept { return psh_context_num_workers(ctx_); }
+    pasha::kind kind() const noexcept { return static_cast<pasha::kind>(psh_context_kind(ctx_)); }
+    psh_schedule schedule() const noexcept { return psh_context_schedule(ctx_); }
+
+    /** Make this context the library's default (psh_set_default_context). */
+    void make_default() const { detail::check(psh_set_default_context(detail::checked(*this))); }
+
+private:
+    context() = default;
+    void reset(psh_context *c)
+    {
+        ctx_ = c;
+        state_ = c ? std::make_shared<detail::context_state>() : nullptr;
+    }
+    friend detail::context_state *detail::state_of(const context &) noexcept;
+    psh_context *ctx_ = nullptr;
+    std::shared_ptr<detail::context_state> state_;
+};
+
+namespace detail {
+inline context_state *state_of(const context &c) noexcept { return c.state_.get(); }
+inline psh_context *checked(const context &ctx)
+{
+    if (!ctx.get()) throw error(PSH_EINVAL, "an empty (moved-from) pasha::context");
+    return ctx.get();
+}
+}  // namespace detail
+
+/* ---------------------------------------------------------------------- */
+/* Arrays                                                                 */
+/* ---------------------------------------------------------------------- */
+
+namespace detail {
+template <class T, class = void>
+struct dtype_traits {
+    static constexpr bool ok = false;
+};
+template <class T>
+struct dtype_traits<T, std::enable_if_t<std::is_integral<T>::value && !std::is_same<T, bool>::value>> {
+    static constexpr bool ok = true;
+    static constexpr psh_dtype value =
+        sizeof(T) == 1   ? (std::is_signed<T>::value ? PSH_INT8 : PSH_UINT8)
+        : sizeof(T) == 2 ? (std::is_signed<T>::value ? PSH_INT16 : PSH_UINT16)
+        : sizeof(T) == 4 ? (std::is_signed<T>::value ? PSH_INT32 : PSH_UINT32)
+                         : (std::is_signed<T>::value ? PSH_INT64 : PSH_UINT64);
+};
+template <class V, psh_dtype D>
+struct dtype_is {
+    static constexpr bool ok = true;
+    static constexpr psh_dtype value = D;
+};
+template <>
+struct dtype_traits<float> : dtype_is<float, PSH_FLOAT32> {};
+template <>
+struct dtype_traits<double> : dtype_is<double, PSH_FLOAT64> {};
+template <>
+struct dtype_traits<std::complex<float>> : dtype_is<std::complex<float>, PSH_COMPLEX64> {};
+template <>
+struct dtype_traits<std::complex<double>> : dtype_is<std::complex<double>, PSH_COMPLEX128> {};
+}  // namespace detail
+
+/** The psh_dtype of element type T (static_asserts that there is one):
+ *  the integers of 8..64 bits, float, double, std::complex<float/double>. */
+template <class T>
+constexpr psh_dtype dtype_of()
+{
+    static_assert(detail::dtype_traits<std::remove_cv_t<T>>::ok,
+                  "pasha: no psh_dtype for this element type (integers, float, double, std::complex<float/double>)");
+    return detail::dtype_traits<std::remove_cv_t<T>>::value;
+}
+
+/** Memory order of a new array (psh_order). */
+enum class order : int {
+    c = PSH_ORDER_C,  ///< row-major (the default of alloc)
+    f = PSH_ORDER_F   ///< column-major
+};
+
+/** alloc option: add an axis of length num_workers of the context, first in
+ *  C order, last in F order, to be indexed by worker_id. */
+struct per_worker_t {
+    explicit constexpr per_worker_t() = default;
+};
+inline constexpr per_worker_t per_worker{};
+
+/** alloc option: every element set to value (converted to the element type)
+ *  instead of zero. */
+template <class U>
+struct fill_value {
+    U value;
+};
+template <class U>
+constexpr fill_value<U> fill(U value)
+{
+    return fill_value<U>{value};
+}
+
+/** A read-only sequence of n values (an array's shape or strides). */
+template <class V>
+class values_view {
+public:
+    constexpr values_view(const V *p, int n) noexcept : p_(p), n_(n) {}
+    constexpr V operator[](int i) const noexcept { return p_[i]; }
+    constexpr std::size_t size() const noexcept { return static_cast<std::size_t>(n_); }
+    constexpr const V *begin() const noexcept { return p_; }
+    constexpr const V *end() const noexcept { return p_ + n_; }
+    constexpr const V *data() const noexcept { return p_; }
+    std::vector<V> to_vector() const { return std::vector<V>(p_, p_ + n_); }
+
+private:
+    const V *p_;
+    int n_;
+};
+
+/** A psh_array of elements T: move-only, freed by its destructor. The
+ *  memory is shared by every worker of every context, at the same address
+ *  in each: pointers into it (data()) are what kernels should capture. */
+template <class T>
+class array {
+    static_assert(detail::dtype_traits<std::remove_cv_t<T>>::ok,
+                  "pasha::array: no psh_dtype for this element type (integers, float, double, "
+                  "std::complex<float/double>)");
+
+public:
+    using value_type = T;
+    using size_type = std::size_t;
+
+    array() noexcept = default;
+    /** Take over a psh_array the caller owns; throws pasha::error
+     *  (PSH_EINVAL) if its dtype is not T's (then a is left to the caller). */
+    static array adopt(psh_array *a)
+    {
+        if (a && psh_array_dtype(a) != dtype_of<T>())
+            throw error(PSH_EINVAL, "pasha::array::adopt: the psh_array's dtype is not the element type's");
+        array r;
+        r.reset(a);
+        return r;
+    }
+    array(const array &) = delete;
+    array &operator=(const array &) = delete;
+    array(array &&o) noexcept : a_(o.a_), data_(o.data_), size_(o.size_)
+    {
+        o.a_ = nullptr;
+        o.data_ = nullptr;
+        o.size_ = 0;
+    }
+    array &operator=(array &&o) noexcept
+    {
+        if (this != &o) {
+            psh_array_free(a_);
+            a_ = o.a_;
+            data_ = o.data_;
+            size_ = o.size_;
+            o.a_ = nullptr;
+            o.data_ = nullptr;
+            o.size_ = 0;
+        }
+        return *this;
+    }
+    ~array() { psh_array_free(a_); }
+
+    /** The psh_array (NULL when empty); still owned by this object. */
+    psh_array *get() const noexcept { return a_; }
+    /** Give up ownership: the caller frees it with psh_array_free. */
+    psh_array *release() noexcept
+    {
+        psh_array *a = a_;
+        a_ = nullptr;
+        data_ = nullptr;
+        size_ = 0;
+        return a;
+    }
+    explicit operator bool() const noexcept { return a_ != nullptr; }
+
+    T *data() const noexcept { return data_; }
+    std::size_t size() const noexcept { return size_; }
+    bool empty() const noexcept { return size_ == 0; }
+    std::size_t nbytes() const noexcept { return psh_array_nbytes(a_); }
+    int ndim() const noexcept { return psh_array_ndim(a_); }
+    values_view<std::size_t> shape() const noexcept { return {psh_array_shape(a_), ndim()}; }
+    /** Strides in BYTES, as psh_array_strides. */
+    values_view<std::ptrdiff_t> strides() const noexcept { return {psh_array_strides(a_), ndim()}; }
+    pasha::order order() const noexcept { return static_cast<pasha::order>(psh_array_order(a_)); }
+
+    /** Flat element i, in memory order. */
+    T &operator[](std::size_t i) const noexcept { return data_[i]; }
+    /** The element at a multi-index, one index per dimension (any order). */
+    template <class... I>
+    T &operator()(I... idx) const noexcept
+    {
+        const std::ptrdiff_t *st = psh_array_strides(a_);
+        std::ptrdiff_t off = 0;
+        int d = 0;
+        ((off += static_cast<std::ptrdiff_t>(idx) * st[d++]), ...);
+        return *reinterpret_cast<T *>(reinterpret_cast<char *>(data_) + off);
+    }
+    T *begin() const noexcept { return data_; }
+    T *end() const noexcept { return data_ + size_; }
+
+private:
+    void reset(psh_array *a) noexcept
+    {
+        a_ = a;
+        data_ = static_cast<T *>(psh_array_data(a));
+        size_ = psh_array_size(a);
+    }
+    psh_array *a_ = nullptr;
+    T *data_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+namespace detail {
+template <class T>
+struct alloc_builder {
+    psh_alloc_options o;
+    T fill_v{};
+    alloc_builder() { psh_alloc_options_init(&o); }
+    void apply(per_worker_t) { o.per_worker = 1; }
+    void apply(pasha::order ord) { o.order = static_cast<psh_order>(ord); }
+    template <class U>
+    void apply(const fill_value<U> &f)
+    {
+        fill_v = static_cast<T>(f.value);
+        o.fill = &fill_v;
+    }
+};
+
+template <class T, class... Opts>
+array<T> alloc_shape(const context &ctx, const std::size_t *shape, std::size_t ndim, const Opts &...opts)
+{
+    alloc_builder<T> b;
+    (b.apply(opts), ...);
+    if (ndim > 1024) throw error(PSH_EINVAL, "pasha::alloc: ndim " + std::to_string(ndim) + " is out of range 0..32");
+    psh_array *a = nullptr;
+    check(psh_alloc(&a, checked(ctx), pasha::dtype_of<T>(), static_cast<int>(ndim), shape, &b.o));
+    return array<T>::adopt(a);
+}
+}  // namespace detail
+
+/** A zero-filled array of the given shape, C order, in shared memory.
+ *  Options, in any order: pasha::per_worker, pasha::order::f,
+ *  pasha::fill(value). Throws pasha::error (PSH_EINVAL, PSH_ENOMEM, ...). */
+template <class T, class... Opts>
+array<T> alloc(const context &ctx, std::initializer_list<std::size_t> shape, const Opts &...opts)
+{
+    return detail::alloc_shape<T>(ctx, shape.begin(), shape.size(), opts...);
+}
+
+/** The same with the shape in a container (std::vector, std::array). */
+template <class T, class Shape, class... Opts,
+          class = decltype(std::data(std::declval<const Shape &>()), std::size(std::declval<const Shape &>()))>
+array<T> alloc(const context &ctx, const Shape &shape, const Opts &...opts)
+{
+    std::vector<std::size_t> s(std::begin(shape), std::end(shape));
+    return detail::alloc_shape<T>(ctx, s.data(), s.size(), opts...);
+}
+
+/** An array with like's shape and order (order and per_worker options as
+ *  for alloc), of elements U (default: like's element type). */
+template <class U = void, class T, class... Opts>
+auto alloc_like(const context &ctx, const array<T> &like, const Opts &...opts)
+    -> array<std::conditional_t<std::is_void<U>::value, T, U>>
+{
+    using R = std::conditional_t<std::is_void<U>::value, T, U>;
+    if (!like) throw error(PSH_EINVAL, "pasha::alloc_like: an empty array");
+    detail::alloc_builder<R> b;
+    (b.apply(opts), ...);
+    psh_array *a = nullptr;
+    if (std::is_same<R, T>::value) {
+        detail::check(psh_alloc_like(&a, detail::checked(ctx), like.get(), &b.o));
+    } else {
+        if (b.o.order == PSH_ORDER_DEFAULT) b.o.order = psh_array_order(like.get());
+        detail::check(psh_alloc(&a, detail::checked(ctx), dtype_of<R>(), like.ndim(), psh_array_shape(like.get()), &b.o));
+    }
+    return array<R>::adopt(a);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Views: what a map over an array's axis hands the kernel                */
+/* ---------------------------------------------------------------------- */
+
+/** A typed, mdspan-like view of a sub-array: rank() dimensions, extents,
+ *  strides (in elements) and the element at a multi-index. Valid during the
+ *  kernel call. A 0-d view (a map over a 1-d array) is one element: v(). */
+template <class T>
+class view {
+public:
+    using element_type = T;
+    view(T *data, int rank, const std::size_t *extents, const std::ptrdiff_t *strides) noexcept
+        : data_(data), rank_(rank), extents_(extents), strides_(strides)
+    {
+    }
+    T *data() const noexcept { return data_; }
+    T *data_handle() const noexcept { return data_; }
+    int rank() const noexcept { return rank_; }
+    int ndim() const noexcept { return rank_; }
+    std::size_t extent(int d) const noexcept { return extents_[d]; }
+    /** Stride of dimension d in elements. */
+    std::ptrdiff_t stride(int d) const noexcept { return strides_[d]; }
+    std::size_t size() const noexcept
+    {
+        std::size_t s = 1;
+        for (int d = 0; d < rank_; ++d) s *= extents_[d];
+        return s;
+    }
+    /** True when the elements are contiguous in C order (data()[0..size())). */
+    bool is_contiguous() const noexcept
+    {
+        std::ptrdiff_t want = 1;
+        for (int d = rank_ - 1; d >= 0; --d) {
+            if (extents_[d] != 1 && strides_[d] != want) return false;
+            want *= static_cast<std::ptrdiff_t>(extents_[d]);
+        }
+        return true;
+    }
+    /** The element at a multi-index: rank() indices (none for a 0-d view). */
+    template <class... I>
+    T &operator()(I... idx) const noexcept
+    {
+        std::ptrdiff_t off = 0;
+        int d = 0;
+        ((off += static_cast<std::ptrdiff_t>(idx) * strides_[d++]), ...);
+        (void)d;
+        return data_[off];
+    }
+    /** Element i of a 1-d view. */
+    T &operator[](std::size_t i) const noexcept { return data_[static_cast<std::ptrdiff_t>(i) * strides_[0]]; }
+
+private:
+    T *data_;
+    int rank_;
+    const std::size_t *extents_;
+    const std::ptrdiff_t *strides_;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Map                                                                    */
+/* ---------------------------------------------------------------------- */
+
+/** The largest closure (plus what the map adds, a few hundred bytes for an
+ *  axis map) that can be copied to a persistent pool: psh_map_options::
+ *  user_data_size's limit. */
+inline constexpr std::size_t max_closure_size = 65536;
+
+static_assert(sizeof(std::atomic<int>) == sizeof(int) && alignof(std::atomic<int>) == alignof(int),
+              "pasha: std::atomic<int> must be laid out as int to serve as psh_map_options::cancel");
+#if defined(__cpp_lib_atomic_is_always_lock_free)
+static_assert(std::atomic<int>::is_always_lock_free, "pasha: std::atomic<int> must be lock-free");
+#endif
+
+/** Options of one map, e.g. pasha::map(ctx, n, f, {PSH_SCHEDULE_DYNAMIC, 1000})
+ *  for a dynamic schedule in chunks of 1000 items. */
+struct map_options {
+    map_options() = default;
+    map_options(psh_schedule s, std::size_t c = 0) : schedule(s), chunk(c) {}
+    psh_schedule schedule = PSH_SCHEDULE_CONTEXT;  ///< PSH_SCHEDULE_CONTEXT: the context's
+    std::size_t chunk = 0;                         ///< 0: the context's
+    /** Called from the calling thread, about 10 times a second, with the
+     *  items done and the total, and once at the end of a successful map.
+     *  If it throws, the map is cancelled (when no cancel flag is given;
+     *  else it runs to its end) and the exception is rethrown. */
+    std::function<void(std::size_t done, std::size_t total)> progress;
+    /** A flag another thread (or a signal handler) sets non-zero to end the
+     *  map with pasha::error(PSH_ECANCELED); the library reads it with
+     *  relaxed loads. nullptr: none. */
+    const std::atomic<int> *cancel = nullptr;
+};
+
+namespace detail {
+
+/* The first exception of a serial or threads map, rethrown in the caller. */
+struct exception_slot {
+    std::atomic<int> taken{0};
+    std::exception_ptr p;
+    void store() noexcept
+    {
+        if (taken.exchange(1, std::memory_order_acq_rel) == 0) p = std::current_exception();
+    }
+};
+
+inline void record(shm_error *e, const char *what) noexcept
+{
+    if (!e) return;
+    int expected = 0;
+    if (__atomic_compare_exchange_n(&e->state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+        std::strncpy(e->text, what ? what : "", sizeof e->text - 1);
+        e->text[sizeof e->text - 1] = '\0';
+        __atomic_store_n(&e->state, 2, __ATOMIC_RELEASE);
+    }
+}
+
+/* The error page of a processes or MPI context, made on first use: a psh
+ * array for processes contexts (a persistent pool sees psh arrays live), an
+ * anonymous shared page for MPI contexts (their local workers are threads or
+ * processes forked per map; psh_alloc would be collective there). NULL when
+ * another thread holds it or it could not be made: the map then reports the
+ * exception without its text. */
+inline shm_error *acquire_error_page(psh_context *c, context_state *s, std::unique_lock<std::mutex> &lock) noexcept
+{
+    if (!s) return nullptr;
+    lock = std::unique_lock<std::mutex>(s->mutex, std::try_to_lock);
+    if (!lock.owns_lock()) return nullptr;
+    if (!s->err) {
+        if (psh_context_kind(c) == PSH_PROCESSES) {
+            std::size_t n = sizeof(shm_error);
+            psh_array *a = nullptr;
+            if (psh_alloc(&a, c, PSH_UINT8, 1, &n, nullptr) == PSH_OK) {
+                s->err_array = a;
+                s->err = static_cast<shm_error *>(psh_array_data(a));
+            }
+        } else {
+            void *p = mmap(nullptr, sizeof(shm_error), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+            if (p != MAP_FAILED) {
+                s->err = static_cast<shm_error *>(p);
+                s->err_mapped = true;
+            }
+        }
+        if (!s->err) return nullptr;
+    }
+    __atomic_store_n(&s->err->state, 0, __ATOMIC_RELAXED);
+    return s->err;
+}
+
+/* A map in serial and threads contexts: the closure is used in place. */
+template <class F, class A>
+struct local_payload {
+    const F *f;
+    A a;
+    exception_slot *slot;
+};
+
+/* A map in processes contexts: the closure is copied (into the pool's shared
+ * memory by the library when the pool is persistent). */
+template <class F, class A>
+struct shared_payload {
+    F f;
+    A a;
+    shm_error *err;
+};
+
+/* One block: a small closure is copied into a local first, so that the
+ * compiler keeps its captures in registers (a store through a captured
+ * pointer cannot then alias a capture) and vectorizes the loop. */
+template <class F, class A>
+inline void call_block(const F &f, const A &a, int worker_id, std::size_t begin, std::size_t end)
+{
+    if constexpr (sizeof(F) <= 256) {
+        const F local = f;
+        a.run(local, worker_id, begin, end);
+    } else {
+        a.run(f, worker_id, begin, end);
+    }
+}
+
+template <class F, class A>
+int local_trampoline(void *ud, int worker_id, std::size_t begin, std::size_t end) noexcept
+{
+    const auto *p = static_cast<const local_payload<F, A> *>(ud);
+    try {
+        call_block(*p->f, p->a, worker_id, begin, end);
+        return 0;
+    } catch (...) {
+        p->slot->store();
+        return 1;
+    }
+}
+
+template <class F, class A>
+int shared_trampoline(void *ud, int worker_id, std::size_t begin, std::size_t end) noexcept
+{
+    const auto *p = static_cast<const shared_payload<F, A> *>(ud);
+    try {
+        call_block(p->f, p->a, worker_id, begin, end);
+        return 0;
+    } catch (const std::exception &e) {
+        record(p->err, e.what());
+        return 1;
+    } catch (...) {
+        record(p->err, "an exception not derived from std::exception");
+        return 1;
+    }
+}
+
+struct progress_state {
+    const std::function<void(std::size_t, std::size_t)> *fn;
+    std::atomic<int> *own_cancel;
+    std::exception_ptr exc;
+};
+
+inline void progress_trampoline(void *ud, std::size_t done, std::size_t total) noexcept
+{
+    auto *p = static_cast<progress_state *>(ud);
+    if (p->exc) return;
+    try {
+        (*p->fn)(done, total);
+    } catch (...) {
+        p->exc = std::current_exception();
+        if (p->own_cancel) p->own_cancel->store(1, std::memory_order_relaxed);
+    }
+}
+
+/* Adapters: how a block [begin, end) becomes calls of the user's lambda. */
+struct items_adapter {
+    template <class F>
+    void run(const F &f, int w, std::size_t begin, std::size_t end) const
+    {
+        for (std::size_t i = begin; i < end; ++i) f(w, i);
+    }
+};
+
+struct blocks_adapter {
+    template <class F>
+    void run(const F &f, int w, std::size_t begin, std::size_t end) const
+    {
+        f(w, begin, end);
+    }
+};
+
+template <class T>
+struct range_adapter {
+    T *data;
+    template <class F>
+    void run(const F &f, int w, std::size_t begin, std::size_t end) const
+    {
+        T *d = data;
+        for (std::size_t i = begin; i < end; ++i) f(w, i, d[i]);
+    }
+};
+
+template <class T>
+struct axis_adapter {
+    char *base;
+    std::ptrdiff_t step;  // bytes between sub-arrays
+    int rank;
+    std::size_t extents[32];
+    std::ptrdiff_t strides[32];  // elements
+    template <class F>
+    void run(const F &f, int w, std::size_t begin, std::size_t end) const
+    {
+        for (std::size_t i = begin; i < end; ++i)
+            f(w, i,
+              view<T>(reinterpret_cast<T *>(base + static_cast<std::ptrdiff_t>(i) * step), rank, extents, strides));
+    }
+};
+
+template <class F, class A>
+void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const map_options *mo)
+{
+    static_assert(std::is_trivially_copyable<F>::value,
+                  "pasha::map: the closure must be trivially copyable, because a persistent pool's workers get a "
+                  "copy of it: capture plain values and pointers into psh arrays by value (see "
+                  "pasha::context_options::persistent), not a std::vector, std::string, pasha::array or "
+                  "pasha::context");
+    static_assert(sizeof(shared_payload<F, A>) <= max_closure_size,
+                  "pasha::map: the closure is larger than pasha::max_closure_size (64 KiB): capture pointers to "
+                  "the data instead");
+    psh_context *c = checked(ctx);
+    psh_map_options o;
+    psh_map_options_init(&o);
+    std::atomic<int> own_cancel{0};
+    progress_state ps{nullptr, nullptr, nullptr};
+    if (mo) {
+        o.schedule = mo->schedule;
+        o.chunk = mo->chunk;
+        if (mo->cancel) o.cancel = reinterpret_cast<const volatile int *>(mo->cancel);
+        if (mo->progress) {
+            ps.fn = &mo->progress;
+            if (!mo->cancel) {
+                ps.own_cancel = &own_cancel;
+                o.cancel = reinterpret_cast<const volatile int *>(&own_cancel);
+            }
+            o.progress = &progress_trampoline;
+            o.progress_data = &ps;
+        }
+    }
+    psh_kind k = psh_context_kind(c);
+    int rc;
+    if (k == PSH_SERIAL || k == PSH_THREADS) {
+        exception_slot slot;
+        local_payload<F, A> p{&f, a, &slot};
+        rc = psh_map_blocks_ext(c, &local_trampoline<F, A>, &p, n, &o);
+        if (slot.taken.load(std::memory_order_acquire)) std::rethrow_exception(slot.p);
+    } else {
+        std::unique_lock<std::mutex> lock;
+        shm_error *err = acquire_error_page(c, state_of(ctx), lock);
+        shared_payload<F, A> p{f, a, err};
+        o.user_data_size = sizeof p;
+        rc = psh_map_blocks_ext(c, &shared_trampoline<F, A>, &p, n, &o);
+        if (rc == PSH_EKERNEL) {
+            std::string detail = psh_last_error();
+            if (err && __atomic_load_n(&err->state, __ATOMIC_ACQUIRE) == 2)
+                throw error(PSH_EKERNEL, std::string("a kernel threw: ") + err->text + " (" + detail + ")");
+            throw error(PSH_EKERNEL, "a kernel threw (its text could not be passed back) (" + detail + ")");
+        }
+    }
+    if (ps.exc) std::rethrow_exception(ps.exc);
+    check(rc);
+}
+
+template <class R>
+using range_element_t = std::remove_reference_t<decltype(*std::data(std::declval<R &>()))>;
+
+template <class T>
+struct is_array : std::false_type {};
+template <class T>
+struct is_array<array<T>> : std::true_type {};
+
+template <class T>
+axis_adapter<T> make_axis_adapter(const array<T> &arr, int axis, std::size_t &n)
+{
+    if (!arr) throw error(PSH_EINVAL, "pasha::map: an empty array");
+    int nd = arr.ndim();
+    if (nd == 0) throw error(PSH_EINVAL, "pasha::map: a 0-d array has no axis to map over");
+    if (axis < -nd || axis >= nd)
+        throw error(PSH_EINVAL, "pasha::map: axis " + std::to_string(axis) + " is out of range for a " +
+                                    std::to_string(nd) + "-d array");
+    if (axis < 0) axis += nd;
+    axis_adapter<T> a{};
+    const std::size_t *shape = psh_array_shape(arr.get());
+    const std::ptrdiff_t *strides = psh_array_strides(arr.get());
+    a.base = reinterpret_cast<char *>(arr.data());
+    a.step = strides[axis];
+    a.rank = nd - 1;
+    for (int d = 0, r = 0; d < nd; ++d) {
+        if (d == axis) continue;
+        a.extents[r] = shape[d];
+        a.strides[r] = strides[d] / static_cast<std::ptrdiff_t>(sizeof(T));
+        ++r;
+    }
+    n = shape[axis];
+    return a;
+}
+
+}  // namespace detail
+
+/** Call f(worker_id, index) for every index in [0, n), split among the
+ *  context's workers; return when all are done. See the top of this file
+ *  for the closure rule and how exceptions come back. */
+template <class F>
+void map(const context &ctx, std::size_t n, const F &f, const map_options &opts = {})
+{
+    static_assert(std::is_invocable<const F &, int, std::size_t>::value,
+                  "pasha::map: the kernel must be callable as f(int worker_id, std::size_t index) const");
+    detail::run_map(ctx, n, f, detail::items_adapter{}, &opts);
+}
+
+/** Call f(worker_id, begin, end) once per contiguous block of [0, n) (with
+ *  the static schedule: once per worker, its whole share). */
+template <class F>
+void map_blocks(const context &ctx, std::size_t n, const F &f, const map_options &opts = {})
+{
+    static_assert(std::is_invocable<const F &, int, std::size_t, std::size_t>::value,
+                  "pasha::map_blocks: the kernel must be callable as f(int worker_id, std::size_t begin, "
+                  "std::size_t end) const");
+    detail::run_map(ctx, n, f, detail::blocks_adapter{}, &opts);
+}
+
+/** Call f(worker_id, index, pasha::view<T> sub) for every sub-array of arr
+ *  along axis (negative: from the end): view of rank ndim-1; for a 1-d
+ *  array a 0-d view of element index. */
+template <class T, class F>
+void map(const context &ctx, const array<T> &arr, int axis, const F &f, const map_options &opts = {})
+{
+    static_assert(std::is_invocable<const F &, int, std::size_t, view<T>>::value,
+                  "pasha::map over an array: the kernel must be callable as f(int worker_id, std::size_t index, "
+                  "pasha::view<T> sub) const");
+    std::size_t n = 0;
+    auto a = detail::make_axis_adapter(arr, axis, n);
+    detail::run_map(ctx, n, f, a, &opts);
+}
+
+/** The same along axis 0. */
+template <class T, class F>
+void map(const context &ctx, const array<T> &arr, const F &f, const map_options &opts = {})
+{
+    map(ctx, arr, 0, f, opts);
+}
+
+/** Call f(worker_id, index, element &) for every element of a contiguous
+ *  range (std::vector, std::array, C array, std::span). Writes to a range
+ *  outside psh arrays come back only from serial and threads contexts;
+ *  a persistent pool does not see memory made after it. */
+template <class R, class F, class = std::enable_if_t<!detail::is_array<std::remove_cv_t<std::remove_reference_t<R>>>::value>,
+          class E = detail::range_element_t<R>>
+void map(const context &ctx, R &&range, const F &f, const map_options &opts = {})
+{
+    static_assert(std::is_invocable<const F &, int, std::size_t, E &>::value,
+                  "pasha::map over a range: the kernel must be callable as f(int worker_id, std::size_t index, "
+                  "element &) const");
+    detail::range_adapter<E> a{std::data(range)};
+    detail::run_map(ctx, static_cast<std::size_t>(std::size(range)), f, a, &opts);
+}
+
+/** Sum the rows of a per_worker array (shape {num_workers, ...} in C order)
+ *  into a std::vector of the remaining size: the usual end of a per-worker
+ *  reduction. */
+template <class T>
+std::vector<T> sum_per_worker(const array<T> &acc)
+{
+    if (!acc || acc.ndim() < 1) throw error(PSH_EINVAL, "pasha::sum_per_worker: an empty or 0-d array");
+    if (acc.order() != order::c) throw error(PSH_EINVAL, "pasha::sum_per_worker: the array is not in C order");
+    std::size_t rows = acc.shape()[0], cols = rows ? acc.size() / rows : 0;
+    std::vector<T> r(cols, T{});
+    for (std::size_t w = 0; w < rows; ++w)
+        for (std::size_t j = 0; j < cols; ++j) r[j] += acc[w * cols + j];
+    return r;
+}
+
+}  // namespace pasha
+
+#endif /* PASHA_PASHA_HPP */
