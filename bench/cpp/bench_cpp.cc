@@ -1,0 +1,331 @@
+// The C++ API's benchmark (a program, not a test): the same kernels through
+// pasha::map (a lambda), OpenMP, the C API and oneTBB, interleaved round by
+// round in one process after a warm-up, idle spinners settled between
+// variants (odd rounds in reverse order); medians and fastest rounds, ratios against the reference run in
+// the same process.
+//
+//   bench_cpp [--workers N] [--rounds R] [--quick] [--only axpy|calib]
+//
+// Workloads:
+//   axpy  y[i] = a*x[i] + y[i] over 2^25 floats, one item per element, on a
+//         threads context: pasha::map lambda vs OpenMP parallel for
+//         schedule(static) vs the C per-item function-pointer path (psh_map
+//         over psh_functor_range) vs oneTBB parallel_for (when built with it)
+//   calib the calibration workload of bench/bench.c (a): frames of 512x128
+//         float32, out = (raw - offset) * gain, one frame per item, through
+//         the C API (psh_map over psh_functor_array, as bench.c) and through
+//         the C++ API (pasha::map over the array's axis 0), on a threads
+//         context and on a persistent pool
+#include <pasha/pasha.hpp>
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#ifdef PASHA_BENCH_TBB
+#include <oneapi/tbb/blocked_range.h>
+#include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/partitioner.h>
+#include <oneapi/tbb/task_arena.h>
+#endif
+
+static int opt_workers = 2, opt_rounds = 11;
+static bool opt_quick = false;
+static std::string opt_only = "axpy,calib";
+
+static double now()
+{
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+static void settle()
+{
+    // Let spinning idle workers (OpenMP's, TBB's, ours) sleep between variants.
+    timespec ts{0, 5000000};
+    nanosleep(&ts, nullptr);
+}
+
+static void check(int rc, const char *what)
+{
+    if (rc != PSH_OK) {
+        std::fprintf(stderr, "%s: %s (%s)\n", what, psh_strerror(rc), psh_last_error());
+        std::exit(1);
+    }
+}
+
+struct variant {
+    variant(std::string n, std::function<void()> r) : name(std::move(n)), run(std::move(r)) {}
+    std::string name;
+    std::function<void()> run;
+    std::vector<double> ms;
+    double median = 0, min = 0;
+};
+
+static const variant &find(const std::vector<variant> &vs, const char *name)
+{
+    for (auto &v : vs)
+        if (v.name == name) return v;
+    std::fprintf(stderr, "no variant %s\n", name);
+    std::exit(1);
+}
+
+static void ratio(const std::vector<variant> &vs, const char *num, const char *den, const char *label)
+{
+    const variant &a = find(vs, num), &b = find(vs, den);
+    std::printf("  => %s: %.3fx (medians), %.3fx (fastest rounds)\n", label, a.median / b.median, a.min / b.min);
+}
+
+static void measure(const char *title, std::vector<variant> &vs, const char *ref)
+{
+    for (auto &v : vs) v.run();  // warm-up
+    // Odd rounds run the variants in reverse order, so that no variant
+    // always follows the same neighbour.
+    for (int r = 0; r < opt_rounds; ++r)
+        for (std::size_t k = 0; k < vs.size(); ++k) {
+            variant &v = vs[r % 2 ? vs.size() - 1 - k : k];
+            settle();
+            double t0 = now();
+            v.run();
+            v.ms.push_back((now() - t0) * 1e3);
+        }
+    double ref_med = 0, ref_min = 0;
+    for (auto &v : vs) {
+        std::vector<double> s = v.ms;
+        std::sort(s.begin(), s.end());
+        v.median = s[s.size() / 2];
+        v.min = s.front();
+        if (v.name == ref) {
+            ref_med = v.median;
+            ref_min = v.min;
+        }
+    }
+    std::printf("\n%s: median of %d interleaved rounds, %d workers (ratios: to %s)\n", title, opt_rounds, opt_workers,
+                ref);
+    std::printf("  %-44s %10s %10s %8s %8s\n", "variant", "median ms", "min ms", "x med", "x min");
+    for (auto &v : vs)
+        std::printf("  %-44s %10.3f %10.3f %8.3f %8.3f\n", v.name.c_str(), v.median, v.min, v.median / ref_med,
+                    v.min / ref_min);
+    std::fflush(stdout);
+}
+
+// ---- axpy ------------------------------------------------------------------
+
+struct axpy_args {
+    float a;
+    const float *x;
+    float *y;
+};
+
+static int axpy_item(void *ud, int, std::size_t i, const void *)
+{
+    const auto *p = static_cast<const axpy_args *>(ud);
+    p->y[i] = p->a * p->x[i] + p->y[i];
+    return 0;
+}
+
+static void workload_axpy()
+{
+    const std::size_t n = opt_quick ? (std::size_t(1) << 20) : (std::size_t(1) << 25);
+    pasha::context t(pasha::kind::threads, opt_workers);
+    auto xa = pasha::alloc<float>(t, {n});
+    auto ya = pasha::alloc<float>(t, {n});
+    for (std::size_t i = 0; i < n; ++i) xa[i] = static_cast<float>(i % 1000) * 1e-3f;
+    const float a = 0.5f;
+    const float *x = xa.data();
+    float *y = ya.data();
+    psh_functor *range = nullptr;
+    check(psh_functor_range(&range, n), "psh_functor_range");
+    axpy_args args{a, x, y};
+
+    std::vector<variant> vs;
+    vs.push_back({"pasha::map lambda (threads)", [&] {
+                      pasha::map(t, n, [=](int, std::size_t i) { y[i] = a * x[i] + y[i]; });
+                  }});
+    vs.push_back({"OpenMP parallel for schedule(static)", [&] {
+#pragma omp parallel for schedule(static) num_threads(opt_workers)
+                      for (std::size_t i = 0; i < n; ++i) y[i] = a * x[i] + y[i];
+                  }});
+    vs.push_back({"C psh_map per-item kernel (threads)",
+                  [&] { check(psh_map(t.get(), axpy_item, &args, range), "psh_map"); }});
+    vs.push_back({"pasha::map_blocks lambda (threads)", [&] {
+                      pasha::map_blocks(t, n, [=](int, std::size_t b, std::size_t e) {
+                          for (std::size_t i = b; i < e; ++i) y[i] = a * x[i] + y[i];
+                      });
+                  }});
+#ifdef PASHA_BENCH_TBB
+    static oneapi::tbb::task_arena arena(opt_workers);
+    vs.push_back({"oneTBB parallel_for (auto_partitioner)", [&] {
+                      arena.execute([&] {
+                          oneapi::tbb::parallel_for(oneapi::tbb::blocked_range<std::size_t>(0, n),
+                                                    [=](const oneapi::tbb::blocked_range<std::size_t> &r) {
+                                                        for (std::size_t i = r.begin(); i < r.end(); ++i)
+                                                            y[i] = a * x[i] + y[i];
+                                                    });
+                      });
+                  }});
+    vs.push_back({"oneTBB parallel_for (static_partitioner)", [&] {
+                      arena.execute([&] {
+                          oneapi::tbb::parallel_for(
+                              oneapi::tbb::blocked_range<std::size_t>(0, n),
+                              [=](const oneapi::tbb::blocked_range<std::size_t> &r) {
+                                  for (std::size_t i = r.begin(); i < r.end(); ++i) y[i] = a * x[i] + y[i];
+                              },
+                              oneapi::tbb::static_partitioner());
+                      });
+                  }});
+#endif
+    vs.push_back({"plain loop (1 thread)", [&] {
+                      for (std::size_t i = 0; i < n; ++i) y[i] = a * x[i] + y[i];
+                  }});
+
+    // Every variant computes the same thing: check each once from y = 1.
+    for (auto &v : vs) {
+        std::fill(ya.begin(), ya.end(), 1.0f);
+        v.run();
+        for (std::size_t i = 0; i < n; i += 4099)
+            if (ya[i] != a * xa[i] + 1.0f) {
+                std::fprintf(stderr, "axpy: %s is wrong at %zu\n", v.name.c_str(), i);
+                std::exit(1);
+            }
+    }
+    std::fill(ya.begin(), ya.end(), 0.0f);
+    char title[128];
+    std::snprintf(title, sizeof title, "axpy, y[i] = a*x[i] + y[i] over 2^%d floats", opt_quick ? 20 : 25);
+    measure(title, vs, "OpenMP parallel for schedule(static)");
+    ratio(vs, "pasha::map lambda (threads)", "OpenMP parallel for schedule(static)", "pasha::map lambda / OpenMP");
+    ratio(vs, "C psh_map per-item kernel (threads)", "OpenMP parallel for schedule(static)", "C per-item / OpenMP");
+#ifdef PASHA_BENCH_TBB
+    ratio(vs, "pasha::map lambda (threads)", "oneTBB parallel_for (auto_partitioner)", "pasha::map lambda / oneTBB");
+#endif
+    psh_functor_destroy(range);
+}
+
+// ---- calibration (bench.c's workload a) ------------------------------------
+
+constexpr std::size_t kFramePixels = 512 * 128;
+
+struct calib_args {
+    const float *offset, *gain;
+    float *out;
+};
+
+static inline void calibrate_frame(const float *__restrict raw, const float *__restrict offset,
+                                   const float *__restrict gain, float *__restrict out)
+{
+    for (std::size_t p = 0; p < kFramePixels; ++p) out[p] = (raw[p] - offset[p]) * gain[p];
+}
+
+static int calib_kernel(void *ud, int, std::size_t index, const void *value)
+{
+    const auto *c = static_cast<const calib_args *>(ud);
+    const auto *v = static_cast<const psh_view *>(value);
+    calibrate_frame(static_cast<const float *>(v->data), c->offset, c->gain, c->out + index * kFramePixels);
+    return 0;
+}
+
+static void workload_calib()
+{
+    const std::size_t frames = opt_quick ? 40 : 1000;
+    pasha::context t(pasha::kind::threads, opt_workers);
+    pasha::context_options po;
+    po.kind = pasha::kind::processes;
+    po.num_workers = opt_workers;
+    po.persistent = true;
+    pasha::context pool(po);
+    auto raw = pasha::alloc<float>(t, {frames, 512, 128});
+    auto out = pasha::alloc_like(t, raw);
+    auto offset = pasha::alloc<float>(t, {512, 128});
+    auto gain = pasha::alloc<float>(t, {512, 128});
+    for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<float>(i % 4096);
+    for (std::size_t p = 0; p < kFramePixels; ++p) {
+        offset[p] = static_cast<float>(p % 7);
+        gain[p] = 1.0f + static_cast<float>(p % 5) * 0.01f;
+    }
+    psh_functor *f = nullptr;
+    check(psh_functor_array(&f, raw.get(), 0), "psh_functor_array");
+    calib_args args{offset.data(), gain.data(), out.data()};
+    const float *po_ = offset.data(), *pg = gain.data();
+    float *pout = out.data();
+    auto c_api = [&](const pasha::context &ctx) {
+        psh_map_options o;
+        psh_map_options_init(&o);
+        o.user_data_size = sizeof args;  // as bench.c: the pool cannot see the caller's stack
+        check(psh_map_ext(ctx.get(), calib_kernel, &args, f, &o), "psh_map_ext");
+    };
+    auto cpp_api = [&](const pasha::context &ctx) {
+        pasha::map(ctx, raw, [=](int, std::size_t i, pasha::view<float> frame) {
+            calibrate_frame(frame.data(), po_, pg, pout + i * kFramePixels);
+        });
+    };
+    std::vector<variant> vs;
+    vs.push_back({"C API psh_map (threads)", [&] { c_api(t); }});
+    vs.push_back({"C++ pasha::map over axis 0 (threads)", [&] { cpp_api(t); }});
+    vs.push_back({"C API psh_map (persistent pool)", [&] { c_api(pool); }});
+    vs.push_back({"C++ pasha::map over axis 0 (persistent pool)", [&] { cpp_api(pool); }});
+    vs.push_back({"OpenMP schedule(static)", [&] {
+#pragma omp parallel for schedule(static) num_threads(opt_workers)
+                      for (std::size_t i = 0; i < frames; ++i)
+                          calibrate_frame(raw.data() + i * kFramePixels, po_, pg, pout + i * kFramePixels);
+                  }});
+    for (auto &v : vs) {
+        std::fill(out.begin(), out.end(), -1.0f);
+        v.run();
+        for (std::size_t i = 0; i < raw.size(); i += 997) {
+            std::size_t p = i % kFramePixels;
+            if (out[i] != (raw[i] - offset[p]) * gain[p]) {
+                std::fprintf(stderr, "calib: %s is wrong at %zu\n", v.name.c_str(), i);
+                std::exit(1);
+            }
+        }
+    }
+    char title[128];
+    std::snprintf(title, sizeof title, "calibration, %zu frames of 512x128 float32", frames);
+    measure(title, vs, "C API psh_map (threads)");
+    ratio(vs, "C++ pasha::map over axis 0 (threads)", "C API psh_map (threads)", "C++ / C API, threads");
+    ratio(vs, "C++ pasha::map over axis 0 (persistent pool)", "C API psh_map (persistent pool)",
+          "C++ / C API, persistent pool");
+    psh_functor_destroy(f);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--workers") == 0 && i + 1 < argc)
+            opt_workers = std::atoi(argv[++i]);
+        else if (std::strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            opt_rounds = std::atoi(argv[++i]);
+        else if (std::strcmp(argv[i], "--quick") == 0)
+            opt_quick = true;
+        else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+            opt_only = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: bench_cpp [--workers N] [--rounds R] [--quick] [--only axpy|calib]\n");
+            return 2;
+        }
+    }
+    if (opt_workers < 1 || opt_rounds < 1 || opt_rounds > 1000) {
+        std::fprintf(stderr, "bench_cpp: --workers and --rounds must be positive (rounds <= 1000)\n");
+        return 2;
+    }
+    std::printf("libpasha %s C++ benchmark, %d workers, %d rounds%s\n", pasha::version(), opt_workers, opt_rounds,
+                opt_quick ? " (--quick)" : "");
+    try {
+        if (opt_only.find("axpy") != std::string::npos) workload_axpy();
+        if (opt_only.find("calib") != std::string::npos) workload_calib();
+    } catch (const pasha::error &e) {
+        std::fprintf(stderr, "bench_cpp: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
