@@ -13,4 +13,5 @@ dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
 meson install -C build-ci-mpi --destdir "$dest" >/dev/null
 test -f "$dest"/usr/local/include/pasha/pasha_mpi.h
+test -f "$dest"/usr/local/include/pasha/pasha_mpi.hpp
 echo "mpi: ok"
