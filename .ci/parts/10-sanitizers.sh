@@ -9,4 +9,5 @@ for san in address,undefined thread; do
     [ -d "$dir" ] || meson setup "$dir" -Db_sanitize="$san" -Db_lundef=false -Dwerror=true -Dexamples=disabled >/dev/null
     ninja -C "$dir" >/dev/null
     meson test -C "$dir" --suite core --suite fault --print-errorlogs
+    meson test -C "$dir" --print-errorlogs cpp-common cpp-serial cpp-threads cpp-processes cpp-pool  # pasha.hpp
 done
