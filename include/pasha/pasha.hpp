@@ -466,6 +466,8 @@ public:
         std::ptrdiff_t off = 0;
         int d = 0;
         ((off += static_cast<std::ptrdiff_t>(idx) * st[d++]), ...);
+        (void)d;
+        (void)st;
         return *reinterpret_cast<T *>(reinterpret_cast<char *>(data_) + off);
     }
     T *begin() const noexcept { return data_; }

@@ -107,6 +107,8 @@ static void test_errors()
     EXPECT_PASHA_ERROR(pasha::map(s, a, 1, [](int, std::size_t, pasha::view<int>) {}), PSH_EINVAL, "axis 1");
     auto z = pasha::alloc<int>(s, {});
     CHECK(z.ndim() == 0 && z.size() == 1);
+    z() = 4;  // a 0-d array: no index
+    CHECK(z[0] == 4);
     EXPECT_PASHA_ERROR(pasha::map(s, z, [](int, std::size_t, pasha::view<int>) {}), PSH_EINVAL, "0-d");
     // An empty (moved-from) context is an error, not the default context.
     pasha::context moved = std::move(s);
