@@ -240,12 +240,12 @@ public:
     }
     /** Take a new reference to c; the caller keeps its own. */
     static context borrow(psh_context *c) { return adopt(psh_context_reference(c)); }
-    /** The library's default context (psh_get_default_context). */
+    /** A reference to the library's default context (psh_default_context_ref). */
     static context default_context()
     {
-        psh_context *c = psh_get_default_context();
+        psh_context *c = psh_default_context_ref();
         if (!c) throw error(PSH_ESYS);
-        return borrow(c);
+        return adopt(c);
     }
 
     context(const context &o) : ctx_(psh_context_reference(o.ctx_)), state_(o.state_) {}

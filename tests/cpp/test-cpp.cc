@@ -209,6 +209,11 @@ static void test_arrays()
     CHECK(psh_context_num_workers(c) == 1);  // still alive: borrow took its own reference
     pasha::context owner = pasha::context::adopt(c);
     CHECK(owner.kind() == pasha::kind::serial);
+    // The default context, made the default by a wrapper.
+    pasha::context threads4(pasha::kind::threads, 4);
+    threads4.make_default();
+    pasha::context dflt = pasha::context::default_context();
+    CHECK(dflt.get() == threads4.get() && dflt.num_workers() == 4);
 }
 
 static void test_views_and_sum()
