@@ -8,6 +8,8 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 meson setup "$out/build" -Dbench=enabled -Dwerror=true -Dtests=disabled -Dexamples=disabled >/dev/null
 ninja -C "$out/build" >/dev/null
+# The C++ API's benchmark (bench/cpp): runs and checks its answers.
+"$out/build/bench/cpp/bench_cpp" --quick --rounds 3 >/dev/null
 WORKERS="1 2" bench/scaling.sh "$out/build" "$out" -- --quick --rounds 3 2>/dev/null >/dev/null
 python3 - "$out" <<'PY'
 import json, sys
