@@ -307,6 +307,16 @@ static void test_maps(pasha::context &ctx, bool processes, bool pool)
     for (std::size_t i = 0; i < n; ++i) ok &= out[i] == 3 * in[i];
     CHECK(ok);
 
+    // Nothing to do: no call, no error; an array with a zero-length axis.
+    auto calls = pasha::alloc<int>(ctx, {1});
+    int *pcalls = calls.data();
+    pasha::map(ctx, 0, [=](int, std::size_t) { pcalls[0] += 1; });
+    pasha::map_blocks(ctx, 0, [=](int, std::size_t, std::size_t) { pcalls[0] += 1; });
+    auto empty = pasha::alloc<float>(ctx, {0, 4});
+    CHECK(empty.size() == 0 && empty.shape()[1] == 4);
+    pasha::map(ctx, empty, [=](int, std::size_t, pasha::view<float>) { pcalls[0] += 1; });
+    CHECK(calls[0] == 0);
+
     // The worker ids are 0..W-1 and each item ran once.
     auto hits = pasha::alloc<int>(ctx, {n});
     auto ids = pasha::alloc<int>(ctx, {n}, pasha::fill(-1));
