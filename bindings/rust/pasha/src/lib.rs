@@ -28,7 +28,24 @@
 //!   once, so these borrows never alias either.
 //!
 //! Both borrow the output array mutably for the whole map, so nothing else
-//! can read or write it meanwhile.
+//! can read or write it meanwhile. The indices a map visits are `0..n` for
+//! the `n` that the crate itself passes to libpasha (the source's length);
+//! every chunk libpasha hands back is checked against that `n`, and `n`
+//! against the output's length, before anything is written.
+//! [`Source`] is sealed: only this crate's sources (ranges, slices, `&Vec`,
+//! [`SharedArray::along`]) exist, so a source cannot report a length that
+//! disagrees with what it hands out.
+//!
+//! # Speed
+//!
+//! A map runs the closure inside a block kernel (`psh_map_blocks_ext`): the
+//! library hands each worker contiguous chunks of indices, and a
+//! trampoline monomorphized for the closure loops over each chunk, so the
+//! per-item call is inlined (and vectorized where the closure allows); one
+//! `catch_unwind` guards each chunk. How the indices are split is the
+//! context's [`Schedule`] ([`Context::builder`]) or the map's
+//! ([`MapOptions`], the `*_with` methods): static for even work, dynamic or
+//! guided for uneven work.
 //!
 //! # Processes
 //!
@@ -52,18 +69,23 @@
 //!
 //! A closure returns `Result<(), E>` with `E: Display`. The first `Err`
 //! stops the map and comes back as an [`Error`] of kind
-//! [`ErrorKind::Kernel`]; on serial and thread contexts its message
-//! contains the closure's error text. A panic inside a closure never
-//! unwinds into C: it is caught and also reported as `ErrorKind::Kernel`.
+//! [`ErrorKind::Kernel`] whose message names the index and contains the
+//! closure's error text (in every kind: a process context passes the text
+//! back through shared memory). A panic inside a closure never unwinds into
+//! C: it is caught and also reported as `ErrorKind::Kernel`, naming the
+//! chunk it happened in. Other workers stop at their next chunk (with the
+//! static schedule a worker's whole share is one chunk).
 //!
 //! # Linking
 //!
-//! `build.rs` finds libpasha with pkg-config (package `pasha`, else
-//! `pasha-uninstalled` from a meson build's `meson-uninstalled/` directory)
-//! and puts its directory into the rpath of tests and binaries.
+//! The raw declarations are the `pasha-sys` crate (re-exported as [`sys`]),
+//! whose `build.rs` finds libpasha with pkg-config (package `pasha`, else
+//! `pasha-uninstalled` from a meson build's `meson-uninstalled/`
+//! directory). How a program finds `libpasha.so` at run time (rpath,
+//! ldconfig or `LD_LIBRARY_PATH`) is in the crate's README.
 #![warn(missing_docs)]
 
-pub mod sys;
+pub use pasha_sys as sys;
 
 use std::ffi::CStr;
 use std::fmt;
@@ -72,7 +94,8 @@ use std::ops::{Deref, DerefMut, Range};
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// What went wrong, after the C library's `PSH_E*` status codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,9 +265,135 @@ element!(i8 => PSH_INT8, u8 => PSH_UINT8, i16 => PSH_INT16, u16 => PSH_UINT16,
          i32 => PSH_INT32, u32 => PSH_UINT32, i64 => PSH_INT64, u64 => PSH_UINT64,
          f32 => PSH_FLOAT32, f64 => PSH_FLOAT64);
 
+/// How a map's indices are split among the workers (`psh_schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Worker `w` of `W` gets the contiguous share `[w*n/W, (w+1)*n/W)` in
+    /// one chunk: the least overhead, for work that costs the same per item.
+    Static,
+    /// Workers take chunks of `chunk` items from a shared counter (chunk 0:
+    /// the library picks `n / (256 * workers)`, between 1 and 4096): for
+    /// uneven work.
+    Dynamic,
+    /// Like dynamic, with chunks that shrink as the work runs out (never
+    /// below `chunk`, default 1).
+    Guided,
+}
+
+impl Schedule {
+    fn raw(self) -> sys::psh_schedule {
+        match self {
+            Schedule::Static => sys::PSH_SCHEDULE_STATIC,
+            Schedule::Dynamic => sys::PSH_SCHEDULE_DYNAMIC,
+            Schedule::Guided => sys::PSH_SCHEDULE_GUIDED,
+        }
+    }
+}
+
+/// Options of one map: its schedule and chunk size, overriding the
+/// context's. `MapOptions::new()` (or `default()`) keeps the context's.
+///
+/// ```no_run
+/// use pasha::{Context, Kind, MapOptions, Schedule};
+/// let ctx = Context::new(Kind::Threads, 2)?;
+/// let mut out = ctx.alloc::<f64>(&[10_000])?;
+/// let opts = MapOptions::new().schedule(Schedule::Dynamic).chunk(16);
+/// ctx.map_into_with(opts, 0..10_000, &mut out, |_w, _i, v, o| {
+///     *o = (0..v).map(|k| k as f64).sum(); // item v costs ~v
+///     Ok::<(), std::convert::Infallible>(())
+/// })?;
+/// # Ok::<(), pasha::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    schedule: Option<Schedule>,
+    chunk: usize,
+}
+
+impl MapOptions {
+    /// The context's schedule and chunk.
+    pub fn new() -> MapOptions {
+        MapOptions::default()
+    }
+    /// Use this schedule for the map.
+    pub fn schedule(mut self, schedule: Schedule) -> MapOptions {
+        self.schedule = Some(schedule);
+        self
+    }
+    /// Items per chunk (dynamic), the smallest chunk (guided), or the block
+    /// size a static share is walked in; 0: the context's.
+    pub fn chunk(mut self, chunk: usize) -> MapOptions {
+        self.chunk = chunk;
+        self
+    }
+    fn raw(&self) -> Option<sys::psh_map_options> {
+        if self.schedule.is_none() && self.chunk == 0 {
+            return None;
+        }
+        let mut o = unsafe { std::mem::zeroed::<sys::psh_map_options>() };
+        unsafe { sys::psh_map_options_init(&mut o) };
+        if let Some(s) = self.schedule {
+            o.schedule = s.raw();
+        }
+        o.chunk = self.chunk;
+        Some(o)
+    }
+}
+
+/// Builds a [`Context`] with a schedule, chunk size and CPU pinning
+/// (`psh_context_create_ext`). Made by [`Context::builder`].
+#[derive(Debug, Clone, Copy)]
+pub struct ContextBuilder {
+    kind: Kind,
+    workers: usize,
+    schedule: Schedule,
+    chunk: usize,
+    pin_cpus: bool,
+}
+
+impl ContextBuilder {
+    /// The number of workers (0, the default: `PASHA_NUM_WORKERS` or the
+    /// number of CPUs).
+    pub fn workers(mut self, workers: usize) -> ContextBuilder {
+        self.workers = workers;
+        self
+    }
+    /// The schedule of every map on the context (default static).
+    pub fn schedule(mut self, schedule: Schedule) -> ContextBuilder {
+        self.schedule = schedule;
+        self
+    }
+    /// The chunk size of every map on the context (0: the library chooses).
+    pub fn chunk(mut self, chunk: usize) -> ContextBuilder {
+        self.chunk = chunk;
+        self
+    }
+    /// Pin worker `w` to the `w`-th CPU of the affinity mask (threads and
+    /// processes; the calling thread is never pinned).
+    pub fn pin_cpus(mut self, pin: bool) -> ContextBuilder {
+        self.pin_cpus = pin;
+        self
+    }
+    /// Create the context.
+    pub fn build(self) -> Result<Context> {
+        let n = c_int::try_from(self.workers).map_err(|_| Error::invalid(format!("{} workers is too many", self.workers)))?;
+        let mut o = unsafe { std::mem::zeroed::<sys::psh_context_options>() };
+        unsafe { sys::psh_context_options_init(&mut o) };
+        o.kind = self.kind.raw();
+        o.num_workers = n;
+        o.schedule = self.schedule.raw();
+        o.chunk = self.chunk;
+        o.pin_cpus = self.pin_cpus as c_int;
+        let mut raw = ptr::null_mut();
+        check(unsafe { sys::psh_context_create_ext(&mut raw, &o) })?;
+        Ok(Context { raw })
+    }
+}
+
 impl Context {
     /// Create a context of `kind` with `workers` workers (0: the default,
-    /// `PASHA_NUM_WORKERS` or the number of CPUs; serial always has one).
+    /// `PASHA_NUM_WORKERS` or the number of CPUs; serial always has one)
+    /// and the static schedule.
     pub fn new(kind: Kind, workers: usize) -> Result<Context> {
         let n = c_int::try_from(workers).map_err(|_| Error::invalid(format!("{workers} workers is too many")))?;
         let mut raw = ptr::null_mut();
@@ -252,14 +401,23 @@ impl Context {
         Ok(Context { raw })
     }
 
+    /// A builder for a context of `kind` with a schedule, chunk size or
+    /// pinned workers:
+    /// `Context::builder(Kind::Threads).workers(2).schedule(Schedule::Dynamic).build()?`.
+    pub fn builder(kind: Kind) -> ContextBuilder {
+        ContextBuilder { kind, workers: 0, schedule: Schedule::Static, chunk: 0, pin_cpus: false }
+    }
+
     /// The library's default context (fork-per-map processes unless
-    /// changed with [`Context::set_default`]); this takes a reference.
+    /// changed with [`Context::set_default`]), as an owned reference
+    /// (`psh_default_context_ref`): it stays valid even if another thread
+    /// changes the default meanwhile.
     pub fn default_context() -> Result<Context> {
-        let raw = unsafe { sys::psh_get_default_context() };
+        let raw = unsafe { sys::psh_default_context_ref() };
         if raw.is_null() {
             return Err(Error::last(sys::PSH_ESYS));
         }
-        Ok(Context { raw: unsafe { sys::psh_context_reference(raw) } })
+        Ok(Context { raw })
     }
 
     /// Make this context the library's default.
@@ -279,6 +437,15 @@ impl Context {
             sys::PSH_PROCESSES => Kind::Processes,
             sys::PSH_MPI => Kind::Mpi,
             _ => Kind::Serial,
+        }
+    }
+
+    /// The schedule of this context's maps (those without their own).
+    pub fn schedule(&self) -> Schedule {
+        match unsafe { sys::psh_context_schedule(self.raw) } {
+            sys::PSH_SCHEDULE_DYNAMIC => Schedule::Dynamic,
+            sys::PSH_SCHEDULE_GUIDED => Schedule::Guided,
+            _ => Schedule::Static,
         }
     }
 
@@ -302,7 +469,7 @@ impl Context {
         opts.per_worker = per_worker as c_int;
         let mut raw = ptr::null_mut();
         check(unsafe { sys::psh_alloc(&mut raw, self.raw, T::DTYPE, ndim, shape.as_ptr(), &opts) })?;
-        Ok(SharedArray { raw, _t: PhantomData })
+        Ok(SharedArray { raw, axes: OnceLock::new(), _t: PhantomData })
     }
 
     /// A zero-filled C-order array of `shape` in shared memory.
@@ -321,6 +488,30 @@ impl Context {
         self.alloc_raw(shape, Order::C, None, true)
     }
 
+    /// Run `body(worker, begin, end)` over chunks of `0..n` as libpasha
+    /// hands them out; every chunk is checked to lie inside `0..n` first.
+    fn run_blocks<B>(&self, opts: MapOptions, n: usize, body: B) -> Result<()>
+    where
+        B: Fn(usize, usize, usize) -> std::result::Result<(), String> + Sync,
+    {
+        let sink = ErrorSink::new(self)?;
+        let call = BlockCall { body: &body, n, sink: &sink };
+        let raw_opts = opts.raw();
+        let opts_ptr = raw_opts.as_ref().map_or(ptr::null(), |o| o as *const sys::psh_map_options);
+        let code = unsafe {
+            sys::psh_map_blocks_ext(self.raw, Some(block_trampoline::<B>), &call as *const _ as *mut c_void, n, opts_ptr)
+        };
+        match check(code) {
+            Ok(()) => Ok(()),
+            Err(mut e) => {
+                if let Some(text) = sink.take() {
+                    e.message = format!("{} ({})", e.message, text);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Call `f(worker, index, value)` for every item of `source`, split
     /// among the workers, and return when all are done. The first `Err` or
     /// panic stops the map with [`ErrorKind::Kernel`].
@@ -330,13 +521,27 @@ impl Context {
         F: Fn(usize, usize, S::Item) -> std::result::Result<(), E> + Send + Sync,
         E: fmt::Display,
     {
-        let functor = source.functor()?;
-        let call: Call<'_, S, F, E> = Call { source: &source, f: &f, error: Mutex::new(None), _e: PhantomData };
-        let code = unsafe {
-            sys::psh_map(self.raw, Some(trampoline::<S, F, E>), &call as *const _ as *mut c_void, functor.0)
-        };
-        drop(functor);
-        finish(code, call.error)
+        self.map_with(MapOptions::default(), source, f)
+    }
+
+    /// [`Context::map`] with this map's own schedule and chunk.
+    pub fn map_with<S, F, E>(&self, opts: MapOptions, source: S, f: F) -> Result<()>
+    where
+        S: Source,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<(), E> + Send + Sync,
+        E: fmt::Display,
+    {
+        let n = source.len();
+        self.run_blocks(opts, n, |w, begin, end| {
+            for i in begin..end {
+                // Safety: run_blocks checked begin <= end <= n = source.len().
+                let v = unsafe { source.item(i) };
+                if let Err(e) = f(w, i, v) {
+                    return Err(format!("the closure failed at index {i}: {e}"));
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Like [`Context::map`], and also hand the closure `&mut out[index]`.
@@ -348,16 +553,35 @@ impl Context {
         F: Fn(usize, usize, S::Item, &mut T) -> std::result::Result<(), E> + Send + Sync,
         E: fmt::Display,
     {
+        self.map_into_with(MapOptions::default(), source, out, f)
+    }
+
+    /// [`Context::map_into`] with this map's own schedule and chunk.
+    pub fn map_into_with<S, T, F, E>(&self, opts: MapOptions, source: S, out: &mut SharedArray<T>, f: F) -> Result<()>
+    where
+        S: Source,
+        T: Element,
+        F: Fn(usize, usize, S::Item, &mut T) -> std::result::Result<(), E> + Send + Sync,
+        E: fmt::Display,
+    {
         let n = source.len();
-        if out.len() < n {
-            return Err(Error::invalid(format!("map_into: output has {} elements, the source {} items", out.len(), n)));
+        let len = out.len();
+        if len < n {
+            return Err(Error::invalid(format!("map_into: output has {len} elements, the source {n} items")));
         }
         let base = SyncPtr(out.as_mut_ptr());
-        self.map(source, move |w, i, v| {
-            // Safety: i < n <= out.len(), and each index is visited once, so
-            // no two closures hold the same element.
-            let slot = unsafe { &mut *base.get().add(i) };
-            f(w, i, v, slot)
+        self.run_blocks(opts, n, |w, begin, end| {
+            let base = base.get();
+            for i in begin..end {
+                // Safety: run_blocks checked begin <= end <= n <= out.len();
+                // each index is in exactly one chunk, so no two closures
+                // hold the same element.
+                let (v, slot) = unsafe { (source.item(i), &mut *base.add(i)) };
+                if let Err(e) = f(w, i, v, slot) {
+                    return Err(format!("the closure failed at index {i}: {e}"));
+                }
+            }
+            Ok(())
         })
     }
 
@@ -371,8 +595,19 @@ impl Context {
         F: Fn(usize, usize, S::Item, &mut [T]) -> std::result::Result<(), E> + Send + Sync,
         E: fmt::Display,
     {
+        self.map_per_worker_with(MapOptions::default(), source, per_worker, f)
+    }
+
+    /// [`Context::map_per_worker`] with this map's own schedule and chunk.
+    pub fn map_per_worker_with<S, T, F, E>(&self, opts: MapOptions, source: S, per_worker: &mut SharedArray<T>, f: F) -> Result<()>
+    where
+        S: Source,
+        T: Element,
+        F: Fn(usize, usize, S::Item, &mut [T]) -> std::result::Result<(), E> + Send + Sync,
+        E: fmt::Display,
+    {
         let workers = self.num_workers();
-        if per_worker.shape().first() != Some(&workers) || per_worker.order() != Order::C {
+        if workers == 0 || per_worker.shape().first() != Some(&workers) || per_worker.order() != Order::C {
             return Err(Error::invalid(format!(
                 "map_per_worker: the array must be C order with a first axis of {} workers, not {:?}",
                 workers,
@@ -381,15 +616,25 @@ impl Context {
         }
         let row = per_worker.len() / workers;
         let base = SyncPtr(per_worker.as_mut_ptr());
-        self.map(source, move |w, i, v| {
-            // Safety: w < workers and no two workers run with one id at once.
+        let n = source.len();
+        self.run_blocks(opts, n, |w, begin, end| {
+            if w >= workers {
+                return Err(format!("worker id {w} is outside 0..{workers}"));
+            }
+            // Safety: w < workers, the array has workers rows of `row`
+            // elements, and no two workers run with one id at once.
             let slot = unsafe { std::slice::from_raw_parts_mut(base.get().add(w * row), row) };
-            f(w, i, v, slot)
+            for i in begin..end {
+                // Safety: run_blocks checked begin <= end <= n.
+                let v = unsafe { source.item(i) };
+                if let Err(e) = f(w, i, v, &mut *slot) {
+                    return Err(format!("the closure failed at index {i}: {e}"));
+                }
+            }
+            Ok(())
         })
     }
-}
 
-impl Context {
     /// Call `f(worker, range)` once per contiguous chunk of `0..n`, split as
     /// the context's schedule says (static: one call per worker with its
     /// whole share; empty shares are not called). Errors as [`Context::map`].
@@ -398,11 +643,18 @@ impl Context {
         F: Fn(usize, Range<usize>) -> std::result::Result<(), E> + Send + Sync,
         E: fmt::Display,
     {
-        let call: BlockCall<'_, F, E> = BlockCall { f: &f, error: Mutex::new(None), _e: PhantomData };
-        let code = unsafe {
-            sys::psh_map_blocks(self.raw, Some(block_trampoline::<F, E>), &call as *const _ as *mut c_void, n)
-        };
-        finish(code, call.error)
+        self.map_blocks_with(MapOptions::default(), n, f)
+    }
+
+    /// [`Context::map_blocks`] with this map's own schedule and chunk.
+    pub fn map_blocks_with<F, E>(&self, opts: MapOptions, n: usize, f: F) -> Result<()>
+    where
+        F: Fn(usize, Range<usize>) -> std::result::Result<(), E> + Send + Sync,
+        E: fmt::Display,
+    {
+        self.run_blocks(opts, n, |w, begin, end| {
+            f(w, begin..end).map_err(|e| format!("the closure failed at chunk {begin}..{end}: {e}"))
+        })
     }
 
     /// Like [`Context::map_blocks`] over `0..out.len()`, and also hand the
@@ -413,39 +665,113 @@ impl Context {
         F: Fn(usize, Range<usize>, &mut [T]) -> std::result::Result<(), E> + Send + Sync,
         E: fmt::Display,
     {
+        self.map_blocks_into_with(MapOptions::default(), out, f)
+    }
+
+    /// [`Context::map_blocks_into`] with this map's own schedule and chunk.
+    pub fn map_blocks_into_with<T, F, E>(&self, opts: MapOptions, out: &mut SharedArray<T>, f: F) -> Result<()>
+    where
+        T: Element,
+        F: Fn(usize, Range<usize>, &mut [T]) -> std::result::Result<(), E> + Send + Sync,
+        E: fmt::Display,
+    {
         let n = out.len();
         let base = SyncPtr(out.as_mut_ptr());
-        self.map_blocks(n, move |w, r: Range<usize>| {
-            if r.start > r.end || r.end > n {
-                return Err(format!("chunk {r:?} is outside 0..{n}"));
-            }
-            // Safety: chunks are disjoint and inside 0..n.
-            let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(r.start), r.end - r.start) };
-            f(w, r, chunk).map_err(|e| e.to_string())
+        self.run_blocks(opts, n, |w, begin, end| {
+            // Safety: run_blocks checked begin <= end <= n; chunks are disjoint.
+            let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(begin), end - begin) };
+            f(w, begin..end, chunk).map_err(|e| format!("the closure failed at chunk {begin}..{end}: {e}"))
         })
     }
 }
 
-struct BlockCall<'a, F, E> {
-    f: &'a F,
-    error: Mutex<Option<String>>,
-    _e: PhantomData<fn() -> E>,
+/// Where the first error of a map is written: a mutex in the caller's
+/// memory, or (process contexts) a small shared array the children write
+/// into, so that the closure's text reaches the caller from any kind.
+enum ErrorSink {
+    Local(Mutex<Option<String>>),
+    Shared(SharedArray<u8>),
 }
 
-unsafe extern "C" fn block_trampoline<F, E>(user_data: *mut c_void, worker: c_int, begin: usize, end: usize) -> c_int
+const SINK_BYTES: usize = 4096;
+const SINK_HEADER: usize = 16;
+
+impl ErrorSink {
+    fn new(ctx: &Context) -> Result<ErrorSink> {
+        if ctx.kind() == Kind::Processes {
+            Ok(ErrorSink::Shared(ctx.alloc::<u8>(&[SINK_BYTES])?))
+        } else {
+            Ok(ErrorSink::Local(Mutex::new(None)))
+        }
+    }
+
+    /// Keep `message` if it is the first one.
+    fn record(&self, message: String) {
+        match self {
+            ErrorSink::Local(m) => {
+                if let Ok(mut slot) = m.lock() {
+                    slot.get_or_insert(message);
+                }
+            }
+            ErrorSink::Shared(a) => {
+                // Layout: [0..4) a claim flag, [8..16) the length, then text.
+                // The array is 64-byte aligned, zero-filled and SINK_BYTES long.
+                let p = unsafe { sys::psh_array_data(a.raw) } as *mut u8;
+                let claim = unsafe { &*(p as *const AtomicU32) };
+                if claim.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    let mut n = message.len().min(SINK_BYTES - SINK_HEADER);
+                    while !message.is_char_boundary(n) {
+                        n -= 1;
+                    }
+                    unsafe {
+                        ptr::copy_nonoverlapping(message.as_ptr(), p.add(SINK_HEADER), n);
+                        (*(p.add(8) as *const AtomicUsize)).store(n, Ordering::Release);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first message, once the map is over.
+    fn take(self) -> Option<String> {
+        match self {
+            ErrorSink::Local(m) => m.into_inner().ok().flatten(),
+            ErrorSink::Shared(a) => {
+                let n = usize::from_ne_bytes(a[8..16].try_into().ok()?);
+                if a[..4].iter().all(|b| *b == 0) || n > SINK_BYTES - SINK_HEADER {
+                    return None;
+                }
+                Some(String::from_utf8_lossy(&a[SINK_HEADER..SINK_HEADER + n]).into_owned())
+            }
+        }
+    }
+}
+
+struct BlockCall<'a, B> {
+    body: &'a B,
+    n: usize,
+    sink: &'a ErrorSink,
+}
+
+/// The block kernel libpasha calls: one per chunk, for one closure type, so
+/// the closure's loop over the chunk is compiled (and inlined) here.
+unsafe extern "C" fn block_trampoline<B>(user_data: *mut c_void, worker: c_int, begin: usize, end: usize) -> c_int
 where
-    F: Fn(usize, Range<usize>) -> std::result::Result<(), E>,
-    E: fmt::Display,
+    B: Fn(usize, usize, usize) -> std::result::Result<(), String>,
 {
-    let call = &*(user_data as *const BlockCall<'_, F, E>);
-    match catch_unwind(AssertUnwindSafe(|| (call.f)(worker as usize, begin..end))) {
+    let call = &*(user_data as *const BlockCall<'_, B>);
+    if worker < 0 || begin > end || end > call.n {
+        call.sink.record(format!("libpasha handed worker {worker} the chunk {begin}..{end}, outside 0..{}", call.n));
+        return 3;
+    }
+    match catch_unwind(AssertUnwindSafe(|| (call.body)(worker as usize, begin, end))) {
         Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            record(&call.error, format!("the closure failed at chunk {begin}..{end}: {e}"));
+        Ok(Err(message)) => {
+            call.sink.record(message);
             1
         }
         Err(panic) => {
-            record(&call.error, format!("the closure panicked at chunk {begin}..{end}: {}", panic_text(&panic)));
+            call.sink.record(format!("the closure panicked in chunk {begin}..{end}: {}", panic_text(&panic)));
             2
         }
     }
@@ -459,6 +785,7 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
+#[derive(Clone, Copy)]
 struct SyncPtr<T>(*mut T);
 impl<T> SyncPtr<T> {
     fn get(&self) -> *mut T {
@@ -468,129 +795,91 @@ impl<T> SyncPtr<T> {
 unsafe impl<T> Send for SyncPtr<T> {}
 unsafe impl<T> Sync for SyncPtr<T> {}
 
-struct Call<'a, S, F, E> {
-    source: &'a S,
-    f: &'a F,
-    error: Mutex<Option<String>>,
-    _e: PhantomData<fn() -> E>,
+mod sealed {
+    pub trait Sealed {}
 }
 
-fn record(error: &Mutex<Option<String>>, message: String) {
-    if let Ok(mut slot) = error.lock() {
-        slot.get_or_insert(message);
-    }
-}
-
-unsafe extern "C" fn trampoline<S, F, E>(user_data: *mut c_void, worker: c_int, index: usize, value: *const c_void) -> c_int
-where
-    S: Source,
-    F: Fn(usize, usize, S::Item) -> std::result::Result<(), E>,
-    E: fmt::Display,
-{
-    let call = &*(user_data as *const Call<'_, S, F, E>);
-    let run = || (call.f)(worker as usize, index, call.source.item(index, value));
-    match catch_unwind(AssertUnwindSafe(run)) {
-        Ok(Ok(())) => 0,
-        Ok(Err(e)) => {
-            record(&call.error, format!("the closure failed at index {index}: {e}"));
-            1
-        }
-        Err(panic) => {
-            record(&call.error, format!("the closure panicked at index {index}: {}", panic_text(&panic)));
-            2
-        }
-    }
-}
-
-fn finish(code: c_int, error: Mutex<Option<String>>) -> Result<()> {
-    match check(code) {
-        Ok(()) => Ok(()),
-        Err(mut e) => {
-            if let Some(text) = error.into_inner().ok().flatten() {
-                e.message = format!("{} ({})", e.message, text);
-            }
-            Err(e)
-        }
-    }
-}
-
-/// An owned functor; destroyed on drop.
-#[doc(hidden)]
-pub struct Functor(*mut sys::psh_functor);
-
-impl Drop for Functor {
-    fn drop(&mut self) {
-        unsafe { sys::psh_functor_destroy(self.0) }
-    }
-}
-
-/// What a map iterates over: a range of integers, a slice, or the
+/// What a map iterates over: a range of integers, a slice or `&Vec`, or the
 /// sub-arrays of a [`SharedArray`] along an axis ([`SharedArray::along`]).
-pub trait Source: Sync {
+///
+/// The trait is sealed: it cannot be implemented outside this crate, so a
+/// map's length always agrees with the items it hands out (a source with a
+/// `len()` larger than what it can hand out could otherwise make safe code
+/// read or write out of bounds):
+///
+/// ```compile_fail,E0277
+/// struct Liar;
+/// impl pasha::Source for Liar {
+///     type Item = usize;
+///     fn len(&self) -> usize { 1_000_000 }
+///     unsafe fn item(&self, i: usize) -> usize { i }
+/// }
+/// ```
+pub trait Source: sealed::Sealed + Sync {
     /// What the closure gets for one index.
     type Item;
-    /// The number of items.
+    /// The number of items: a map visits the indices `0..len()`.
     fn len(&self) -> usize;
     /// Whether there are no items.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Make the libpasha functor.
-    #[doc(hidden)]
-    fn functor(&self) -> Result<Functor>;
-    /// Turn the functor's value for `index` into the item.
+    /// The item at `index`.
     ///
     /// # Safety
-    /// `value` must be what this source's functor handed for `index`.
+    /// `index < self.len()`.
     #[doc(hidden)]
-    unsafe fn item(&self, index: usize, value: *const c_void) -> Self::Item;
+    unsafe fn item(&self, index: usize) -> Self::Item;
 }
 
+impl sealed::Sealed for Range<usize> {}
 /// `start..end`: the closure's value is the integer `start + index`.
 impl Source for Range<usize> {
     type Item = usize;
     fn len(&self) -> usize {
         self.end.saturating_sub(self.start)
     }
-    fn functor(&self) -> Result<Functor> {
-        let mut raw = ptr::null_mut();
-        check(unsafe { sys::psh_functor_range(&mut raw, Source::len(self)) })?;
-        Ok(Functor(raw))
-    }
-    unsafe fn item(&self, index: usize, _value: *const c_void) -> usize {
+    #[inline(always)]
+    unsafe fn item(&self, index: usize) -> usize {
         self.start + index
     }
 }
 
+impl<T: Sync> sealed::Sealed for &[T] {}
 /// A slice: the closure's value is `&slice[index]`.
 impl<'s, T: Sync> Source for &'s [T] {
     type Item = &'s T;
     fn len(&self) -> usize {
         <[T]>::len(self)
     }
-    fn functor(&self) -> Result<Functor> {
-        let mut raw = ptr::null_mut();
-        let stride = std::mem::size_of::<T>();
-        check(unsafe { sys::psh_functor_sequence(&mut raw, self.as_ptr() as *const c_void, self.len(), stride) })?;
-        Ok(Functor(raw))
-    }
-    unsafe fn item(&self, _index: usize, value: *const c_void) -> &'s T {
-        &*(value as *const T)
+    #[inline(always)]
+    unsafe fn item(&self, index: usize) -> &'s T {
+        let s: &'s [T] = self;
+        s.get_unchecked(index)
     }
 }
 
+impl<T: Sync> sealed::Sealed for &Vec<T> {}
 /// A `Vec` by reference, as its slice.
 impl<'s, T: Sync> Source for &'s Vec<T> {
     type Item = &'s T;
     fn len(&self) -> usize {
         Vec::len(self)
     }
-    fn functor(&self) -> Result<Functor> {
-        self.as_slice().functor()
+    #[inline(always)]
+    unsafe fn item(&self, index: usize) -> &'s T {
+        let s: &'s Vec<T> = self;
+        s.get_unchecked(index)
     }
-    unsafe fn item(&self, _index: usize, value: *const c_void) -> &'s T {
-        &*(value as *const T)
-    }
+}
+
+/// The shape and element strides of the sub-arrays along one axis.
+#[derive(Debug)]
+struct AxisViews {
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+    /// The stride along the axis itself, in elements.
+    step: isize,
 }
 
 /// An n-dimensional array in POSIX shared memory, visible to every worker
@@ -598,6 +887,9 @@ impl<'s, T: Sync> Source for &'s Vec<T> {
 /// all its elements in memory order; freed on drop.
 pub struct SharedArray<T: Element> {
     raw: *mut sys::psh_array,
+    /// The views along each axis, made by the first `along` (they live as
+    /// long as the array, so the `View`s that borrow them can too).
+    axes: OnceLock<Vec<AxisViews>>,
     _t: PhantomData<T>,
 }
 
@@ -663,13 +955,21 @@ impl<T: Element> SharedArray<T> {
         if nd == 0 || ax < 0 || ax >= nd {
             return Err(Error::invalid(format!("axis {axis} is out of range for {nd} dimensions")));
         }
-        let ax = ax as usize;
-        let size = std::mem::size_of::<T>() as isize;
-        let mut shape = self.shape().to_vec();
-        let mut strides: Vec<isize> = self.strides().iter().map(|s| s / size).collect();
-        shape.remove(ax);
-        strides.remove(ax);
-        Ok(Along { array: self, axis: ax as c_int, shape, strides })
+        let axes = self.axes.get_or_init(|| {
+            let strides = self.element_strides();
+            (0..self.ndim())
+                .map(|a| {
+                    let mut shape = self.shape().to_vec();
+                    let mut s = strides.clone();
+                    shape.remove(a);
+                    let step = s.remove(a);
+                    AxisViews { shape, strides: s, step }
+                })
+                .collect()
+        });
+        let views = &axes[ax as usize];
+        let data = SyncPtr(unsafe { sys::psh_array_data(self.raw) } as *mut T);
+        Ok(Along { data, len: self.shape()[ax as usize], views, _a: PhantomData })
     }
     /// The raw array pointer, for calls into [`sys`]; still owned by self.
     pub fn as_raw(&self) -> *mut sys::psh_array {
@@ -715,36 +1015,33 @@ impl<T: Element> Drop for SharedArray<T> {
 /// The sub-arrays of a [`SharedArray`] along one axis; a map [`Source`]
 /// whose items are [`View`]s. Made by [`SharedArray::along`].
 pub struct Along<'s, T: Element> {
-    array: &'s SharedArray<T>,
-    axis: c_int,
-    shape: Vec<usize>,
-    strides: Vec<isize>,
+    data: SyncPtr<T>,
+    len: usize,
+    views: &'s AxisViews,
+    _a: PhantomData<&'s SharedArray<T>>,
 }
 
-/// One read-only sub-array, as handed to a map's closure. It is valid for
-/// the duration of the closure call only (it is neither `Send` nor `Sync`,
-/// so it cannot be stored anywhere the map's other workers could see).
+/// One read-only sub-array, as handed to a map's closure; it borrows the
+/// array it comes from.
 #[derive(Clone, Copy)]
 pub struct View<'a, T> {
     data: *const T,
-    shape: *const usize,
-    strides: *const isize,
-    ndim: usize,
-    _t: PhantomData<&'a T>,
+    shape: &'a [usize],
+    strides: &'a [isize],
 }
 
 impl<'a, T: Copy> View<'a, T> {
     /// The lengths of its dimensions (the source's, minus the axis).
-    pub fn shape(&self) -> &[usize] {
-        unsafe { std::slice::from_raw_parts(self.shape, self.ndim) }
+    pub fn shape(&self) -> &'a [usize] {
+        self.shape
     }
     /// Its strides in elements.
-    pub fn strides(&self) -> &[isize] {
-        unsafe { std::slice::from_raw_parts(self.strides, self.ndim) }
+    pub fn strides(&self) -> &'a [isize] {
+        self.strides
     }
     /// The number of elements.
     pub fn len(&self) -> usize {
-        self.shape().iter().product()
+        self.shape.iter().product()
     }
     /// Whether it has no elements.
     pub fn is_empty(&self) -> bool {
@@ -752,21 +1049,22 @@ impl<'a, T: Copy> View<'a, T> {
     }
     /// The element at a multi-dimensional index, or None out of bounds.
     pub fn get(&self, index: &[usize]) -> Option<T> {
-        if index.len() != self.ndim || index.iter().zip(self.shape()).any(|(i, n)| i >= n) {
+        if index.len() != self.shape.len() || index.iter().zip(self.shape).any(|(i, n)| i >= n) {
             return None;
         }
-        let off: isize = index.iter().zip(self.strides()).map(|(i, s)| *i as isize * s).sum();
+        let off: isize = index.iter().zip(self.strides).map(|(i, s)| *i as isize * s).sum();
+        // Safety: the index is inside the view, which is inside its array.
         Some(unsafe { *self.data.offset(off) })
     }
     /// The elements, in C order (last index fastest).
     pub fn to_vec(&self) -> Vec<T> {
         let mut out = Vec::with_capacity(self.len());
-        let mut idx = vec![0usize; self.ndim];
+        let mut idx = vec![0usize; self.shape.len()];
         for _ in 0..self.len() {
             out.push(self.get(&idx).expect("index in bounds"));
             for d in (0..idx.len()).rev() {
                 idx[d] += 1;
-                if idx[d] < self.shape()[d] {
+                if idx[d] < self.shape[d] {
                     break;
                 }
                 idx[d] = 0;
@@ -776,18 +1074,15 @@ impl<'a, T: Copy> View<'a, T> {
     }
 }
 
+impl<T: Element> sealed::Sealed for Along<'_, T> {}
 impl<'s, T: Element> Source for Along<'s, T> {
     type Item = View<'s, T>;
     fn len(&self) -> usize {
-        self.array.shape()[self.axis as usize]
+        self.len
     }
-    fn functor(&self) -> Result<Functor> {
-        let mut raw = ptr::null_mut();
-        check(unsafe { sys::psh_functor_array(&mut raw, self.array.raw, self.axis) })?;
-        Ok(Functor(raw))
-    }
-    unsafe fn item(&self, _index: usize, value: *const c_void) -> View<'s, T> {
-        let view = &*(value as *const sys::psh_view);
-        View { data: view.data as *const T, shape: self.shape.as_ptr(), strides: self.strides.as_ptr(), ndim: self.shape.len(), _t: PhantomData }
+    #[inline(always)]
+    unsafe fn item(&self, index: usize) -> View<'s, T> {
+        let views: &'s AxisViews = self.views;
+        View { data: self.data.get().offset(index as isize * views.step), shape: &views.shape, strides: &views.strides }
     }
 }
