@@ -533,14 +533,12 @@ impl Context {
     {
         let n = source.len();
         self.run_blocks(opts, n, |w, begin, end| {
-            for i in begin..end {
-                // Safety: run_blocks checked begin <= end <= n = source.len().
-                let v = unsafe { source.item(i) };
-                if let Err(e) = f(w, i, v) {
-                    return Err(format!("the closure failed at index {i}: {e}"));
-                }
+            // Safety: run_blocks checked begin <= end <= n = source.len().
+            unsafe {
+                source.for_each_in(begin, end, |i, v| {
+                    f(w, i, v).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                })
             }
-            Ok(())
         })
     }
 
@@ -572,16 +570,14 @@ impl Context {
         let base = SyncPtr(out.as_mut_ptr());
         self.run_blocks(opts, n, |w, begin, end| {
             let base = base.get();
-            for i in begin..end {
-                // Safety: run_blocks checked begin <= end <= n <= out.len();
-                // each index is in exactly one chunk, so no two closures
-                // hold the same element.
-                let (v, slot) = unsafe { (source.item(i), &mut *base.add(i)) };
-                if let Err(e) = f(w, i, v, slot) {
-                    return Err(format!("the closure failed at index {i}: {e}"));
-                }
+            // Safety: run_blocks checked begin <= end <= n <= out.len();
+            // each index is in exactly one chunk, so no two closures hold
+            // the same element.
+            unsafe {
+                source.for_each_in(begin, end, |i, v| {
+                    f(w, i, v, &mut *base.add(i)).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                })
             }
-            Ok(())
         })
     }
 
@@ -624,14 +620,12 @@ impl Context {
             // Safety: w < workers, the array has workers rows of `row`
             // elements, and no two workers run with one id at once.
             let slot = unsafe { std::slice::from_raw_parts_mut(base.get().add(w * row), row) };
-            for i in begin..end {
-                // Safety: run_blocks checked begin <= end <= n.
-                let v = unsafe { source.item(i) };
-                if let Err(e) = f(w, i, v, &mut *slot) {
-                    return Err(format!("the closure failed at index {i}: {e}"));
-                }
+            // Safety: run_blocks checked begin <= end <= n.
+            unsafe {
+                source.for_each_in(begin, end, |i, v| {
+                    f(w, i, v, &mut *slot).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                })
             }
-            Ok(())
         })
     }
 
@@ -830,6 +824,25 @@ pub trait Source: sealed::Sealed + Sync {
     /// `index < self.len()`.
     #[doc(hidden)]
     unsafe fn item(&self, index: usize) -> Self::Item;
+    /// Call `g(index, item)` for each index of `begin..end` in order, until
+    /// it returns `Err`. The sources read what they need into locals first,
+    /// so that the loop keeps them in registers (stores through the
+    /// closure's output pointer cannot then force reloads), and the loop
+    /// can be vectorized.
+    ///
+    /// # Safety
+    /// `begin <= end <= self.len()`.
+    #[doc(hidden)]
+    #[inline(always)]
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    where
+        G: FnMut(usize, Self::Item) -> std::result::Result<(), String>,
+    {
+        for i in begin..end {
+            g(i, self.item(i))?;
+        }
+        Ok(())
+    }
 }
 
 impl sealed::Sealed for Range<usize> {}
@@ -842,6 +855,17 @@ impl Source for Range<usize> {
     #[inline(always)]
     unsafe fn item(&self, index: usize) -> usize {
         self.start + index
+    }
+    #[inline(always)]
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    where
+        G: FnMut(usize, usize) -> std::result::Result<(), String>,
+    {
+        let start = self.start;
+        for i in begin..end {
+            g(i, start + i)?;
+        }
+        Ok(())
     }
 }
 
@@ -857,6 +881,17 @@ impl<'s, T: Sync> Source for &'s [T] {
         let s: &'s [T] = self;
         s.get_unchecked(index)
     }
+    #[inline(always)]
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    where
+        G: FnMut(usize, &'s T) -> std::result::Result<(), String>,
+    {
+        let p = self.as_ptr();
+        for i in begin..end {
+            g(i, &*p.add(i))?;
+        }
+        Ok(())
+    }
 }
 
 impl<T: Sync> sealed::Sealed for &Vec<T> {}
@@ -870,6 +905,17 @@ impl<'s, T: Sync> Source for &'s Vec<T> {
     unsafe fn item(&self, index: usize) -> &'s T {
         let s: &'s Vec<T> = self;
         s.get_unchecked(index)
+    }
+    #[inline(always)]
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    where
+        G: FnMut(usize, &'s T) -> std::result::Result<(), String>,
+    {
+        let p = self.as_ptr();
+        for i in begin..end {
+            g(i, &*p.add(i))?;
+        }
+        Ok(())
     }
 }
 
@@ -1084,5 +1130,17 @@ impl<'s, T: Element> Source for Along<'s, T> {
     unsafe fn item(&self, index: usize) -> View<'s, T> {
         let views: &'s AxisViews = self.views;
         View { data: self.data.get().offset(index as isize * views.step), shape: &views.shape, strides: &views.strides }
+    }
+    #[inline(always)]
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    where
+        G: FnMut(usize, View<'s, T>) -> std::result::Result<(), String>,
+    {
+        let views: &'s AxisViews = self.views;
+        let (data, step) = (self.data.get() as *const T, views.step);
+        for i in begin..end {
+            g(i, View { data: data.offset(i as isize * step), shape: &views.shape, strides: &views.strides })?;
+        }
+        Ok(())
     }
 }
