@@ -2,6 +2,7 @@
 // exceptions back into status codes and psh_last_error(). No exception
 // crosses this file's functions.
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -408,6 +409,12 @@ int psh_functor_sequence(psh_functor **out, const void *base, size_t count, size
     return new_functor("psh_functor_sequence", out, [&] {
         if (!base && count > 0) fail(PSH_EINVAL, "base is NULL");
         if (stride > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "stride %zu is too large", stride);
+        // The last element's offset, (count - 1) * stride, must fit, and so
+        // must its address.
+        __extension__ typedef unsigned __int128 u128;
+        u128 last = count ? (u128)(count - 1) * stride : 0;
+        if (last > (u128)PTRDIFF_MAX || (u128)(uintptr_t)base + last > (u128)UINTPTR_MAX)
+            fail(PSH_EINVAL, "count %zu times stride %zu overflows the address space", count, stride);
         FunctorDesc d = blank(FunctorDesc::SEQUENCE, count);
         d.base = (const char *)base;
         d.stride = (ptrdiff_t)stride;
