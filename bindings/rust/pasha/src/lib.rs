@@ -320,8 +320,9 @@ impl MapOptions {
         self.schedule = Some(schedule);
         self
     }
-    /// Items per chunk (dynamic), the smallest chunk (guided), or the block
-    /// size a static share is walked in; 0: the context's.
+    /// Items per chunk (dynamic) or the smallest chunk (guided); 0: the
+    /// context's. The static schedule ignores it here: a worker's share is
+    /// one chunk.
     pub fn chunk(mut self, chunk: usize) -> MapOptions {
         self.chunk = chunk;
         self

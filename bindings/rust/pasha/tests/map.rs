@@ -380,3 +380,29 @@ fn views_live_as_long_as_their_array() {
     };
     assert_eq!(shapes, 3);
 }
+
+#[test]
+fn nested_per_worker_map_on_a_smaller_context_is_an_error_not_a_stray_write() {
+    // An inner map runs inline with the outer worker's id, which can be past
+    // the inner context's rows: that must be an error, never a write past
+    // the end of the per-worker array.
+    let outer = Context::new(Kind::Threads, 4).unwrap();
+    let inner = Context::new(Kind::Threads, 2).unwrap();
+    let mut out = outer.alloc::<i32>(&[4]).unwrap();
+    outer
+        .map_into(0..4, &mut out, |w, _i, _v, slot| {
+            let mut acc = inner.alloc_per_worker::<u64>(&[1]).map_err(|e| e.to_string())?;
+            *slot = match inner.map_per_worker(0..3, &mut acc, |_iw, _j, x, row| {
+                row[0] += x as u64;
+                ok()
+            }) {
+                Ok(()) if w < 2 => 1,
+                Err(e) if w >= 2 && e.kind() == ErrorKind::Kernel && e.message().contains("outside 0..2") => 2,
+                other => return Err(format!("worker {w}: {other:?}")),
+            };
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    // Static schedule, 4 items on 4 workers: worker w takes index w.
+    assert_eq!(&out[..], &[1, 1, 2, 2]);
+}
