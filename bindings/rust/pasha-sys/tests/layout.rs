@@ -102,8 +102,11 @@ fn c_facts(dirs: &[PathBuf], tag: &str) -> BTreeMap<String, i128> {
     let src = tmp.join("layout.c");
     let exe = tmp.join("layout");
     std::fs::write(&src, c_program()).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let mut cmd = Command::new(&cc);
+    // $CC may carry words of its own ("ccache gcc", "gcc -m64").
+    let cc = std::env::var("CC").ok().filter(|c| !c.trim().is_empty()).unwrap_or_else(|| "cc".into());
+    let mut words = cc.split_whitespace();
+    let mut cmd = Command::new(words.next().unwrap());
+    cmd.args(words);
     cmd.arg("-std=c11").arg("-Wall").arg("-o").arg(&exe).arg(&src);
     for d in dirs {
         cmd.arg("-I").arg(d);
