@@ -8,8 +8,10 @@
 //! * fine: 10^7 items, `out[i] = (in[i]*1.5+2)*0.5-1` (f64): per-item cost.
 //! * imbalanced: item i costs ~i (a dependent chain of i multiply-adds).
 //!
-//!     PKG_CONFIG_PATH=$PWD/build/meson-uninstalled \
-//!         cargo run --release --manifest-path bench/rust/Cargo.toml -- [--rounds R] [--n N] [--imb N]
+//! ```sh
+//! PKG_CONFIG_PATH=$PWD/build/meson-uninstalled \
+//!     cargo run --release --manifest-path bench/rust/Cargo.toml -- [--rounds R] [--n N] [--imb N]
+//! ```
 use pasha::{sys, Context, Kind, MapOptions, Schedule};
 use rayon::prelude::*;
 use std::convert::Infallible;

@@ -296,7 +296,7 @@ fn parse_header(text: &str) -> Decls {
     while let Some(k) = s[at..].find("typedef struct") {
         let pos = at + k;
         at = pos + 14;
-        let head_end = pos + s[pos..].find(|c| c == '{' || c == ';').unwrap();
+        let head_end = pos + s[pos..].find(['{', ';']).unwrap();
         if !s[head_end..].starts_with('{') {
             continue; // opaque
         }
@@ -307,7 +307,7 @@ fn parse_header(text: &str) -> Decls {
             if let Some((n, t)) = c_fn_pointer(&f) {
                 fields.push((n, t));
             } else {
-                let n = f.rsplit(|c: char| c == ' ' || c == '*').next().unwrap().to_string();
+                let n = f.rsplit([' ', '*']).next().unwrap().to_string();
                 fields.push((n, c_type_to_rust(&f, false)));
             }
         }
@@ -329,7 +329,7 @@ fn parse_header(text: &str) -> Decls {
             let p0 = rest.find('(').unwrap();
             let p1 = rest.rfind(')').unwrap();
             let head = &rest[..p0];
-            let name = head.rsplit(|c: char| c == ' ' || c == '*').next().unwrap().to_string();
+            let name = head.rsplit([' ', '*']).next().unwrap().to_string();
             let ret = c_type_to_rust(&head[..head.len() - name.len()], true);
             d.functions.insert(name, (c_params(&rest[p0 + 1..p1]), ret));
         }
@@ -384,7 +384,7 @@ fn parse_rust(src: &str) -> Decls {
                 .iter()
                 .map(|a| squash(a.split_once(':').unwrap().1))
                 .collect();
-            let ret = rest[close + 1..].trim().strip_prefix("->").map(|r| squash(r)).unwrap_or_default();
+            let ret = rest[close + 1..].trim().strip_prefix("->").map(squash).unwrap_or_default();
             d.functions.insert(name, (args, ret));
         }
     }

@@ -495,7 +495,7 @@ impl Context {
     where
         B: Fn(usize, usize, usize) -> std::result::Result<(), String> + Sync,
     {
-        let sink = ErrorSink::new(self)?;
+        let sink = ErrorSink::new(self);
         let call = BlockCall { body: &body, n, sink: &sink };
         let raw_opts = opts.raw();
         let opts_ptr = raw_opts.as_ref().map_or(ptr::null(), |o| o as *const sys::psh_map_options);
@@ -692,12 +692,15 @@ const SINK_BYTES: usize = 4096;
 const SINK_HEADER: usize = 16;
 
 impl ErrorSink {
-    fn new(ctx: &Context) -> Result<ErrorSink> {
+    fn new(ctx: &Context) -> ErrorSink {
         if ctx.kind() == Kind::Processes {
-            Ok(ErrorSink::Shared(ctx.alloc::<u8>(&[SINK_BYTES])?))
-        } else {
-            Ok(ErrorSink::Local(Mutex::new(None)))
+            // If even 4 KiB of shared memory cannot be had, the map itself
+            // still runs; only the closure's text is lost.
+            if let Ok(a) = ctx.alloc::<u8>(&[SINK_BYTES]) {
+                return ErrorSink::Shared(a);
+            }
         }
+        ErrorSink::Local(Mutex::new(None))
     }
 
     /// Keep `message` if it is the first one.

@@ -275,7 +275,8 @@ fn writes_stay_inside_the_items_the_map_visits() {
             assert_eq!(*x, expect, "{kind:?} index {i}");
         }
         // An empty (reversed) range visits nothing.
-        ctx.map_into(9..3, &mut out, |_w, _i, _v, _s| Err("called")).unwrap();
+        let (from, to) = (9, 3);
+        ctx.map_into(from..to, &mut out, |_w, _i, _v, _s| Err("called")).unwrap();
     }
 }
 
