@@ -199,6 +199,7 @@ extern "C" {
 const char *psh_strerror(int code) { return strerror_code(code); }
 const char *psh_last_error(void) { return last_error(); }
 const char *psh_version(void) { return PASHA_VERSION; }
+unsigned psh_version_number(void) { return PSH_VERSION_NUMBER; }
 
 /* contexts */
 

@@ -30,6 +30,8 @@
 
 #include <stddef.h>
 
+#include "pasha_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -67,6 +69,10 @@ PSH_API const char *psh_last_error(void);
 
 /** The library version as "MAJOR.MINOR.PATCH". Static storage. */
 PSH_API const char *psh_version(void);
+
+/** The library version as MAJOR * 10000 + MINOR * 100 + PATCH (200 for
+ *  0.2.0): compare with PSH_VERSION_NUMBER of the header compiled against. */
+PSH_API unsigned psh_version_number(void);
 
 /* ---------------------------------------------------------------------- */
 /* 2. Contexts                                                            */

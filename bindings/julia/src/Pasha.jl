@@ -151,6 +151,9 @@ psh_last_error() = unsafe_string(ccall((:psh_last_error, libpasha), Cstring, ())
 """`psh_version()`: the library version string."""
 psh_version() = unsafe_string(ccall((:psh_version, libpasha), Cstring, ()))
 
+"""`psh_version_number()`: the library version as MAJOR*10000 + MINOR*100 + PATCH."""
+psh_version_number() = ccall((:psh_version_number, libpasha), Cuint, ())
+
 """`psh_context_create(out, kind, num_workers)`; `out` is a `Ref{Ptr{Cvoid}}`."""
 psh_context_create(out, kind, num_workers) =
     ccall((:psh_context_create, libpasha), Cint, (Ref{Ptr{Cvoid}}, Cint, Cint), out, kind, num_workers)
