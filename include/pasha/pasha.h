@@ -277,7 +277,7 @@ typedef struct psh_functor psh_functor;
  *  pointers are valid during the kernel call only. */
 typedef struct psh_view {
     void *data;               /**< the sub-array's first element */
-    psh_dtype dtype;
+    psh_dtype dtype;          /**< the element type */
     int ndim;                 /**< the source's ndim - 1 */
     const size_t *shape;      /**< ndim lengths */
     const ptrdiff_t *strides; /**< ndim strides in bytes */
@@ -287,7 +287,7 @@ typedef struct psh_view {
  *  sizeof(psh_functor_vtable). The callbacks run inside the workers, in
  *  threads or child processes, and must be safe to call concurrently. */
 typedef struct psh_functor_vtable {
-    size_t struct_size;
+    size_t struct_size;       /**< sizeof(psh_functor_vtable) */
     /** The number of items. Called once, by psh_functor_custom. */
     size_t (*length)(void *self);
     /** Set *value to what the kernel gets for index; non-zero: error,
