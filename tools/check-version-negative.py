@@ -44,7 +44,15 @@ def main():
          'PSH_VERSION_PATCH = %d' % (int(patch) + 1)),
         ('bindings/fortran/pasha.f90', "'%s'" % version, "'%s'" % other),
         ('CHANGELOG.md', '## %s' % version, '## %s' % other),
-    ] + [(c, 'version = "%s"' % version, 'version = "%s"' % other) for c in crates]
+    ]
+    # Crates: the literal version of [package] or [workspace.package] (a
+    # member that says version.workspace = true has none of its own).
+    for c in crates:
+        text = open(os.path.join(root, c)).read()
+        for section in ('[workspace.package]', '[package]'):
+            at = text.find(section)
+            if at >= 0 and re.match(r'[^\[]*?^version\s*=\s*"', text[at + len(section):], re.M | re.S):
+                drifts.append((c, section, 'version = "%s"' % version, 'version = "%s"' % other))
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         def fresh():
@@ -59,15 +67,18 @@ def main():
             print('FAIL: the real tree does not pass:\n' + out)
             return 1
         print('ok - the real tree passes')
-        for f, old, new in drifts:
+        for d in drifts:
+            f, old, new = d[0], d[-2], d[-1]
+            at_section = d[1] if len(d) == 4 else None
             t = fresh()
             path = os.path.join(t, f)
             text = open(path).read()
-            if old not in text:
+            start = text.find(at_section) if at_section else 0
+            if old not in text[start:]:
                 print('FAIL: %r not found in %s (the test is out of date)' % (old, f))
                 failures += 1
                 continue
-            open(path, 'w').write(text.replace(old, new, 1))
+            open(path, 'w').write(text[:start] + text[start:].replace(old, new, 1))
             rc, out = run(t)
             if rc == 1 and f in out:
                 print('ok - %s drifted to %s: detected' % (f, new))
