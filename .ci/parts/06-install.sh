@@ -16,10 +16,10 @@ trap 'rm -rf "$work" "$build"' EXIT
 prefix=$work/prefix
 sum=332833500   # sum of i*i for i < 1000
 
-meson setup "$build" --prefix "$prefix" -Ddefault_library=both -Dmpi=auto -Dfortran=auto \
-      -Dtests=disabled -Dexamples=disabled >/dev/null
-meson compile -C "$build" -j"${PASHA_CI_JOBS:-2}" >/dev/null
-meson install -C "$build" >/dev/null
+{ meson setup "$build" --prefix "$prefix" -Ddefault_library=both -Dmpi=auto -Dfortran=auto \
+        -Dtests=disabled -Dexamples=disabled &&
+  meson compile -C "$build" -j"${PASHA_CI_JOBS:-2}" &&
+  meson install -C "$build"; } > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 pcdir=$(dirname "$(find "$prefix" -name pasha.pc | head -n1)")
 export PKG_CONFIG_PATH=$pcdir
 libdir=$(pkg-config --variable=libdir pasha)
