@@ -217,6 +217,7 @@ extern "C" {
 const char *psh_strerror(int code) { return strerror_code(code); }
 const char *psh_last_error(void) { return last_error(); }
 const char *psh_version(void) { return PASHA_VERSION; }
+unsigned psh_version_number(void) { return PSH_VERSION_NUMBER; }
 
 int psh_register_fork_hooks(psh_fork_hook prepare, psh_fork_hook parent, psh_fork_hook child, void *data)
 {

@@ -30,6 +30,8 @@
 
 #include <stddef.h>
 
+#include "pasha_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -67,6 +69,10 @@ PSH_API const char *psh_last_error(void);
 
 /** The library version as "MAJOR.MINOR.PATCH". Static storage. */
 PSH_API const char *psh_version(void);
+
+/** The library version as MAJOR * 10000 + MINOR * 100 + PATCH (200 for
+ *  0.2.0): compare with PSH_VERSION_NUMBER of the header compiled against. */
+PSH_API unsigned psh_version_number(void);
 
 /* ---------------------------------------------------------------------- */
 /* 2. Contexts                                                            */
@@ -299,7 +305,7 @@ typedef struct psh_functor psh_functor;
  *  pointers are valid during the kernel call only. */
 typedef struct psh_view {
     void *data;               /**< the sub-array's first element */
-    psh_dtype dtype;
+    psh_dtype dtype;          /**< the element type */
     int ndim;                 /**< the source's ndim - 1 */
     const size_t *shape;      /**< ndim lengths */
     const ptrdiff_t *strides; /**< ndim strides in bytes */
@@ -309,7 +315,7 @@ typedef struct psh_view {
  *  sizeof(psh_functor_vtable). The callbacks run inside the workers, in
  *  threads or child processes, and must be safe to call concurrently. */
 typedef struct psh_functor_vtable {
-    size_t struct_size;
+    size_t struct_size;       /**< sizeof(psh_functor_vtable) */
     /** The number of items. Called once, by psh_functor_custom. */
     size_t (*length)(void *self);
     /** Set *value to what the kernel gets for index; non-zero: error,

@@ -1,8 +1,9 @@
 /*
  * libpasha over MPI: one psh_map spread over the ranks of a communicator,
  * each rank mapping its block with a local threads or processes context.
- * Installed only when libpasha is built with -Dmpi=enabled; link with MPI
- * (pkg-config pasha, and mpicc or pkg-config ompi-c).
+ * Installed only when libpasha is built with -Dmpi=enabled; link with
+ * libpasha_mpi INSTEAD of libpasha (pkg-config pasha-mpi, which brings MPI,
+ * or CMake pasha::pasha_mpi).
  *
  * Every function here, psh_alloc/psh_alloc_like/psh_array_free on an array
  * of an MPI context, psh_map and its variants on an MPI context and
