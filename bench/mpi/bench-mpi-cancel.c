@@ -3,8 +3,8 @@
  *  - the calibration workload of bench-mpi (F frames of 512x128 float32,
  *    out = (raw - offset) * gain) mapped with no cancel flag (A) and with
  *    a cancel flag that is never set, given on rank 0 only (B): with a
- *    flag, each rank runs its block in up to 16 rounds with an agreement
- *    after each;
+ *    flag, each rank runs its block in up to 16 parts and looks for stop
+ *    messages between them;
  *  - near-empty maps (one item per rank, a trivial kernel), which cost
  *    about the entry agreement plus the closing one: no flag (A) and a
  *    flag (B).

@@ -57,9 +57,11 @@ const char *call_name(long long c)
 }
 
 // With a cancel flag on any rank, a map runs each rank's block in this many
-// rounds (at most), the ranks agreeing between them: a cancel on one rank
-// stops every rank within a round.
+// parts (at most); a rank that is cancelled or fails tells the others with
+// a message of tag kStopTag, which they look for between their parts (no
+// waiting for each other), so that every rank stops within a part.
 const size_t kCancelRounds = 16;
+const int kStopTag = 0x7073;
 
 // What the ranks told each other at the start of a call: the values each
 // passed (the lowest and highest over the ranks) and the flags (the OR).
@@ -320,34 +322,62 @@ protected:
         rank_block(n, rank_, size_, b, e);
         mine.num_workers = local_->num_workers();
         mine.worker_base = offset_;
-        // The same number of rounds on every rank: one, or with a cancel
-        // flag on any rank up to kCancelRounds, agreeing after each.
-        size_t most = n / (size_t)size_ + (n % (size_t)size_ ? 1 : 0);
-        size_t rounds = in.flags ? std::max<size_t>(1, std::min(kCancelRounds, most)) : 1;
+        // One part, or with a cancel flag on any rank up to kCancelRounds,
+        // looking for stop messages before each.
+        bool watch = in.flags != 0;
+        size_t rounds = watch ? std::max<size_t>(1, std::min(kCancelRounds, e - b)) : 1;
         size_t len = e - b;
-        for (size_t k = 0; k < rounds; ++k) {
-            size_t lo = b + len / rounds * k + std::min(k, len % rounds);
-            size_t hi = b + len / rounds * (k + 1) + std::min(k + 1, len % rounds);
-            int code = PSH_OK;
-            std::string message;
+        int code = PSH_OK;
+        std::string message;
+        for (size_t k = 0; k < rounds && code == PSH_OK; ++k) {
+            if (watch) {
+                int stop = 0;
+                MPI_Iprobe(MPI_ANY_SOURCE, kStopTag, comm_, &stop, MPI_STATUS_IGNORE);
+                if (stop) break;  // the sender's error is the map's: see below
+            }
             if (cancelled(mon.cancel)) {
                 code = PSH_ECANCELED;
                 message = "the map was cancelled";
-            } else if (hi > lo) {
-                mine.begin = job.begin + lo;
-                mine.end = job.begin + hi;
-                try {
-                    local_->map(mine, mon);
-                } catch (const Error &err) {
-                    code = err.code;
-                    message = err.message;
-                } catch (const std::bad_alloc &) {
-                    code = PSH_ENOMEM;
-                    message = "out of memory";
-                }
+                break;
             }
-            agree(code, message);
+            size_t lo = b + len / rounds * k + std::min(k, len % rounds);
+            size_t hi = b + len / rounds * (k + 1) + std::min(k + 1, len % rounds);
+            if (hi == lo) continue;
+            mine.begin = job.begin + lo;
+            mine.end = job.begin + hi;
+            try {
+                local_->map(mine, mon);
+            } catch (const Error &err) {
+                code = err.code;
+                message = err.message;
+            } catch (const std::bad_alloc &) {
+                code = PSH_ENOMEM;
+                message = "out of memory";
+            }
         }
+        // A failing rank tells every other rank to stop (zero-byte sends).
+        std::vector<MPI_Request> sends;
+        if (watch && code != PSH_OK) {
+            sends.reserve((size_t)size_);
+            for (int r = 0; r < size_; ++r) {
+                if (r == rank_) continue;
+                sends.emplace_back();
+                MPI_Isend(nullptr, 0, MPI_BYTE, r, kStopTag, comm_, &sends.back());
+            }
+        }
+        int mine_first = code != PSH_OK ? rank_ : size_, first = size_;
+        MPI_Allreduce(&mine_first, &first, 1, MPI_INT, MPI_MIN, comm_);
+        if (first == size_) return;  // nobody failed, so nobody sent
+        if (watch) {
+            // Every failing rank sent one message to each other rank: take
+            // ours off the queue, so that the next map starts clean.
+            int sent = code != PSH_OK ? 1 : 0, senders = 0;
+            MPI_Allreduce(&sent, &senders, 1, MPI_INT, MPI_SUM, comm_);
+            for (int i = 0; i < senders - sent; ++i)
+                MPI_Recv(nullptr, 0, MPI_BYTE, MPI_ANY_SOURCE, kStopTag, comm_, MPI_STATUS_IGNORE);
+            MPI_Waitall((int)sends.size(), sends.data(), MPI_STATUSES_IGNORE);
+        }
+        spread_failure(first, code, message);
     }
 
     void after_fork() override

@@ -213,12 +213,16 @@ static void test_bad_collectives(psh_context *ctx)
     check_still_works(ctx);
 }
 
-/* A cancel during the map on rank 0 stops every rank within a round: the
- * other ranks do at most one of the map's rounds (1/16 of their block). */
+/* A cancel (or a kernel error) during the map on rank 0 stops every rank
+ * early: the others' kernels take 1 ms an item, their blocks 1.6 s on two
+ * threads, and they look for rank 0's stop message between the 16 parts
+ * of their blocks. */
 struct cancel_args {
     int64_t *out;
-    volatile int *flag;
-    long done; /* items this rank's kernels ran */
+    volatile int *flag; /* set at the first item, or */
+    int fail;           /* return 42 at the first item */
+    int slow;           /* 1 ms an item */
+    long done;          /* items this rank's kernels ran */
 };
 
 static int cancel_kernel(void *ud, int worker, size_t i, const void *value)
@@ -227,6 +231,8 @@ static int cancel_kernel(void *ud, int worker, size_t i, const void *value)
     (void)worker;
     (void)value;
     if (c->flag) __atomic_store_n(c->flag, 1, __ATOMIC_RELAXED);
+    if (c->fail) return 42;
+    if (c->slow) usleep(1000);
     __atomic_fetch_add(&c->done, 1, __ATOMIC_RELAXED);
     c->out[i] = (int64_t)i;
     return 0;
@@ -234,35 +240,42 @@ static int cancel_kernel(void *ud, int worker, size_t i, const void *value)
 
 static void test_cancel_during(psh_context *ctx)
 {
-    const size_t per_rank = 16 * 1000, n = per_rank * (size_t)nranks;
+    const size_t per_rank = 3200, n = per_rank * (size_t)nranks;
     psh_array *out;
     CHECK_OK(psh_alloc(&out, ctx, PSH_INT64, 1, &n, NULL));
     psh_functor *f;
     CHECK_OK(psh_functor_range(&f, n));
-    volatile int flag = 0;
-    struct cancel_args c = {psh_array_data(out), rank == 0 ? &flag : NULL, 0};
+    volatile int flag = 0, never = 0;
+    struct cancel_args c = {psh_array_data(out), rank == 0 ? &flag : NULL, 0, rank != 0, 0};
     psh_map_options o;
     psh_map_options_init(&o);
     if (rank == 0) o.cancel = &flag; /* only rank 0 has a flag */
     CHECK(psh_map_ext(ctx, cancel_kernel, &c, f, &o) == PSH_ECANCELED);
     check_error_from(0, "cancelled");
-    if (rank != 0) CHECK(c.done >= 0 && c.done <= (long)(per_rank / 16));
-    else CHECK(c.done < (long)per_rank);
-    /* no flag anywhere: the whole map runs */
+    CHECK(c.done < (long)per_rank / 2);
+    /* a kernel error on rank 0, a flag (never set) on rank 0 only */
     c.flag = NULL;
+    c.fail = rank == 0;
+    c.done = 0;
+    if (rank == 0) o.cancel = &never;
+    CHECK(psh_map_ext(ctx, cancel_kernel, &c, f, &o) == PSH_EKERNEL);
+    check_error_from(0, "returned 42");
+    CHECK(c.done < (long)per_rank / 2);
+    /* no flag anywhere: the whole map runs */
+    c.fail = 0;
+    c.slow = 0;
     c.done = 0;
     CHECK_OK(psh_map(ctx, cancel_kernel, &c, f));
     CHECK(c.done == (long)per_rank);
     CHECK_OK(psh_mpi_allgather(ctx, out));
     const int64_t *v = psh_array_data(out);
     for (size_t i = 0; i < n; ++i) CHECK(v[i] == (int64_t)i);
-    /* a flag (never set) on the last rank only: the map runs in rounds and
+    /* a flag (never set) on the last rank only: the map runs in parts and
      * still covers every index once */
     MPI_Barrier(MPI_COMM_WORLD); /* every rank has read the node's buffer */
     memset(psh_array_data(out), 0, n * sizeof(int64_t));
     MPI_Barrier(MPI_COMM_WORLD);
     c.done = 0;
-    volatile int never = 0;
     psh_map_options_init(&o);
     if (rank == last()) o.cancel = &never;
     CHECK_OK(psh_map_ext(ctx, cancel_kernel, &c, f, &o));
