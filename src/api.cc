@@ -2,6 +2,7 @@
 // exceptions back into status codes and psh_last_error(). No exception
 // crosses this file's functions.
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -12,8 +13,10 @@
 #include "context.hh"
 #include "dtype.hh"
 #include "error.hh"
+#include "fork_safety.hh"
 #include "functor.hh"
 #include "pasha/pasha.h"
+#include "worker_process.hh"
 
 using namespace psh;
 
@@ -57,6 +60,15 @@ struct ContextRef {
 std::mutex default_mutex;
 Context *default_ctx = nullptr;
 
+}  // namespace
+
+void psh::api_after_fork_child()
+{
+    new (&default_mutex) std::mutex();  // another thread may have held it at the fork
+}
+
+namespace {
+
 // The context to use: ctx, or the default (made on first use); +1 reference.
 void acquire_context(psh_context *ctx, ContextRef &ref)
 {
@@ -84,6 +96,7 @@ std::unique_ptr<Context> create_context(const psh_context_options &o)
     if (schedule < PSH_SCHEDULE_STATIC || schedule > PSH_SCHEDULE_GUIDED)
         fail(PSH_EINVAL, "unknown schedule %d", schedule);
     if (o.persistent && kind != PSH_PROCESSES) fail(PSH_EINVAL, "persistent is only for PSH_PROCESSES contexts");
+    parse_spin_env();  // a malformed PASHA_SPIN_US is an error here, not a silent default
     ContextConfig cfg;
     cfg.kind = (psh_kind)kind;
     cfg.num_workers = kind == PSH_SERIAL ? 1 : o.num_workers > 0 ? o.num_workers : default_num_workers();
@@ -202,10 +215,15 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
         job.chunk = resolve_chunk(job.schedule, o.chunk ? o.chunk : c.config().chunk, job.end, job.num_workers);
         // Progress and cancel want frequent block boundaries in static shares too.
         if (job.chunk == 0 && mon.active()) job.chunk = 64;
+        // A chunk larger than the map is the whole map (a huge one would
+        // wrap the dynamic counter around and run items twice).
+        if (job.chunk > job.end && job.end > 0) job.chunk = job.end;
+        __extension__ typedef unsigned __int128 u128;
+        job.dynamic_cas = (u128)job.end + (u128)job.chunk * ((u128)job.num_workers + 1) > (u128)SIZE_MAX;
         // An MPI context must see every map, empty ones too: its ranks
         // check together that they all map the same number of items.
         if (job.end == 0 && c.kind() != PSH_MPI) {
-            if (mon.progress) mon.progress(mon.progress_data, 0, 0);
+            mon.final_progress(0);
             return;
         }
         c.map(job, mon);
@@ -219,6 +237,11 @@ extern "C" {
 const char *psh_strerror(int code) { return strerror_code(code); }
 const char *psh_last_error(void) { return last_error(); }
 const char *psh_version(void) { return PASHA_VERSION; }
+
+int psh_register_fork_hooks(psh_fork_hook prepare, psh_fork_hook parent, psh_fork_hook child, void *data)
+{
+    return guard("psh_register_fork_hooks", [&] { register_fork_hooks(prepare, parent, child, data); });
+}
 
 /* contexts */
 
@@ -278,6 +301,18 @@ psh_kind psh_context_kind(const psh_context *ctx) { return ctx ? impl(ctx)->kind
 psh_schedule psh_context_schedule(const psh_context *ctx)
 {
     return ctx ? impl(ctx)->config().schedule : PSH_SCHEDULE_STATIC;
+}
+
+psh_context *psh_default_context_ref(void)
+{
+    psh_context *result = nullptr;
+    guard("psh_default_context_ref", [&] {
+        ContextRef ref;
+        acquire_context(nullptr, ref);
+        result = handle(ref.ctx);
+        ref.ctx = nullptr;  // the caller's reference now
+    });
+    return result;
 }
 
 psh_context *psh_get_default_context(void)
@@ -398,6 +433,12 @@ int psh_functor_sequence(psh_functor **out, const void *base, size_t count, size
     return new_functor("psh_functor_sequence", out, [&] {
         if (!base && count > 0) fail(PSH_EINVAL, "base is NULL");
         if (stride > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "stride %zu is too large", stride);
+        // The last element's offset, (count - 1) * stride, must fit, and so
+        // must its address.
+        __extension__ typedef unsigned __int128 u128;
+        u128 last = count ? (u128)(count - 1) * stride : 0;
+        if (last > (u128)PTRDIFF_MAX || (u128)(uintptr_t)base + last > (u128)UINTPTR_MAX)
+            fail(PSH_EINVAL, "count %zu times stride %zu overflows the address space", count, stride);
         FunctorDesc d = blank(FunctorDesc::SEQUENCE, count);
         d.base = (const char *)base;
         d.stride = (ptrdiff_t)stride;

@@ -10,7 +10,7 @@
 #include <cstring>
 
 #include "error.hh"
-#include "process.hh"
+#include "worker_process.hh"
 
 namespace psh {
 
@@ -59,17 +59,28 @@ void pin_to_cpu(int cpu)
 
 void Context::map(Job &job, Monitor &mon)
 {
-    Outcome out{STOP_NONE, 0, SIZE_MAX, -1, 0};
+    if (mapping_.load(std::memory_order_acquire) && pthread_equal(mapping_thread_, pthread_self()))
+        fail(PSH_EINVAL,
+             "psh_map was called on a context from inside its own map (a progress callback?): it would wait "
+             "for itself; use another context");
+    Outcome out{STOP_NONE, 0, SIZE_MAX, -1, 0, {0}};
     {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (getpid() != owner_) {
+        mapping_thread_ = pthread_self();
+        mapping_.store(true, std::memory_order_release);
+        struct Done {
+            std::atomic<bool> &flag;
+            ~Done() { flag.store(false, std::memory_order_release); }
+        } done{mapping_};
+        pid_t pid = current_pid();
+        if (pid != owner_) {
             after_fork();
-            owner_ = getpid();
+            owner_ = pid;
         }
         run(job, mon, out);
     }
     raise_outcome(out);
-    if (mon.progress) mon.progress(mon.progress_data, job.end - job.begin, job.end - job.begin);
+    mon.final_progress(job.end - job.begin);
 }
 
 void run_inline(Job &job, Monitor &mon, int worker_id, Outcome &out)
@@ -100,6 +111,15 @@ void raise_outcome(const Outcome &o)
         fail(PSH_EKERNEL, "the functor's worker_begin returned %d (worker %d)", o.code, o.worker);
     case STOP_CANCEL:
         fail(PSH_ECANCELED, "the map was cancelled");
+    case STOP_THROW: {
+        static const char *const names[] = {"the kernel", "the block kernel", "the functor's get",
+                                            "the functor's worker_begin", "the functor's worker_end",
+                                            "the progress callback"};
+        const char *who = o.code >= 0 && o.code <= CB_PROGRESS ? names[o.code] : "a callback";
+        char by[32] = "";
+        if (o.worker >= 0) snprintf(by, sizeof by, " (worker %d)", o.worker);
+        fail(PSH_EKERNEL, "%s threw %s%s%s", who, o.what, where, by);
+    }
     case STOP_FORK:
         fail(o.code == ENOMEM ? PSH_ENOMEM : PSH_ESYS, "fork of worker %d failed: %s", o.worker,
              strerror(o.code));

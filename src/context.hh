@@ -5,11 +5,14 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <atomic>
 #include <memory>
 #include <mutex>
 
 #include "error.hh"
+#include "fork_safety.hh"
 #include "map.hh"
 #include "shm.hh"
 
@@ -26,8 +29,8 @@ struct ContextConfig {
 
 class Context {
 public:
-    explicit Context(const ContextConfig &cfg) : cfg_(cfg), owner_(getpid()) {}
-    virtual ~Context() = default;
+    explicit Context(const ContextConfig &cfg) : cfg_(cfg), owner_(current_pid()) { register_context(this); }
+    virtual ~Context() { unregister_context(this); }
 
     psh_kind kind() const { return cfg_.kind; }
     int num_workers() const { return cfg_.num_workers; }
@@ -48,6 +51,14 @@ public:
 
     std::atomic<int> refs{1};
 
+    // In the child of a fork (from the fork handler): the lock may have
+    // been held by a thread that does not exist here.
+    void reset_after_fork_child()
+    {
+        new (&mutex_) std::mutex();
+        mapping_ = false;
+    }
+
 protected:
     // Run the job; fill *out with why it stopped early (STOP_NONE if not).
     virtual void run(Job &job, Monitor &mon, Outcome &out) = 0;
@@ -58,13 +69,17 @@ protected:
     // True in a process forked from the one that owns the workers: there the
     // threads do not exist and the worker processes are not our children, so
     // teardown must leave them alone.
-    bool forked() const { return getpid() != owner_; }
+    bool forked() const { return current_pid() != owner_; }
 
     ContextConfig cfg_;
 
 private:
     std::mutex mutex_;
     pid_t owner_;
+    // The thread inside map() (a progress callback that maps on the same
+    // context would wait for itself).
+    std::atomic<bool> mapping_{false};
+    pthread_t mapping_thread_{};
 };
 
 // Each kind's factory (one per file).

@@ -11,13 +11,13 @@
 
 #include "context.hh"
 #include "error.hh"
-#include "process.hh"
+#include "worker_process.hh"
 
 namespace psh {
 
 namespace {
 
-class PoolContext final : public Context {
+class PoolContext final : public Context, private Respawner {
 public:
     explicit PoolContext(const ContextConfig &cfg) : Context(cfg) { start(); }
     ~PoolContext() override
@@ -29,7 +29,6 @@ protected:
     void run(Job &job, Monitor &mon, Outcome &out) override
     {
         Control &c = *control_;
-        replace_dead();  // a worker may have died between maps (OOM killer, kill -9)
         job.cancel = nullptr;  // the workers cannot see the caller's flag: mon.tick relays it
         if (job.user_data_size) {
             memcpy(user_copy_, job.user_data, job.user_data_size);
@@ -38,7 +37,10 @@ protected:
         c.prepare(job);
         uint32_t gen = c.generation.load() + 1;
         publish(c);
-        wait_processes(c, gen, workers_, mon, job.worker_base);
+        // A worker that died since the last map (OOM killer, kill -9) is
+        // found here, by its pidfd, and replaced in place: no liveness
+        // check costs a system call while every worker is alive.
+        supervise(c, gen, workers_, mon, job.worker_base, this);
         out = c.outcome;
         replace_dead();
     }
@@ -46,6 +48,7 @@ protected:
     // The pool belongs to the process that forked it.
     void after_fork() override
     {
+        for (auto &w : workers_) w.forget();
         control_ = nullptr;
         workers_.clear();
         start();
@@ -66,30 +69,45 @@ private:
         uint32_t seen = a.seen;
         for (;;) {
             if (!wait_for_job(c, seen, 200000000LL)) {
-                if (getppid() != a.parent) return;  // orphaned
+                if (getppid() != a.parent) return;  // orphaned (the parent watch should have ended us)
                 continue;
             }
             seen = c.generation.load(std::memory_order_acquire);
             if (c.shutdown.load()) return;
+            c.slots[a.w].started_gen.store(seen, std::memory_order_release);
             run_worker(c, c.job, a.w, nullptr);
+            worker_flush_stdio();
             finish_worker(c, a.w, seen, (uint32_t)c.job.num_workers);
         }
     }
 
-    void spawn(int w)
+    // Fork worker w, which takes the first job published after `seen`.
+    void spawn(int w, uint32_t seen)
     {
-        Args args{this, w, control_->generation.load(), getpid()};
+        control_->verify_wake_fd(false);
+        Args args{this, w, seen, current_pid()};
         int cpu = cfg_.pin_cpus ? nth_cpu(w) : -1;
-        pid_t pid = spawn_worker(cpu, worker_main, &args);
-        if (pid < 0) fail_errno("fork", -pid);
-        workers_[w] = Worker{pid, 0, false};
-        control_->slots[w].pid = pid;
+        // The pool outlives the thread that made it: watch the process.
+        int err = workers_[w].start(cpu, ParentWatch::PROCESS, worker_main, &args);
+        if (err) fail_errno("fork", -err);
+        control_->slots[w].pid = workers_[w].pid();
+    }
+
+    bool respawn_unstarted(int w) override
+    {
+        try {
+            spawn(w, control_->generation.load() - 1);
+            return true;
+        } catch (const Error &) {
+            return false;  // reported as the death it is
+        }
     }
 
     void start()
     {
         shm_arena_capacity();  // map the arena before forking, so later arrays are shared
         control_ = Control::create_shared(cfg_.num_workers);
+        control_->open_wake_fd();
         user_copy_ = mmap(nullptr, kUserCopy, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (user_copy_ == MAP_FAILED) {
             int err = errno;
@@ -98,9 +116,10 @@ private:
             fail_errno("mmap", err);
         }
         shm_pool_started();  // undone by stop()
-        workers_.assign(cfg_.num_workers, Worker{});
+        workers_.clear();
+        workers_.resize(cfg_.num_workers);
         try {
-            for (int w = 0; w < cfg_.num_workers; ++w) spawn(w);
+            for (int w = 0; w < cfg_.num_workers; ++w) spawn(w, control_->generation.load());
         } catch (...) {
             stop();
             throw;
@@ -112,24 +131,23 @@ private:
         if (!control_) return;
         control_->shutdown.store(1);
         publish(*control_);
-        for (auto &w : workers_) reap_worker(w, 2000);
+        for (auto &w : workers_) w.reap(2000);
         Control::destroy_shared(control_);
         control_ = nullptr;
         munmap(user_copy_, kUserCopy);
         shm_pool_stopped();
     }
 
+    // Replace the workers seen to end during the last map (one that
+    // finished its share and died afterwards left its results intact).
     void replace_dead()
     {
         for (int w = 0; w < cfg_.num_workers; ++w) {
-            Worker &wk = workers_[w];
-            if (!poll_reaped(wk)) continue;
-            // A worker that finished this job but died afterwards left its
-            // results intact; it is replaced all the same.
+            if (!workers_[w].reaped()) continue;
             try {
-                spawn(w);
+                spawn(w, control_->generation.load());
             } catch (const Error &) {
-                // Leave the slot dead: the next map reports it again and retries.
+                // Leave the slot dead: the next map finds it again and retries.
             }
         }
     }
@@ -137,7 +155,7 @@ private:
     static const size_t kUserCopy = 65536;
     Control *control_ = nullptr;
     void *user_copy_ = nullptr;  // shared: where user_data is copied for the workers
-    std::vector<Worker> workers_;
+    std::vector<WorkerProcess> workers_;
 };
 
 }  // namespace

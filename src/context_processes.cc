@@ -1,11 +1,9 @@
 // PSH_PROCESSES, fork per map: every psh_map forks num_workers children, so
 // kernels see the caller's memory exactly as it is at the call
 // (copy-on-write); only writes into psh arrays come back.
-#include <cstdio>
-
 #include "context.hh"
 #include "error.hh"
-#include "process.hh"
+#include "worker_process.hh"
 
 namespace psh {
 
@@ -13,11 +11,7 @@ namespace {
 
 class ForkContext final : public Context {
 public:
-    explicit ForkContext(const ContextConfig &cfg)
-        : Context(cfg), control_(Control::create_shared(cfg.num_workers))
-    {
-        workers_.reserve(cfg.num_workers);  // no allocation per map
-    }
+    explicit ForkContext(const ContextConfig &cfg) : Context(cfg) { make_control(); }
     ~ForkContext() override { Control::destroy_shared(control_); }
 
 protected:
@@ -25,27 +19,35 @@ protected:
     {
         Control &c = *control_;
         job.cancel = nullptr;  // the children's copy of the flag would never change
+        c.verify_wake_fd(true);  // one fstat: fork costs far more
         c.prepare(job);
         uint32_t gen = c.generation.fetch_add(1) + 1;
-        workers_.clear();
+        size_t started = 0;
         for (int w = 0; w < cfg_.num_workers; ++w) {
             Args args{&c, w, gen};
             int cpu = cfg_.pin_cpus ? nth_cpu(w) : -1;
-            pid_t pid = spawn_worker(cpu, body, &args);
-            if (pid < 0) {
-                c.record(STOP_FORK, -pid, SIZE_MAX, job.worker_base + w);
+            // The forking thread waits for these workers: its death signal
+            // is the right parent watch.
+            int err = workers_[w].start(cpu, ParentWatch::FORKING_THREAD, body, &args);
+            if (err) {
+                c.record(STOP_FORK, -err, SIZE_MAX, job.worker_base + w);
                 break;
             }
-            workers_.push_back(Worker{pid, 0, false});
+            ++started;
         }
         // After a failed fork the stop flag is set: those that started end at
         // their first item, and nobody takes the rest.
-        if ((int)workers_.size() == cfg_.num_workers) wait_processes(c, gen, workers_, mon, job.worker_base);
-        for (auto &w : workers_) reap_worker(w, -1);
+        if (started == workers_.size()) supervise(c, gen, workers_, mon, job.worker_base, nullptr);
+        for (size_t w = 0; w < started; ++w) workers_[w].reap(-1);
         out = c.outcome;
     }
 
-    void after_fork() override { control_ = Control::create_shared(cfg_.num_workers); }
+    void after_fork() override
+    {
+        for (auto &w : workers_) w.forget();
+        Control::destroy_shared(control_);  // our mapping and descriptor only
+        make_control();  // the parent's block is shared with the parent: not ours
+    }
 
 private:
     struct Args {
@@ -54,6 +56,14 @@ private:
         uint32_t gen;
     };
 
+    void make_control()
+    {
+        control_ = Control::create_shared(cfg_.num_workers);
+        control_->open_wake_fd();
+        workers_.clear();
+        workers_.resize(cfg_.num_workers);  // no allocation per map
+    }
+
     static void body(void *p)
     {
         Args &a = *static_cast<Args *>(p);
@@ -61,8 +71,8 @@ private:
         finish_worker(*a.c, a.w, a.gen, (uint32_t)a.c->job.num_workers);
     }
 
-    Control *control_;
-    std::vector<Worker> workers_;
+    Control *control_ = nullptr;
+    std::vector<WorkerProcess> workers_;
 };
 
 }  // namespace

@@ -1,11 +1,18 @@
 #include "map.hh"
 
+#include <cxxabi.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <new>
+#include <stdexcept>
 
 #include "error.hh"
 
@@ -42,10 +49,20 @@ public:
     {
         switch (job_.schedule) {
         case PSH_SCHEDULE_DYNAMIC:
-            b = c_.next.fetch_add(job_.chunk, std::memory_order_relaxed);
-            if (b >= job_.end) return false;
-            e = job_.end - b > job_.chunk ? b + job_.chunk : job_.end;
-            return true;
+            if (!job_.dynamic_cas) {
+                // end + chunk * (workers + 1) fits in size_t (checked in
+                // resolve), so the counter cannot wrap around.
+                b = c_.next.fetch_add(job_.chunk, std::memory_order_relaxed);
+                if (b >= job_.end) return false;
+                e = job_.end - b > job_.chunk ? b + job_.chunk : job_.end;
+                return true;
+            }
+            b = c_.next.load(std::memory_order_relaxed);
+            for (;;) {
+                if (b >= job_.end) return false;
+                e = job_.end - b > job_.chunk ? b + job_.chunk : job_.end;
+                if (c_.next.compare_exchange_weak(b, e, std::memory_order_relaxed)) return true;
+            }
         case PSH_SCHEDULE_GUIDED: {
             b = c_.next.load(std::memory_order_relaxed);
             for (;;) {
@@ -97,7 +114,7 @@ inline bool run_items(Control &c, const Job &job, int id, WorkerSlot &slot, size
     return true;
 }
 
-bool run_block(Control &c, const Job &job, int id, WorkerSlot &slot, size_t b, size_t e)
+bool run_block(Control &c, const Job &job, int id, WorkerSlot &slot, size_t b, size_t e, int &callback)
 {
     if (job.block_kernel) {
         slot.current.store(b, std::memory_order_relaxed);
@@ -134,11 +151,13 @@ bool run_block(Control &c, const Job &job, int id, WorkerSlot &slot, size_t b, s
             }
             slot.current.store(i, std::memory_order_relaxed);
             const void *value = nullptr;
+            callback = CB_GET;
             int rc = f.vt.get(f.self, i, &value);
             if (rc) {
                 c.record(STOP_GET, rc, i, id);
                 return false;
             }
+            callback = CB_KERNEL;
             rc = job.kernel(job.user_data, id, i, value);
             if (rc) {
                 c.record(STOP_KERNEL, rc, i, id);
@@ -152,20 +171,54 @@ bool run_block(Control &c, const Job &job, int id, WorkerSlot &slot, size_t b, s
 
 }  // namespace
 
+long long parse_spin_env()
+{
+    const char *env = getenv("PASHA_SPIN_US");
+    if (!env || !*env) return 200000;
+    char *end;
+    errno = 0;
+    long long v = strtoll(env, &end, 10);
+    if (*env < '0' || *env > '9' || *end || errno || v > 10000000)
+        fail(PSH_EINVAL, "PASHA_SPIN_US='%s' is not a whole number of microseconds in 0..10000000", env);
+    return v * 1000;
+}
+
 long long spin_ns()
 {
     static long long ns = [] {
-        const char *env = getenv("PASHA_SPIN_US");
-        return (env && *env ? atoll(env) : 200) * 1000;
+        try {
+            return parse_spin_env();
+        } catch (const Error &) {
+            return 200000LL;  // unreachable: contexts are not made with a bad value
+        }
     }();
     return ns;
+}
+
+void describe_current_exception(char *buf, size_t size)
+{
+    const char *type = nullptr;
+    char *demangled = nullptr;
+    if (std::type_info *t = abi::__cxa_current_exception_type()) {
+        int status = 0;
+        demangled = abi::__cxa_demangle(t->name(), nullptr, nullptr, &status);
+        type = status == 0 && demangled ? demangled : t->name();
+    }
+    try {
+        throw;
+    } catch (const std::exception &e) {
+        snprintf(buf, size, "%s: %s", type ? type : "std::exception", e.what());
+    } catch (...) {
+        snprintf(buf, size, "%s", type ? type : "an exception of unknown type");
+    }
+    free(demangled);
 }
 
 int current_worker() { return tls_worker; }
 
 size_t resolve_chunk(psh_schedule s, size_t chunk, size_t n, int workers)
 {
-    if (chunk) return chunk;
+    if (chunk) return n && chunk > n ? n : chunk;
     if (s == PSH_SCHEDULE_DYNAMIC) {
         size_t c = n / (256 * (size_t)workers);
         return c < 1 ? 1 : c > 4096 ? 4096 : c;
@@ -187,7 +240,9 @@ Control *Control::create_shared(int num_slots)
 
 void Control::destroy_shared(Control *c)
 {
-    if (c) munmap(c, sizeof(Control) + (size_t)c->num_slots * sizeof(WorkerSlot));
+    if (!c) return;
+    if (c->checked_wake_fd() >= 0) close(c->wake_fd);  // never close a descriptor that is not ours
+    munmap(c, sizeof(Control) + (size_t)c->num_slots * sizeof(WorkerSlot));
 }
 
 void Control::prepare(const Job &j)
@@ -198,27 +253,85 @@ void Control::prepare(const Job &j)
     stop.store(0, std::memory_order_relaxed);
     claimed.store(0, std::memory_order_relaxed);
     finished.store(0, std::memory_order_relaxed);
-    outcome = Outcome{STOP_NONE, 0, SIZE_MAX, -1, 0};
+    caller_sleeping.store(0, std::memory_order_relaxed);
+    outcome = Outcome{STOP_NONE, 0, SIZE_MAX, -1, 0, {0}};
     for (int i = 0; i < num_slots; ++i) slots[i].current.store(SIZE_MAX, std::memory_order_relaxed);
 }
 
-void Control::record(int reason, int code, size_t index, int worker, int exit_status)
+void Control::record(int reason, int code, size_t index, int worker, int exit_status, const char *what)
 {
     int expected = 0;
-    if (claimed.compare_exchange_strong(expected, 1)) outcome = Outcome{reason, code, index, worker, exit_status};
+    if (claimed.compare_exchange_strong(expected, 1)) {
+        outcome = Outcome{reason, code, index, worker, exit_status, {0}};
+        if (what) snprintf(outcome.what, sizeof outcome.what, "%s", what);
+    }
     stop.store(1, std::memory_order_release);
+}
+
+void Control::record_exception(int callback, size_t index, int worker)
+{
+    char what[sizeof outcome.what];
+    describe_current_exception(what, sizeof what);
+    record(STOP_THROW, callback, index, worker, 0, what);
+}
+
+void Control::open_wake_fd()
+{
+    wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct stat st;
+    if (wake_fd >= 0 && fstat(wake_fd, &st) == 0) {
+        wake_dev = st.st_dev;
+        wake_ino = st.st_ino;
+    }
+}
+
+int Control::checked_wake_fd() const
+{
+    if (wake_fd < 0) return -1;
+    struct stat st;
+    if (fstat(wake_fd, &st) != 0 || st.st_dev != wake_dev || st.st_ino != wake_ino) return -1;
+    return wake_fd;
+}
+
+void Control::verify_wake_fd(bool reopen)
+{
+    if (wake_fd < 0 || checked_wake_fd() >= 0) return;
+    wake_fd = -1;  // not ours any more: never close or write it
+    if (reopen) open_wake_fd();
+}
+
+void Control::drain_wake_fd()
+{
+    uint64_t v;
+    while (read(wake_fd, &v, sizeof v) == (ssize_t)sizeof v) {}
 }
 
 void Monitor::tick(Control &c)
 {
     if (cancelled(cancel) && !c.stop.load(std::memory_order_relaxed))
         c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
-    if (progress) {
+    if (progress && !c.stop.load(std::memory_order_relaxed)) {
         long long now = monotonic_ns();
         if (now - last_ns >= 100000000LL) {
             last_ns = now;
-            progress(progress_data, c.done.load(std::memory_order_relaxed), total);
+            try {
+                progress(progress_data, c.done.load(std::memory_order_relaxed), total);
+            } catch (...) {
+                c.record_exception(CB_PROGRESS, SIZE_MAX, -1);
+            }
         }
+    }
+}
+
+void Monitor::final_progress(size_t total_items)
+{
+    if (!progress) return;
+    try {
+        progress(progress_data, total_items, total_items);
+    } catch (...) {
+        char what[240];
+        describe_current_exception(what, sizeof what);
+        fail(PSH_EKERNEL, "the progress callback threw %s", what);
     }
 }
 
@@ -229,28 +342,57 @@ void run_worker(Control &c, const Job &job, int w, Monitor *mon)
     WorkerSlot &slot = c.slots[w < c.num_slots ? w : 0];
     const FunctorDesc &f = job.functor;
     bool custom = !job.block_kernel && f.kind == FunctorDesc::CUSTOM;
-    if (custom && f.vt.worker_begin) {
-        int rc = f.vt.worker_begin(f.self, id);
-        if (rc) {
-            c.record(STOP_BEGIN, rc, SIZE_MAX, id);
-            return;
+    // Every user callback may throw (a C++ kernel behind a C function
+    // pointer): the exception stops the map like a non-zero return and
+    // never leaves this function.
+    int callback = CB_BEGIN;
+    bool in_items = false;
+    try {
+        if (custom && f.vt.worker_begin) {
+            int rc = f.vt.worker_begin(f.self, id);
+            if (rc) {
+                c.record(STOP_BEGIN, rc, SIZE_MAX, id);
+                return;
+            }
+        }
+        Scheduler sched(c, job, w, job.block_kernel != nullptr);
+        size_t b, e;
+        in_items = true;
+        callback = job.block_kernel ? CB_BLOCK_KERNEL : CB_KERNEL;
+        while (!c.stop.load(std::memory_order_relaxed) && sched.next(b, e)) {
+            if (!run_block(c, job, id, slot, b, e, callback)) break;
+            c.done.fetch_add(e - b, std::memory_order_relaxed);
+            if (cancelled(job.cancel)) c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
+            if (mon) mon->tick(c);
+        }
+        in_items = false;
+        callback = CB_END;
+        if (custom && f.vt.worker_end) f.vt.worker_end(f.self, id);
+    } catch (...) {
+        c.record_exception(callback, in_items ? slot.current.load(std::memory_order_relaxed) : SIZE_MAX, id);
+        if (callback != CB_END && custom && f.vt.worker_end) {
+            try {
+                f.vt.worker_end(f.self, id);
+            } catch (...) {
+            }
         }
     }
-    Scheduler sched(c, job, w, job.block_kernel != nullptr);
-    size_t b, e;
-    while (!c.stop.load(std::memory_order_relaxed) && sched.next(b, e)) {
-        if (!run_block(c, job, id, slot, b, e)) break;
-        c.done.fetch_add(e - b, std::memory_order_relaxed);
-        if (cancelled(job.cancel)) c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
-        if (mon) mon->tick(c);
-    }
-    if (custom && f.vt.worker_end) f.vt.worker_end(f.self, id);
 }
 
 void finish_worker(Control &c, int w, uint32_t gen, uint32_t expected)
 {
     c.slots[w].done_gen.store(gen, std::memory_order_release);
-    if (c.finished.fetch_add(1, std::memory_order_acq_rel) + 1 >= expected) futex_wake_all(&c.finished);
+    if (c.finished.fetch_add(1, std::memory_order_seq_cst) + 1 < expected) return;
+    // Wake the caller only if it went to sleep: no system call on the fast
+    // path, where it is still spinning.
+    if (!c.caller_sleeping.load(std::memory_order_seq_cst)) return;
+    if (c.wake_fd >= 0) {
+        uint64_t one = 1;
+        ssize_t r = write(c.wake_fd, &one, sizeof one);
+        (void)r;
+    } else {
+        futex_wake_all(&c.finished);
+    }
 }
 
 bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)

@@ -20,7 +20,8 @@ struct Job {
     FunctorDesc functor;           // item mode
     size_t begin, end;             // the indices to cover
     psh_schedule schedule;
-    size_t chunk;                  // resolved: > 0
+    size_t chunk;                  // resolved: > 0, at most the number of indices
+    bool dynamic_cas;              // dynamic schedule: take chunks by CAS (a fetch_add could wrap)
     int num_workers;               // how many take part in the split
     int worker_base;               // added to worker ids the kernel sees
     const volatile int *cancel;    // only where the worker shares the caller's memory
@@ -28,19 +29,33 @@ struct Job {
 };
 
 // Why a map stopped early.
-enum StopReason { STOP_NONE = 0, STOP_KERNEL, STOP_GET, STOP_BEGIN, STOP_CANCEL, STOP_DEATH, STOP_FORK };
+enum StopReason {
+    STOP_NONE = 0,
+    STOP_KERNEL,
+    STOP_GET,
+    STOP_BEGIN,
+    STOP_CANCEL,
+    STOP_DEATH,
+    STOP_FORK,
+    STOP_THROW,  // a user callback threw: Outcome::what says which and what
+};
+
+// Which user callback was running (for messages about exceptions).
+enum Callback { CB_KERNEL = 0, CB_BLOCK_KERNEL, CB_GET, CB_BEGIN, CB_END, CB_PROGRESS };
 
 struct Outcome {
     int reason;      // StopReason
-    int code;        // the kernel's return value, the signal, or errno
+    int code;        // the kernel's return value, the signal, or errno; STOP_THROW: Callback
     size_t index;    // where it happened (SIZE_MAX: before any item)
     int worker;      // the worker id the kernel saw
     int exit_status; // STOP_DEATH: waitpid status
+    char what[240];  // STOP_THROW: the exception's type and what() (plain data: crosses processes)
 };
 
 struct alignas(64) WorkerSlot {
     std::atomic<size_t> current;    // the index being processed
     std::atomic<uint32_t> done_gen; // the last job generation finished
+    std::atomic<uint32_t> started_gen; // the last job generation a process worker picked up
     pid_t pid;
 };
 
@@ -51,6 +66,7 @@ struct Control {
     std::atomic<uint32_t> sleepers;                // idle workers in futex_wait
     std::atomic<uint32_t> shutdown;
     alignas(64) std::atomic<uint32_t> finished;    // workers done with this job
+    std::atomic<uint32_t> caller_sleeping;         // the caller waits in futex/poll: wake it
     alignas(64) std::atomic<size_t> next;          // dynamic/guided counter
     alignas(64) std::atomic<size_t> done;          // items done, for progress
     alignas(64) std::atomic<int> stop;
@@ -59,15 +75,30 @@ struct Control {
     Job job;
     int num_slots;
     WorkerSlot *slots;
+    int wake_fd = -1;  // process workers: an eventfd the last one writes when the caller sleeps
+    dev_t wake_dev = 0;
+    ino_t wake_ino = 0;
 
     // Map the control block and its slots in shared anonymous memory.
     static Control *create_shared(int num_slots);
     static void destroy_shared(Control *c);
+    // Process workers: make wake_fd (close-on-exec); without it the caller polls.
+    void open_wake_fd();
+    // wake_fd if it is still ours (fstat), else -1; drain it after a wake.
+    int checked_wake_fd() const;
+    // Before forking workers: if the program closed wake_fd behind our back
+    // (its number may now be one of its files, which a new worker would
+    // write into), make a new one (reopen) or do without (-1: the caller
+    // then polls; workers forked earlier keep their own copy).
+    void verify_wake_fd(bool reopen);
+    void drain_wake_fd();
 
     // Reset for a new job, before it is published or run.
     void prepare(const Job &j);
     // Keep the first reason to stop; every reason stops all workers.
-    void record(int reason, int code, size_t index, int worker, int exit_status = 0);
+    void record(int reason, int code, size_t index, int worker, int exit_status = 0, const char *what = nullptr);
+    // Record the exception being handled (call inside a catch block).
+    void record_exception(int callback, size_t index, int worker);
 };
 
 // The caller's cancel flag, read atomically (another thread may set it).
@@ -86,6 +117,8 @@ struct Monitor {
 
     bool active() const { return progress || cancel; }
     void tick(Control &c);
+    // The last progress call, after the map; throws an Error if it threw.
+    void final_progress(size_t total_items);
 };
 
 // Run worker w's part of c.job (item or block mode). mon: non-NULL only when
@@ -107,6 +140,13 @@ void publish(Control &c);
 template <class F>
 void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick);
 
+// The type and what() of the exception being handled, as "type: what" in buf.
+void describe_current_exception(char *buf, size_t size);
+
+// PASHA_SPIN_US in nanoseconds (default 200 us); throws PSH_EINVAL naming
+// the variable if it is malformed. Checked when a context is made.
+long long parse_spin_env();
+
 // The worker id of the calling thread if it is inside a kernel, else -1
 // (nested maps run inline in that worker).
 int current_worker();
@@ -125,11 +165,16 @@ void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick)
 {
     if (spin_until([&] { return c.finished.load(std::memory_order_acquire) >= expected; })) return;
     for (;;) {
-        uint32_t f = c.finished.load(std::memory_order_acquire);
-        if (f >= expected) return;
+        // Announce the sleep, then look again (the last worker wakes us only
+        // if it sees the announcement: both sides are seq_cst).
+        c.caller_sleeping.store(1, std::memory_order_seq_cst);
+        uint32_t f = c.finished.load(std::memory_order_seq_cst);
+        if (f >= expected) break;
         futex_wait(&c.finished, f, tick_ns);
+        c.caller_sleeping.store(0, std::memory_order_relaxed);
         if (!on_tick()) return;
     }
+    c.caller_sleeping.store(0, std::memory_order_relaxed);
 }
 
 }  // namespace psh

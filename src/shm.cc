@@ -5,18 +5,27 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cinttypes>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <new>
+#include <string>
 
 #include "error.hh"
+#include "fork_safety.hh"
 #include "pasha/pasha.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
 
 namespace psh {
 
@@ -26,8 +35,8 @@ const size_t kPage = 4096;
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-// Open a fresh shm object with an unpredictable name, O_EXCL and mode 0600,
-// and unlink it at once: nothing is left in /dev/shm even after SIGKILL.
+// A shm object with an unpredictable name, O_EXCL and mode 0600, unlinked
+// at once: for kernels without memfd_create.
 int open_unlinked_shm()
 {
     for (int attempt = 0; attempt < 16; ++attempt) {
@@ -41,14 +50,149 @@ int open_unlinked_shm()
             shm_unlink(name);
             return fd;
         }
-        if (errno != EEXIST)
-            fail_errno("shm_open", errno);
+        if (errno != EEXIST) fail_errno("shm_open", errno);
     }
     fail(PSH_ESYS, "shm_open: could not find an unused name");
 }
 
+// An anonymous shared-memory file: memfd (independent of the /dev/shm
+// mount's size, which containers set to 64 MiB), else shm_open.
+int open_anonymous_shm()
+{
+    int fd = memfd_create("pasha", MFD_CLOEXEC);
+    if (fd >= 0) {
+        fchmod(fd, 0600);
+        return fd;
+    }
+    if (errno != ENOSYS && errno != EINVAL) fail_errno("memfd_create", errno);
+    return open_unlinked_shm();
+}
+
+// The memory this process can have, in bytes, and where the limit comes
+// from: RAM + swap, or the cgroup's memory limit if lower.
+struct MemoryLimit {
+    size_t bytes = SIZE_MAX;
+    std::string source;
+};
+
+bool read_number_file(const std::string &path, size_t &out)
+{
+    FILE *f = fopen(path.c_str(), "re");
+    if (!f) return false;
+    char buf[64] = {0};
+    bool ok = fgets(buf, sizeof buf, f) != nullptr;
+    fclose(f);
+    if (!ok) return false;
+    if (strncmp(buf, "max", 3) == 0) {
+        out = SIZE_MAX;
+        return true;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(buf, &end, 10);
+    if (errno || end == buf) return false;
+    out = (size_t)v;
+    return true;
+}
+
+// The lowest memory limit of this process's cgroup and its ancestors (v2:
+// memory.max; v1: memory.limit_in_bytes), SIZE_MAX if none.
+size_t cgroup_memory_limit(std::string &where)
+{
+    size_t limit = SIZE_MAX;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    if (!f) return limit;
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        char *c1 = strchr(line, ':');
+        if (!c1) continue;
+        char *c2 = strchr(c1 + 1, ':');
+        if (!c2) continue;
+        std::string controllers(c1 + 1, c2), path(c2 + 1);
+        std::string root, file;
+        if (controllers.empty()) {
+            root = "/sys/fs/cgroup";
+            file = "memory.max";
+        } else if (("," + controllers + ",").find(",memory,") != std::string::npos) {
+            root = "/sys/fs/cgroup/memory";
+            file = "memory.limit_in_bytes";
+        } else {
+            continue;
+        }
+        // Walk from the process's cgroup up to the root of the hierarchy.
+        for (std::string p = path;;) {
+            size_t v;
+            std::string full = root + (p == "/" ? "" : p) + "/" + file;
+            if (read_number_file(full, v) && v < limit) {
+                limit = v;
+                where = full;
+            }
+            if (p.empty() || p == "/") break;
+            size_t slash = p.rfind('/');
+            p = slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
+        }
+    }
+    fclose(f);
+    // cgroup v1 reports "no limit" as a huge page-rounded number.
+    if (limit >= ((size_t)1 << 62)) limit = SIZE_MAX;
+    return limit;
+}
+
+const MemoryLimit &memory_limit()
+{
+    static const MemoryLimit limit = [] {
+        MemoryLimit m;
+        struct sysinfo si;
+        if (sysinfo(&si) == 0) {
+            unsigned long long unit = si.mem_unit ? si.mem_unit : 1;
+            m.bytes = (size_t)((si.totalram + si.totalswap) * unit);
+            m.source = "RAM + swap";
+        }
+        std::string where;
+        size_t cg = cgroup_memory_limit(where);
+        if (cg < m.bytes) {
+            m.bytes = cg;
+            m.source = "the cgroup memory limit in " + where;
+        }
+        return m;
+    }();
+    return limit;
+}
+
+// Bytes committed to psh arrays by this process (arena and standalone).
+std::mutex committed_mutex;
+size_t committed = 0;
+
+// Reserve len bytes against the process's memory limit, or fail with the
+// numbers. Undone by unreserve.
+void reserve(size_t len)
+{
+    const MemoryLimit &m = memory_limit();
+    std::lock_guard<std::mutex> lock(committed_mutex);
+    if (len > m.bytes || committed > m.bytes - len)
+        fail(PSH_ENOMEM,
+             "an array of %zu bytes does not fit in the memory this process can have: %zu bytes (%s), of "
+             "which psh arrays already hold %zu",
+             len, m.bytes, m.source.c_str(), committed);
+    committed += len;
+}
+
+void unreserve(size_t len)
+{
+    std::lock_guard<std::mutex> lock(committed_mutex);
+    committed -= len < committed ? len : committed;
+}
+
+[[noreturn]] void fail_commit(int err, size_t len)
+{
+    if (err == ENOSPC || err == ENOMEM || err == EFAULT)
+        fail(PSH_ENOMEM, "cannot commit %zu bytes of shared memory: %s", len, strerror(err));
+    fail_errno("committing shared memory", err);
+}
+
 // posix_fallocate, retried on EINTR; returns 0 or an errno value.
-int commit(int fd, off_t offset, size_t len)
+int fallocate_commit(int fd, off_t offset, size_t len)
 {
     int rc;
     do {
@@ -57,31 +201,39 @@ int commit(int fd, off_t offset, size_t len)
     return rc;
 }
 
-void release(int fd, off_t offset, size_t len)
+// Fault in len bytes of a shared mapping for writing; 0 or an errno value.
+int populate(void *p, size_t len)
 {
-    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, (off_t)len);
+    for (;;) {
+        if (madvise(p, len, MADV_POPULATE_WRITE) == 0) return 0;
+        if (errno != EINTR && errno != EAGAIN) return errno;
+    }
 }
 
-[[noreturn]] void fail_commit(int err, size_t len)
+bool populate_supported(void *probe)
 {
-    if (err == ENOSPC || err == ENOMEM)
-        fail(PSH_ENOMEM, "not enough space in /dev/shm for %zu bytes", len);
-    fail_errno("posix_fallocate", err);
+    if (madvise(probe, kPage, MADV_POPULATE_WRITE) != 0) return false;
+    madvise(probe, kPage, MADV_REMOVE);
+    return true;
 }
 
 class StandaloneBlock final : public Block {
 public:
-    StandaloneBlock(void *data, size_t size) : Block(data, size) {}
-    ~StandaloneBlock() override { munmap(data_, size_); }
+    StandaloneBlock(void *data, size_t size) : Block(data, size), owner_(current_pid()) {}
+    ~StandaloneBlock() override
+    {
+        munmap(data_, size_);
+        if (owner_ == current_pid()) unreserve(size_);
+    }
+
+private:
+    pid_t owner_;
 };
 
 class Arena {
 public:
-    static Arena &get()
-    {
-        static Arena *arena = new Arena();  // never destroyed: blocks may outlive main
-        return *arena;
-    }
+    // The arena of this process, made (not yet mapped) on first use.
+    static Arena &get();
 
     // Returns nullptr when the arena cannot serve this request.
     std::unique_ptr<Block> allocate(size_t len);
@@ -95,42 +247,55 @@ public:
 
 private:
     void init_locked();
+    // The kept descriptor (no MADV_POPULATE_WRITE), if still ours.
+    int checked_fd();
 
     std::mutex mutex_;
     bool initialized_ = false;
+    bool populate_ = false;  // commit through the mapping; no descriptor kept
     int fd_ = -1;
+    dev_t dev_ = 0;
+    ino_t ino_ = 0;
     char *base_ = nullptr;
     size_t capacity_ = 0;
-    pid_t owner_ = 0;
+    size_t dump_end_ = 0;  // [0, dump_end_) is in core dumps; the rest not
+    pid_t owner_ = current_pid();
     std::map<size_t, size_t> free_;  // offset -> length
 };
 
 class ArenaBlock final : public Block {
 public:
-    ArenaBlock(void *data, size_t size, size_t offset) : Block(data, size), offset_(offset) {}
-    ~ArenaBlock() override { Arena::get().free(offset_, size_); }
+    ArenaBlock(Arena *arena, void *data, size_t size, size_t offset)
+        : Block(data, size), arena_(arena), offset_(offset)
+    {
+    }
+    ~ArenaBlock() override { arena_->free(offset_, size_); }
 
 private:
+    Arena *arena_;
     size_t offset_;
 };
 
+// The arena of the current process. A forked child drops its parent's
+// (without freeing it: the parent's arrays stay mapped and shared) and makes
+// its own at its first allocation.
+std::mutex arena_mutex;
+Arena *current_arena = nullptr;
+
+Arena &Arena::get()
+{
+    std::lock_guard<std::mutex> lock(arena_mutex);
+    if (!current_arena) current_arena = new Arena();  // never destroyed: blocks may outlive main
+    return *current_arena;
+}
+
 size_t default_arena_size()
 {
-    const char *env = getenv("PASHA_ARENA_SIZE");
-    if (env && *env) {
-        char *end;
-        unsigned long long v = strtoull(env, &end, 10);
-        switch (*end) {
-        case 'T': case 't': v <<= 10; [[fallthrough]];
-        case 'G': case 'g': v <<= 10; [[fallthrough]];
-        case 'M': case 'm': v <<= 20; break;
-        default: break;
-        }
-        return (size_t)v;
-    }
-    // Under valgrind the leak check reads every page of the arena, and tmpfs
-    // backs every page read through a shared mapping: a huge arena would fill
-    // /dev/shm. (Valgrind's preloaded core is named vgpreload_*.)
+    size_t v;
+    if (parse_size_env("PASHA_ARENA_SIZE", v)) return v;
+    // Under valgrind the leak check reads every page of the arena, and
+    // shared memory backs every page read through a shared mapping: a huge
+    // arena would fill memory. (Valgrind's preloaded core is vgpreload_*.)
     const char *preload = getenv("LD_PRELOAD");
     if (preload && strstr(preload, "vgpreload")) return (size_t)1 << 30;
     long pages = sysconf(_SC_PHYS_PAGES);
@@ -144,12 +309,12 @@ size_t default_arena_size()
 void Arena::init_locked()
 {
     if (initialized_) return;
+    size_t want = round_up(default_arena_size(), kPage);  // may throw (bad PASHA_ARENA_SIZE)
     initialized_ = true;
-    size_t want = round_up(default_arena_size(), kPage);
     if (want == 0) return;
     int fd;
     try {
-        fd = open_unlinked_shm();
+        fd = open_anonymous_shm();
     } catch (const Error &) {
         return;  // no arena: every allocation becomes standalone (and reports the error)
     }
@@ -160,48 +325,82 @@ void Arena::init_locked()
         void *p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
         if (p == MAP_FAILED) continue;
         // Not in core dumps: the dumper would read every page of the
-        // reservation (and tmpfs would back each one). Arrays are
-        // re-included as they are allocated.
+        // reservation. The low part that arrays have used is included,
+        // growing as they do (one boundary, so the arena stays two mappings
+        // however many arrays come and go: vm.max_map_count).
         madvise(p, size, MADV_DONTDUMP);
-        fd_ = fd;
         base_ = (char *)p;
         capacity_ = size;
-        owner_ = getpid();
         free_[0] = size;
+        populate_ = populate_supported(p);
+        if (populate_) {
+            close(fd);
+        } else {
+            struct stat st;
+            fstat(fd, &st);
+            fd_ = fd;
+            dev_ = st.st_dev;
+            ino_ = st.st_ino;
+        }
         return;
     }
     close(fd);
+}
+
+int Arena::checked_fd()
+{
+    struct stat st;
+    if (fstat(fd_, &st) != 0 || st.st_dev != dev_ || st.st_ino != ino_)
+        fail(PSH_ESYS,
+             "the shm arena's file descriptor %d was closed behind libpasha's back (it now refers to "
+             "another file, or to none); libpasha will not touch it",
+             fd_);
+    return fd_;
 }
 
 std::unique_ptr<Block> Arena::allocate(size_t len)
 {
     std::lock_guard<std::mutex> lock(mutex_);
     init_locked();
-    // A forked child shares the arena's pages but not its bookkeeping: it must
-    // not hand out ranges the parent may hand out too.
-    if (!base_ || getpid() != owner_) return nullptr;
+    if (!base_) return nullptr;
     for (auto it = free_.begin(); it != free_.end(); ++it) {
         if (it->second < len) continue;
         size_t offset = it->first, avail = it->second;
-        int err = commit(fd_, (off_t)offset, len);
+        reserve(len);
+        int err = populate_ ? populate(base_ + offset, len) : fallocate_commit(checked_fd(), (off_t)offset, len);
         if (err) {
-            release(fd_, (off_t)offset, len);
+            if (populate_)
+                madvise(base_ + offset, len, MADV_REMOVE);
+            else
+                fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len);
+            unreserve(len);
             fail_commit(err, len);
         }
         free_.erase(it);
         if (avail > len) free_[offset + len] = avail - len;
-        madvise(base_ + offset, len, MADV_DODUMP);
-        return std::unique_ptr<Block>(new ArenaBlock(base_ + offset, len, offset));
+        if (offset + len > dump_end_) {
+            madvise(base_ + dump_end_, offset + len - dump_end_, MADV_DODUMP);
+            dump_end_ = offset + len;
+        }
+        return std::unique_ptr<Block>(new ArenaBlock(this, base_ + offset, len, offset));
     }
     return nullptr;
 }
 
 void Arena::free(size_t offset, size_t len)
 {
+    if (current_pid() != owner_) return;  // a forked child: the parent owns these pages
     std::lock_guard<std::mutex> lock(mutex_);
-    if (getpid() != owner_) return;  // the parent owns these pages
-    release(fd_, (off_t)offset, len);
-    madvise(base_ + offset, len, MADV_DONTDUMP);
+    if (populate_) {
+        madvise(base_ + offset, len, MADV_REMOVE);
+    } else {
+        // A descriptor that is no longer ours is left alone: the pages stay
+        // committed (a leak, not a corruption).
+        struct stat st;
+        if (fstat(fd_, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)
+            fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)len);
+    }
+    unreserve(len);
     auto next = free_.lower_bound(offset);
     if (next != free_.end() && offset + len == next->first) {
         len += next->second;
@@ -224,29 +423,60 @@ int pools = 0;
 bool live_pools()
 {
     std::lock_guard<std::mutex> lock(pools_mutex);
-    return pools_pid == getpid() && pools > 0;
+    return pools_pid == current_pid() && pools > 0;
 }
 
 }  // namespace
 
+bool parse_size_env(const char *name, size_t &out)
+{
+    const char *env = getenv(name);
+    if (!env || !*env) return false;
+    const char *p = env;
+    if (*p < '0' || *p > '9')
+        fail(PSH_EINVAL, "%s='%s' is not a size: digits with an optional K, M, G or T suffix", name, env);
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 10);
+    unsigned shift = 0;
+    switch (*end) {
+    case 'K': case 'k': shift = 10; ++end; break;
+    case 'M': case 'm': shift = 20; ++end; break;
+    case 'G': case 'g': shift = 30; ++end; break;
+    case 'T': case 't': shift = 40; ++end; break;
+    default: break;
+    }
+    if (*end)
+        fail(PSH_EINVAL, "%s='%s' is not a size: digits with an optional K, M, G or T suffix", name, env);
+    if (errno == ERANGE || (shift && v > (ULLONG_MAX >> shift)) || (v << shift) > SIZE_MAX)
+        fail(PSH_EINVAL, "%s='%s' is too large", name, env);
+    out = (size_t)(v << shift);
+    return true;
+}
+
 std::unique_ptr<Block> shm_allocate_standalone(size_t nbytes)
 {
     size_t len = round_up(nbytes ? nbytes : 1, kPage);
-    int fd = open_unlinked_shm();
-    if (ftruncate(fd, (off_t)len) != 0) {
-        int err = errno;
-        close(fd);
-        fail_errno("ftruncate", err);
+    if (len < nbytes) fail(PSH_ENOMEM, "%zu bytes is more than the address space", nbytes);
+    reserve(len);
+    int fd = -1;
+    try {
+        fd = open_anonymous_shm();
+    } catch (...) {
+        unreserve(len);
+        throw;
     }
-    int err = commit(fd, 0, len);
+    int err = ftruncate(fd, (off_t)len) != 0 ? errno : fallocate_commit(fd, 0, len);
+    void *p = MAP_FAILED;
+    if (!err) {
+        p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) err = errno;
+    }
+    close(fd);
     if (err) {
-        close(fd);
+        unreserve(len);
         fail_commit(err, len);
     }
-    void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    err = errno;
-    close(fd);
-    if (p == MAP_FAILED) fail_errno("mmap", err);
     return std::unique_ptr<Block>(new StandaloneBlock(p, len));
 }
 
@@ -266,8 +496,8 @@ std::unique_ptr<Block> shm_allocate(size_t nbytes)
 void shm_pool_started()
 {
     std::lock_guard<std::mutex> lock(pools_mutex);
-    if (pools_pid != getpid()) {  // a forked child does not own its parent's pools
-        pools_pid = getpid();
+    if (pools_pid != current_pid()) {  // a forked child does not own its parent's pools
+        pools_pid = current_pid();
         pools = 0;
     }
     ++pools;
@@ -276,9 +506,21 @@ void shm_pool_started()
 void shm_pool_stopped()
 {
     std::lock_guard<std::mutex> lock(pools_mutex);
-    if (pools_pid == getpid() && pools > 0) --pools;
+    if (pools_pid == current_pid() && pools > 0) --pools;
 }
 
 size_t shm_arena_capacity() { return Arena::get().capacity(); }
+
+void shm_after_fork_child()
+{
+    // Another thread may have held any of these at the fork; it does not
+    // exist here. The parent's arena object is left as it is (its blocks
+    // still point at it and free nothing here).
+    new (&arena_mutex) std::mutex();
+    new (&committed_mutex) std::mutex();
+    new (&pools_mutex) std::mutex();
+    current_arena = nullptr;
+    committed = 0;
+}
 
 }  // namespace psh

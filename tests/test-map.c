@@ -651,10 +651,12 @@ static void test_workers_do_not_repeat_the_callers_buffered_output(void **state)
 }
 
 /* While a persistent pool is alive, an array the shm arena cannot hold is
- * PSH_ENOMEM (its workers could not see it), not a segfault in a worker. A
- * forked program cannot use its parent's arena at all, which makes the case
- * easy to reach: there, with a pool of its own, every allocation must fail;
- * without one, allocations are standalone segments and work. */
+ * PSH_ENOMEM (its workers could not see it), not a segfault in a worker.
+ * And a forked program gets an arena of its own (regression: it used to be
+ * refused every allocation once it made a pool, "blaming an almost empty
+ * arena"): in a child whose arena is 1 MiB (PASHA_ARENA_SIZE is read when
+ * the child's arena is made), a pool maps into a small array, a 2 MiB array
+ * is PSH_ENOMEM naming the pool, and without the pool it is standalone. */
 static void test_alloc_fails_clearly_when_a_pool_could_not_see_the_array(void **state)
 {
     (void)state;
@@ -662,16 +664,26 @@ static void test_alloc_fails_clearly_when_a_pool_could_not_see_the_array(void **
     assert_true(pid >= 0);
     if (pid == 0) {
         int bad = 0;
-        size_t n = 1000;
+        setenv("PASHA_ARENA_SIZE", "1M", 1);
+        size_t n = 1000, big = 2 << 20;
         psh_context *pool = make_context(&all_configs[7]);
-        psh_array *a = NULL;
-        bad |= psh_alloc(&a, NULL, PSH_INT32, 1, &n, NULL) != PSH_ENOMEM;
-        bad |= strstr(psh_last_error(), "persistent pool") == NULL;
-        bad |= a != NULL;
+        psh_array *a = NULL, *b = NULL;
+        bad |= (psh_alloc(&a, NULL, PSH_FLOAT64, 1, &n, NULL) != PSH_OK) << 1;
+        psh_functor *f = NULL;
+        bad |= (psh_functor_range(&f, n) != PSH_OK) << 2;
+        if (a && f) {
+            bad |= (psh_map(pool, write_index, psh_array_data(a), f) != PSH_OK) << 3;
+            for (size_t i = 0; i < n; ++i) bad |= (((double *)psh_array_data(a))[i] != (double)i * 0.5) << 4;
+        }
+        bad |= (psh_alloc(&b, NULL, PSH_UINT8, 1, &big, NULL) != PSH_ENOMEM) << 5;
+        bad |= (strstr(psh_last_error(), "persistent pool") == NULL) << 6;
+        bad |= (b != NULL) << 7;
         psh_context_destroy(pool);
-        bad |= psh_alloc(&a, NULL, PSH_INT32, 1, &n, NULL) != PSH_OK;
+        bad |= (psh_alloc(&b, NULL, PSH_UINT8, 1, &big, NULL) != PSH_OK) << 8;
+        psh_array_free(b);
         psh_array_free(a);
-        _exit(bad);
+        psh_functor_destroy(f);
+        _exit(bad ? 1 : 0);
     }
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);

@@ -16,8 +16,8 @@
 # Not under valgrind: fault-death, fault-stuck (they assert sub-second
 # worker-death times; a worker dying under valgrind takes seconds to run
 # its exit-time checks: 5.1 s measured), fault-concurrency (many threads,
-# which valgrind runs one at a time: minutes), fault-shm-full and
-# fault-exports (about /dev/shm sizes and nm, not memory errors).
+# which valgrind runs one at a time: minutes), fault-containers and
+# fault-exports (about mounts, cgroups and nm, not memory errors).
 # PASHA_SPIN_US=0: valgrind runs one thread at a time, so spin-waits only
 # burn time slices; futex sleeps behave the same and keep the run short.
 set -euo pipefail
@@ -45,10 +45,15 @@ int main(void)
     char line[512], name[128] = "";
     unsigned long lo, hi, total = 0;
     while (fgets(line, sizeof line, f)) {
-        char *p = strstr(line, "/dev/shm/psh-");
-        if (!p || sscanf(line, "%lx-%lx", &lo, &hi) != 2) continue;
-        if (!name[0]) snprintf(name, sizeof name, "%.45s", p);
-        if (strncmp(p, name, strlen(name)) == 0) total += hi - lo;
+        /* The arena is a memfd named pasha; its inode tells it from others. */
+        char *p = strstr(line, "/memfd:pasha");
+        unsigned long inode;
+        char dev[16];
+        if (!p || sscanf(line, "%lx-%lx %*s %*s %15s %lu", &lo, &hi, dev, &inode) != 4) continue;
+        char id[128];
+        snprintf(id, sizeof id, "%s %lu", dev, inode);
+        if (!name[0]) snprintf(name, sizeof name, "%s", id);
+        if (strcmp(id, name) == 0) total += hi - lo;
     }
     printf("arena under valgrind, 64 GiB asked: %lu GiB mapped\n", total >> 30);
     psh_array_free(a);
@@ -60,8 +65,8 @@ PASHA_ARENA_SIZE=64G valgrind --quiet --error-exitcode=1 --leak-check=no "$dir/a
 export PASHA_ARENA_SIZE=64M
 vg="valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite"
 vg="$vg --child-silent-after-fork=no"
-# fault-shm-full runs its scenarios in a private mount namespace and is about
-# /dev/shm sizes, not memory errors; fault-exports runs nm, not our code.
+# fault-containers runs its scenarios in mount namespaces and cgroups, not
+# about memory errors; fault-exports runs nm, not our code.
 meson test -C "$dir" --print-errorlogs --num-processes "${PASHA_CI_JOBS:-2}" --timeout-multiplier 10 \
     --wrap="$vg" context array functor map fault-bad-input fault-shm-security 2>&1 | tail -n 25
 test "${PIPESTATUS[0]}" -eq 0

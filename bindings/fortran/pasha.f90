@@ -151,6 +151,15 @@ module pasha
     type(c_ptr) function psh_get_default_context() bind(C, name='psh_get_default_context')
       import :: c_ptr
     end function
+    type(c_ptr) function psh_default_context_ref() bind(C, name='psh_default_context_ref')
+      import :: c_ptr
+    end function
+    integer(c_int) function psh_register_fork_hooks(prepare, parent, child, data) &
+        bind(C, name='psh_register_fork_hooks')
+      import :: c_int, c_funptr, c_ptr
+      type(c_funptr), value :: prepare, parent, child
+      type(c_ptr), value :: data
+    end function
     integer(c_int) function psh_set_default_context(ctx) bind(C, name='psh_set_default_context')
       import :: c_int, c_ptr
       type(c_ptr), value :: ctx

@@ -115,6 +115,13 @@ PSH_API psh_kind psh_context_kind(const psh_context *ctx);
  *  psh_last_error). */
 PSH_API psh_context *psh_get_default_context(void);
 
+/** An owned reference to the library's default context (made on first use,
+ *  as psh_get_default_context): safe against a concurrent psh_set_default_*,
+ *  which may free the context psh_get_default_context returned. Prefer this
+ *  one; drop the reference with psh_context_destroy. NULL only if the
+ *  context could not be made (see psh_last_error). */
+PSH_API psh_context *psh_default_context_ref(void);
+
 /** Make ctx the default context; the library takes its own reference and
  *  drops the one it held. Errors: PSH_EINVAL (NULL ctx). */
 PSH_API int psh_set_default_context(psh_context *ctx);
@@ -405,6 +412,26 @@ PSH_API int psh_map_ext(psh_context *ctx, psh_kernel kernel, void *user_data,
 /** psh_map_blocks with options (opts NULL: as psh_map_blocks). */
 PSH_API int psh_map_blocks_ext(psh_context *ctx, psh_block_kernel kernel, void *user_data,
                                size_t n, const psh_map_options *opts);
+
+/* ---------------------------------------------------------------------- */
+/* 6. Worker processes: fork hooks                                        */
+/* ---------------------------------------------------------------------- */
+
+/** A hook run around the forks libpasha makes for its worker processes. */
+typedef void (*psh_fork_hook)(void *data);
+
+/** Register hooks run around every fork libpasha makes for a worker process
+ *  (fork-per-map maps, pool creation, pool workers replaced): `prepare` in
+ *  the forking thread just before fork, `parent` in it just after, `child`
+ *  in the new worker before any kernel or functor callback. As with
+ *  pthread_atfork, prepare hooks run in reverse order of registration and
+ *  the others in order; any of the three may be NULL. They are not run for
+ *  forks the program makes itself. A language runtime uses this to keep
+ *  its own state consistent across the fork (CPython: PyOS_BeforeFork,
+ *  PyOS_AfterFork_Parent, PyOS_AfterFork_Child). Hooks cannot be removed.
+ *  Errors: PSH_EINVAL (all three NULL), PSH_ENOMEM (more than 16 sets). */
+PSH_API int psh_register_fork_hooks(psh_fork_hook prepare, psh_fork_hook parent, psh_fork_hook child,
+                                    void *data);
 
 #ifdef __cplusplus
 }

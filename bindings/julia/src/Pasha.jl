@@ -164,6 +164,12 @@ psh_context_num_workers(ctx) = ccall((:psh_context_num_workers, libpasha), Cint,
 psh_context_kind(ctx) = ccall((:psh_context_kind, libpasha), Cint, (Ptr{Cvoid},), ctx)
 """`psh_get_default_context()`: borrowed; do not destroy."""
 psh_get_default_context() = ccall((:psh_get_default_context, libpasha), Ptr{Cvoid}, ())
+"""`psh_default_context_ref()`: an owned reference; destroy it with `psh_context_destroy`."""
+psh_default_context_ref() = ccall((:psh_default_context_ref, libpasha), Ptr{Cvoid}, ())
+"""`psh_register_fork_hooks(prepare, parent, child, data)`: C function pointers."""
+psh_register_fork_hooks(prepare, parent, child, data) =
+    ccall((:psh_register_fork_hooks, libpasha), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}),
+          prepare, parent, child, data)
 """`psh_set_default_context(ctx)`."""
 psh_set_default_context(ctx) = ccall((:psh_set_default_context, libpasha), Cint, (Ptr{Cvoid},), ctx)
 """`psh_set_default_kind(kind, num_workers)`."""
