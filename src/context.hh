@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 
+#include "error.hh"
 #include "fork_safety.hh"
 #include "map.hh"
 #include "shm.hh"
@@ -41,6 +42,12 @@ public:
 
     // Where the arrays of this context live: shared memory by default.
     virtual std::unique_ptr<Block> allocate(size_t nbytes) { return shm_allocate(nbytes); }
+
+    // A psh_alloc or map on this context that failed on this rank before
+    // reaching allocate() or run(). Collective contexts (MPI) override it to
+    // join the call's first collective with the error, so that every rank
+    // gets it instead of waiting for this one; they then throw.
+    virtual void refuse(const Error &) {}
 
     std::atomic<int> refs{1};
 

@@ -2,9 +2,10 @@
 # Bindings, beyond the suites `meson test` already ran in build-test (rust,
 # fortran, julia): run the quick-guide examples, check that every public
 # item of the Rust crates is documented (rustdoc with missing_docs as error,
-# also as docs.rs builds it, without libpasha), that the crates' version is
-# meson's, and that an outside consumer crate built with the README's rpath
-# recipe starts without LD_LIBRARY_PATH.
+# also as docs.rs builds it, without libpasha), and that an outside consumer
+# crate built with the README's rpath recipe starts without LD_LIBRARY_PATH.
+# (The crates' version is checked with every other copy by
+# tools/check-version.py.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD_DIR:-build-test}
@@ -31,13 +32,6 @@ if command -v cargo >/dev/null; then
     # docs.rs builds without libpasha: pasha-sys's DOCS_RS guard.
     env -u PKG_CONFIG_PATH DOCS_RS=1 RUSTDOCFLAGS="-D warnings -D missing_docs" \
         cargo doc --quiet --no-deps --manifest-path "$manifest" --target-dir "$target/docsrs"
-    # One version: the crates' is meson's project version.
-    meson_version=$(sed -n "s/^ *version *: *'\([^']*\)'.*/\1/p" meson.build | head -1)
-    crate_version=$(sed -n 's/^version = "\(.*\)"/\1/p' bindings/rust/Cargo.toml)
-    if [ "$meson_version" != "$crate_version" ]; then
-        echo "rust: crate version $crate_version (bindings/rust/Cargo.toml) is not meson's $meson_version" >&2
-        exit 1
-    fi
     # The crate README's rpath recipe, as a consumer crate outside the
     # repository: its binary must start without LD_LIBRARY_PATH.
     consumer=$(mktemp -d)
