@@ -4,6 +4,9 @@
 //! See the header for what each function does, who owns what, and the errors
 //! it returns.
 //!
+//! The version constants (`PSH_VERSION_*`) are those of the header this
+//! crate mirrors; `psh_version_number()` is the library's at run time.
+//!
 //! The declarations are checked against the header by this crate's layout
 //! test (`tests/layout.rs`, after git2-rs's systest): it compiles a small C
 //! program that prints `sizeof`, `_Alignof` and `offsetof` of every struct
@@ -17,7 +20,20 @@
 #![no_std]
 #![allow(non_camel_case_types)]
 
-use core::ffi::{c_char, c_int, c_void};
+use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
+
+/// The major version of the header these declarations mirror
+/// (`pasha_version.h`).
+pub const PSH_VERSION_MAJOR: c_uint = 0;
+/// The minor version of the header.
+pub const PSH_VERSION_MINOR: c_uint = 2;
+/// The patch version of the header.
+pub const PSH_VERSION_PATCH: c_uint = 0;
+/// `MAJOR * 10000 + MINOR * 100 + PATCH`: compare with
+/// `psh_version_number()`, the version of the library loaded at run time.
+pub const PSH_VERSION_NUMBER: c_uint = PSH_VERSION_MAJOR * 10000 + PSH_VERSION_MINOR * 100 + PSH_VERSION_PATCH;
+/// The header's version as "MAJOR.MINOR.PATCH".
+pub const PSH_VERSION_STRING: &CStr = c"0.2.0";
 
 /// Success.
 pub const PSH_OK: c_int = 0;
@@ -213,6 +229,9 @@ extern "C" {
     pub fn psh_last_error() -> *const c_char;
     /// See pasha.h.
     pub fn psh_version() -> *const c_char;
+    /// See pasha.h: the loaded library's version as
+    /// `MAJOR * 10000 + MINOR * 100 + PATCH`.
+    pub fn psh_version_number() -> c_uint;
     /// See pasha.h.
     pub fn psh_context_create(out: *mut *mut psh_context, kind: psh_kind, num_workers: c_int) -> c_int;
     /// See pasha.h.

@@ -19,19 +19,20 @@ use std::process::Command;
 
 /// The declarations of this crate, one line per fact, as the C program prints them.
 macro_rules! facts {
-    (structs { $($s:ident { $($f:ident),* })* } enums { $($e:ident),* } consts { $($c:ident),* }) => {
-        fn rust_facts() -> BTreeMap<String, i128> {
+    (structs { $($s:ident { $($f:ident),* })* } enums { $($e:ident),* } consts { $($c:ident),* } strings { $($t:ident),* }) => {
+        fn rust_facts() -> BTreeMap<String, String> {
             let mut m = BTreeMap::new();
             $(
-                m.insert(format!("size {}", stringify!($s)), size_of::<sys::$s>() as i128);
-                m.insert(format!("align {}", stringify!($s)), align_of::<sys::$s>() as i128);
-                $( m.insert(format!("offset {}.{}", stringify!($s), stringify!($f)), offset_of!(sys::$s, $f) as i128); )*
+                m.insert(format!("size {}", stringify!($s)), size_of::<sys::$s>().to_string());
+                m.insert(format!("align {}", stringify!($s)), align_of::<sys::$s>().to_string());
+                $( m.insert(format!("offset {}.{}", stringify!($s), stringify!($f)), offset_of!(sys::$s, $f).to_string()); )*
             )*
             $(
-                m.insert(format!("size {}", stringify!($e)), size_of::<sys::$e>() as i128);
-                m.insert(format!("align {}", stringify!($e)), align_of::<sys::$e>() as i128);
+                m.insert(format!("size {}", stringify!($e)), size_of::<sys::$e>().to_string());
+                m.insert(format!("align {}", stringify!($e)), align_of::<sys::$e>().to_string());
             )*
-            $( m.insert(format!("const {}", stringify!($c)), sys::$c as i128); )*
+            $( m.insert(format!("const {}", stringify!($c)), (sys::$c as i128).to_string()); )*
+            $( m.insert(format!("string {}", stringify!($t)), sys::$t.to_str().unwrap().to_string()); )*
             m
         }
         fn c_program() -> String {
@@ -46,13 +47,14 @@ macro_rules! facts {
                 p += &format!("printf(\"align {0} %zu\\n\", (size_t)_Alignof({0}));\n", stringify!($e));
             )*
             $( p += &format!("printf(\"const {0} %lld\\n\", (long long){0});\n", stringify!($c)); )*
+            $( p += &format!("printf(\"string {0} %s\\n\", {0});\n", stringify!($t)); )*
             p + "return 0;\n}\n"
         }
         /// Struct names with their fields, enum type names, constant names.
         fn listed() -> (BTreeMap<String, Vec<String>>, Vec<String>, Vec<String>) {
             let mut s = BTreeMap::new();
             $( s.insert(stringify!($s).to_string(), vec![$(stringify!($f).to_string()),*]); )*
-            (s, vec![$(stringify!($e).to_string()),*], vec![$(stringify!($c).to_string()),*])
+            (s, vec![$(stringify!($e).to_string()),*], vec![$(stringify!($c).to_string(),)* $(stringify!($t).to_string()),*])
         }
     };
 }
@@ -72,8 +74,10 @@ facts! {
         PSH_SCHEDULE_CONTEXT, PSH_SCHEDULE_STATIC, PSH_SCHEDULE_DYNAMIC, PSH_SCHEDULE_GUIDED,
         PSH_INT8, PSH_UINT8, PSH_INT16, PSH_UINT16, PSH_INT32, PSH_UINT32, PSH_INT64, PSH_UINT64,
         PSH_FLOAT32, PSH_FLOAT64, PSH_COMPLEX64, PSH_COMPLEX128,
-        PSH_ORDER_DEFAULT, PSH_ORDER_C, PSH_ORDER_F
+        PSH_ORDER_DEFAULT, PSH_ORDER_C, PSH_ORDER_F,
+        PSH_VERSION_MAJOR, PSH_VERSION_MINOR, PSH_VERSION_PATCH, PSH_VERSION_NUMBER
     }
+    strings { PSH_VERSION_STRING }
 }
 
 /// The Rust declarations, as source text.
@@ -83,6 +87,19 @@ fn include_dirs() -> Vec<PathBuf> {
     let dirs = env!("PASHA_INCLUDE_DIRS");
     assert!(!dirs.is_empty(), "build.rs found no include directories (DOCS_RS set?)");
     std::env::split_paths(dirs).collect()
+}
+
+/// The text of `pasha.h` and of the headers it includes with `#include "..."`.
+fn header_text(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut all = text.clone();
+    for line in text.lines() {
+        if let Some(name) = line.trim().strip_prefix("#include \"").and_then(|r| r.strip_suffix('"')) {
+            all += "\n";
+            all += &header_text(&path.parent().unwrap().join(name));
+        }
+    }
+    all
 }
 
 fn header_path() -> PathBuf {
@@ -96,7 +113,7 @@ fn header_path() -> PathBuf {
 // ---------------------------------------------------------------- C side
 
 /// Compile and run the C program with `dirs` first on the include path.
-fn c_facts(dirs: &[PathBuf], tag: &str) -> BTreeMap<String, i128> {
+fn c_facts(dirs: &[PathBuf], tag: &str) -> BTreeMap<String, String> {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("layout-{tag}"));
     std::fs::create_dir_all(&tmp).unwrap();
     let src = tmp.join("layout.c");
@@ -120,7 +137,7 @@ fn c_facts(dirs: &[PathBuf], tag: &str) -> BTreeMap<String, i128> {
         .lines()
         .map(|l| {
             let (k, v) = l.rsplit_once(' ').unwrap();
-            (k.to_string(), v.parse().unwrap())
+            (k.to_string(), v.to_string())
         })
         .collect()
 }
@@ -291,6 +308,15 @@ fn parse_header(text: &str) -> Decls {
         }
         at = end;
     }
+    // Object-like macros with a value: #define PSH_NAME value.
+    for line in text.lines() {
+        let mut w = line.split_whitespace();
+        if let (Some("#define"), Some(name), Some(_)) = (w.next(), w.next(), w.next()) {
+            if name.starts_with("PSH_") && name != "PSH_API" && !name.contains('(') {
+                d.consts.push(name.to_string());
+            }
+        }
+    }
     // Structs with bodies.
     at = 0;
     while let Some(k) = s[at..].find("typedef struct") {
@@ -454,7 +480,7 @@ fn mismatches(header: &str, dirs: &[PathBuf], tag: &str) -> Vec<String> {
 
 #[test]
 fn declarations_match_the_header() {
-    let header = std::fs::read_to_string(header_path()).unwrap();
+    let header = header_text(&header_path());
     let h = parse_header(&header);
     // The parser saw the header (a parser that finds nothing would pass).
     assert!(h.functions.len() >= 41, "{} prototypes parsed", h.functions.len());
@@ -462,6 +488,7 @@ fn declarations_match_the_header() {
     assert!(h.consts.len() >= 31);
     assert!(h.callbacks.contains_key("psh_fork_hook"));
     assert!(h.functions.contains_key("psh_default_context_ref"));
+    assert!(h.consts.iter().any(|c| c == "PSH_VERSION_STRING"), "pasha_version.h was read");
     let bad = mismatches(&header, &include_dirs(), "real");
     assert!(bad.is_empty(), "pasha-sys disagrees with pasha.h:\n{}", bad.join("\n"));
 }
@@ -470,6 +497,7 @@ fn declarations_match_the_header() {
 fn header_drift_is_caught() {
     let real = header_path();
     let header = std::fs::read_to_string(&real).unwrap();
+    let version_h = std::fs::read_to_string(real.with_file_name("pasha_version.h")).unwrap();
     // A doctored copy of the whole include/pasha directory, first on the path.
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR")).join("layout-drift/include");
     let dir = tmp.join("pasha");
@@ -483,7 +511,7 @@ fn header_drift_is_caught() {
     let edits = [
         ("PSH_ENOTSUP = -7", "PSH_ENOTSUP = -8", "const PSH_ENOTSUP"),
         ("    int per_worker;", "    int per_worker;\n    int extra;", "struct psh_alloc_options"),
-        ("    psh_dtype dtype;\n    int ndim;", "    int ndim;\n    psh_dtype dtype;", "offset psh_view.dtype"),
+        ("    psh_dtype dtype;", "    int before_dtype;\n    psh_dtype dtype;", "offset psh_view.dtype"),
         ("psh_functor_range(psh_functor **out, size_t n)", "psh_functor_range(psh_functor **out, int n)", "fn psh_functor_range"),
         ("PSH_API void psh_functor_destroy", "PSH_API int psh_functor_new_thing(void);\nPSH_API void psh_functor_destroy", "fn psh_functor_new_thing"),
         ("typedef void (*psh_fork_hook)(void *data);", "typedef int (*psh_fork_hook)(void *data);", "callback psh_fork_hook"),
@@ -494,9 +522,17 @@ fn header_drift_is_caught() {
         doctored = doctored.replacen(from, to, 1);
     }
     std::fs::write(dir.join("pasha.h"), &doctored).unwrap();
+    // And one in the version header: a new minor version.
+    let minor = format!("#define PSH_VERSION_MINOR {}", sys::PSH_VERSION_MINOR);
+    assert!(version_h.contains(&minor), "pasha_version.h no longer contains {minor:?}: update this test");
+    let version_h = version_h.replacen(&minor, &format!("#define PSH_VERSION_MINOR {}", sys::PSH_VERSION_MINOR + 1), 1);
+    std::fs::write(dir.join("pasha_version.h"), version_h).unwrap();
     let mut dirs = vec![tmp.clone()];
     dirs.extend(include_dirs());
-    let bad = mismatches(&doctored, &dirs, "drift");
+    let bad = mismatches(&header_text(&dir.join("pasha.h")), &dirs, "drift");
+    for expect in ["const PSH_VERSION_MINOR", "const PSH_VERSION_NUMBER"] {
+        assert!(bad.iter().any(|b| b.starts_with(expect)), "drift {expect:?} not reported; got:\n{}", bad.join("\n"));
+    }
     for (_, _, expect) in &edits {
         assert!(bad.iter().any(|b| b.starts_with(expect)), "drift {expect:?} not reported; got:\n{}", bad.join("\n"));
     }

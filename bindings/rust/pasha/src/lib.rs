@@ -189,6 +189,13 @@ pub fn version() -> &'static str {
     unsafe { CStr::from_ptr(sys::psh_version()) }.to_str().unwrap_or("")
 }
 
+/// The loaded libpasha's version as `MAJOR * 10000 + MINOR * 100 + PATCH`
+/// (`psh_version_number()`, e.g. 200 for 0.2.0); compare with
+/// [`sys::PSH_VERSION_NUMBER`], the header's these bindings were made for.
+pub fn version_number() -> u32 {
+    unsafe { sys::psh_version_number() }
+}
+
 /// How the workers of a context run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -189,6 +189,9 @@ fn contexts_report_kind_and_workers() {
     let d = Context::default_context().unwrap();
     assert!(d.num_workers() >= 1);
     assert!(!pasha::version().is_empty());
+    // The library loaded at run time is the one the declarations mirror.
+    assert_eq!(pasha::version_number(), pasha::sys::PSH_VERSION_NUMBER);
+    assert_eq!(pasha::version(), pasha::sys::PSH_VERSION_STRING.to_str().unwrap());
 }
 
 #[test]
