@@ -53,11 +53,7 @@ public:
 
     // In the child of a fork (from the fork handler): the lock may have
     // been held by a thread that does not exist here.
-    void reset_after_fork_child()
-    {
-        new (&mutex_) std::mutex();
-        mapping_ = false;
-    }
+    void reset_after_fork_child() { new (&mutex_) std::mutex(); }
 
 protected:
     // Run the job; fill *out with why it stopped early (STOP_NONE if not).
@@ -76,10 +72,6 @@ protected:
 private:
     std::mutex mutex_;
     pid_t owner_;
-    // The thread inside map() (a progress callback that maps on the same
-    // context would wait for itself).
-    std::atomic<bool> mapping_{false};
-    pthread_t mapping_thread_{};
 };
 
 // Each kind's factory (one per file).

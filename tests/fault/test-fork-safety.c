@@ -88,7 +88,7 @@ static void *keep_mapping(void *p)
     CHECK(psh_alloc(&a, NULL, PSH_FLOAT64, 1, &n, NULL) == PSH_OK);
     psh_functor *f;
     CHECK(psh_functor_range(&f, n) == PSH_OK);
-    while (!b->stop) {
+    while (!__atomic_load_n(&b->stop, __ATOMIC_RELAXED)) {
         CHECK(psh_map(b->ctx, slow_square, psh_array_data(a), f) == PSH_OK);
         __atomic_add_fetch(&b->maps, 1, __ATOMIC_SEQ_CST);
     }
@@ -132,7 +132,7 @@ static int fork_while_mapping(void)
                 return 1;
             }
         }
-        b.stop = 1;
+        __atomic_store_n(&b.stop, 1, __ATOMIC_RELAXED);
         pthread_join(t, NULL);
     }
     map_and_check(ctx[0], 1000);
@@ -151,7 +151,7 @@ static volatile int logging_stop;
 static void *log_lines(void *unused)
 {
     (void)unused;
-    for (int i = 0; !logging_stop; ++i) {
+    for (int i = 0; !__atomic_load_n(&logging_stop, __ATOMIC_RELAXED); ++i) {
         printf("log %d\n", i);
         if ((i & 63) == 0) usleep(50);
     }
@@ -174,7 +174,7 @@ static int printing_thread(void)
         pthread_t t;
         CHECK(pthread_create(&t, NULL, log_lines, NULL) == 0);
         for (int i = 0; i < 500; ++i) map_and_check(ctx, 64);
-        logging_stop = 1;
+        __atomic_store_n(&logging_stop, 1, __ATOMIC_RELAXED);
         pthread_join(t, NULL);
         psh_context_destroy(ctx);
         fflush(stdout);
@@ -347,14 +347,14 @@ static volatile int swapping;
 static void *swap_default(void *unused)
 {
     (void)unused;
-    for (int i = 0; swapping; ++i) CHECK(psh_set_default_kind(i & 1 ? PSH_SERIAL : PSH_THREADS, 2) == PSH_OK);
+    for (int i = 0; __atomic_load_n(&swapping, __ATOMIC_RELAXED); ++i) CHECK(psh_set_default_kind(i & 1 ? PSH_SERIAL : PSH_THREADS, 2) == PSH_OK);
     return NULL;
 }
 
 static int default_ref_is_owned(void)
 {
     CHECK(psh_set_default_kind(PSH_THREADS, 2) == PSH_OK);
-    swapping = 1;
+    __atomic_store_n(&swapping, 1, __ATOMIC_RELAXED);
     pthread_t t;
     CHECK(pthread_create(&t, NULL, swap_default, NULL) == 0);
     for (int i = 0; i < 300; ++i) {
@@ -363,7 +363,7 @@ static int default_ref_is_owned(void)
         map_and_check(ctx, 50); /* still alive although the default changed */
         psh_context_destroy(ctx);
     }
-    swapping = 0;
+    __atomic_store_n(&swapping, 0, __ATOMIC_RELAXED);
     pthread_join(t, NULL);
     printf("ok - 300 psh_default_context_ref references stayed usable while another thread swapped the "
            "default\n");

@@ -79,9 +79,9 @@ program calibrate_mpi
   ! Threads inside each rank; 0 workers: the default (PASHA_NUM_WORKERS,
   ! else the CPUs this rank may use).
   call try(psh_context_create_mpi(ctx, MPI_COMM_WORLD, PSH_THREADS, 0_c_int))
-  call try(psh_alloc_f(raw_a, ctx, PSH_FLOAT32, [ROWS, COLS, frames]))
-  call try(psh_alloc_f(out_a, ctx, PSH_FLOAT32, [ROWS, COLS, frames]))
-  call try(psh_alloc_f(total_a, ctx, PSH_FLOAT64, [integer ::], per_worker=.true.))
+  call try(psh_alloc_f(raw_a, ctx, PSH_FLOAT32, [integer(c_size_t) :: ROWS, COLS, frames]))
+  call try(psh_alloc_f(out_a, ctx, PSH_FLOAT32, [integer(c_size_t) :: ROWS, COLS, frames]))
+  call try(psh_alloc_f(total_a, ctx, PSH_FLOAT64, [integer(c_size_t) ::], per_worker=.true.))
   do c = 1, COLS
     do r = 1, ROWS
       offset(r, c) = real(mod(r + ROWS * (c - 1), 7), c_float)

@@ -142,8 +142,8 @@ contains
     call check(psh_mpi_rank(ctx) == rank, 'psh_mpi_rank is the MPI rank')
     call check(psh_mpi_size(ctx) == nranks, 'psh_mpi_size is the MPI size')
     call check(psh_context_num_workers(ctx) == 2 * nranks, 'two workers per rank')
-    call check(psh_alloc_f(arrays(1), ctx, PSH_FLOAT64, [n]) == PSH_OK, 'alloc out')
-    call check(psh_alloc_f(arrays(2), ctx, PSH_INT32, [n]) == PSH_OK, 'alloc who')
+    call check(psh_alloc_f(arrays(1), ctx, PSH_FLOAT64, [integer(c_size_t) :: n]) == PSH_OK, 'alloc out')
+    call check(psh_alloc_f(arrays(2), ctx, PSH_INT32, [integer(c_size_t) :: n]) == PSH_OK, 'alloc who')
     call check(psh_functor_range(f, int(n, c_size_t)) == PSH_OK, 'range')
     call check(psh_map(ctx, c_funloc(fill), c_loc(arrays), f) == PSH_OK, 'map fill')
     root = nranks - 1
@@ -183,7 +183,7 @@ contains
     real(c_double), pointer :: p(:, :)
     integer :: j, k
     call check(psh_context_create_mpi(ctx, MPI_COMM_WORLD, PSH_THREADS, 3_c_int) == PSH_OK, 'create')
-    call check(psh_alloc_f(a, ctx, PSH_FLOAT64, [3, m]) == PSH_OK, 'alloc (3, m)')
+    call check(psh_alloc_f(a, ctx, PSH_FLOAT64, [integer(c_size_t) :: 3, m]) == PSH_OK, 'alloc (3, m)')
     call check(psh_map_blocks(ctx, c_funloc(columns), a, int(m, c_size_t)) == PSH_OK, 'map_blocks')
     call check(psh_mpi_allgather(ctx, a) == PSH_OK, 'allgather (3, m)')
     call psh_array_pointer(a, p)
@@ -204,7 +204,7 @@ contains
     real(c_double), pointer :: p(:, :)
     integer(c_int) :: rc
     call check(psh_context_create_mpi(ctx, MPI_COMM_WORLD, PSH_THREADS, 2_c_int) == PSH_OK, 'create')
-    call check(psh_alloc_f(acc, ctx, PSH_FLOAT64, [1], per_worker=.true.) == PSH_OK, 'alloc per_worker')
+    call check(psh_alloc_f(acc, ctx, PSH_FLOAT64, [integer(c_size_t) :: 1], per_worker=.true.) == PSH_OK, 'alloc per_worker')
     call check(all(psh_array_shape_f(acc) == [1, 2 * nranks]), 'per_worker shape (1, workers)')
     call check(psh_functor_range(f, int(n, c_size_t)) == PSH_OK, 'range')
     call check(psh_map(ctx, c_funloc(accumulate), acc, f) == PSH_OK, 'map accumulate')
@@ -237,7 +237,7 @@ contains
     call check(psh_mpi_size(ctx) == sub_size, 'size of the split comm')
     call check(psh_context_num_workers(ctx) == sub_size, 'one worker per rank')
     n = 10 * sub_size + 3
-    call check(psh_alloc_f(acc, ctx, PSH_FLOAT64, [1], per_worker=.true.) == PSH_OK, 'alloc')
+    call check(psh_alloc_f(acc, ctx, PSH_FLOAT64, [integer(c_size_t) :: 1], per_worker=.true.) == PSH_OK, 'alloc')
     call check(psh_functor_range(f, int(n, c_size_t)) == PSH_OK, 'range')
     call check(psh_map(ctx, c_funloc(accumulate), acc, f) == PSH_OK, 'map on the split comm')
     call check(psh_mpi_reduce(ctx, acc, PSH_OP_SUM, 0_c_int) == PSH_OK, 'reduce on the split comm')
