@@ -89,6 +89,7 @@ class error : public std::runtime_error {
 public:
     /** code with the calling thread's psh_last_error() as the detail. */
     explicit error(int code) : error(code, std::string(psh_last_error())) {}
+    /** code with the given detail instead of psh_last_error(). */
     error(int code, const std::string &detail) : std::runtime_error(format(code, detail)), code_(code) {}
     /** The PSH_E* status code (negative). */
     int code() const noexcept { return code_; }
@@ -127,7 +128,7 @@ enum class kind : int {
 
 /** Everything about a context: the members of psh_context_options. */
 struct context_options {
-    pasha::kind kind = pasha::kind::processes;
+    pasha::kind kind = pasha::kind::processes;  ///< how the workers run
     int num_workers = 0;  ///< <= 0: the default (PASHA_NUM_WORKERS, else the CPUs)
     /** kind::processes: fork the workers once, when the context is made,
      *  and reuse them for every map (a pool that survives crashing
@@ -248,8 +249,11 @@ public:
         return adopt(c);
     }
 
+    /** Another reference to o's context (psh_context_reference). */
     context(const context &o) : ctx_(psh_context_reference(o.ctx_)), state_(o.state_) {}
+    /** Take over o's reference; o is left empty. */
     context(context &&o) noexcept : ctx_(o.ctx_), state_(std::move(o.state_)) { o.ctx_ = nullptr; }
+    /** Refer to o's context instead (drops this one's reference). */
     context &operator=(context o) noexcept
     {
         std::swap(ctx_, o.ctx_);
@@ -272,9 +276,13 @@ public:
         ctx_ = nullptr;
         return c;
     }
+    /** False when empty (moved from or released). */
     explicit operator bool() const noexcept { return ctx_ != nullptr; }
+    /** The number of workers; worker ids run 0 .. num_workers() - 1. */
     int num_workers() const noexcept { return psh_context_num_workers(ctx_); }
+    /** How the workers run (kind::mpi for pasha::mpi::context). */
     pasha::kind kind() const noexcept { return static_cast<pasha::kind>(psh_context_kind(ctx_)); }
+    /** The context's schedule (psh_context_schedule). */
     psh_schedule schedule() const noexcept { return psh_context_schedule(ctx_); }
 
     /** Make this context the library's default (psh_set_default_context). */
@@ -361,7 +369,7 @@ inline constexpr per_worker_t per_worker{};
  *  instead of zero. */
 template <class U>
 struct fill_value {
-    U value;
+    U value;  ///< the value of every element
 };
 template <class U>
 constexpr fill_value<U> fill(U value)
@@ -373,12 +381,19 @@ constexpr fill_value<U> fill(U value)
 template <class V>
 class values_view {
 public:
+    /** The n values at p (not copied). */
     constexpr values_view(const V *p, int n) noexcept : p_(p), n_(n) {}
+    /** Value i (0 <= i < size()). */
     constexpr V operator[](int i) const noexcept { return p_[i]; }
+    /** The number of values. */
     constexpr std::size_t size() const noexcept { return static_cast<std::size_t>(n_); }
+    /** The first value. */
     constexpr const V *begin() const noexcept { return p_; }
+    /** Past the last value. */
     constexpr const V *end() const noexcept { return p_ + n_; }
+    /** The values. */
     constexpr const V *data() const noexcept { return p_; }
+    /** A copy of the values. */
     std::vector<V> to_vector() const { return std::vector<V>(p_, p_ + n_); }
 
 private:
@@ -396,9 +411,10 @@ class array {
                   "std::complex<float/double>)");
 
 public:
-    using value_type = T;
-    using size_type = std::size_t;
+    using value_type = T;          ///< the element type
+    using size_type = std::size_t; ///< the type of sizes and indices
 
+    /** An empty array (owns nothing). */
     array() noexcept = default;
     /** Take over a psh_array the caller owns; throws pasha::error
      *  (PSH_EINVAL) if its dtype is not T's (then a is left to the caller). */
@@ -412,12 +428,14 @@ public:
     }
     array(const array &) = delete;
     array &operator=(const array &) = delete;
+    /** Take over o's array; o is left empty. */
     array(array &&o) noexcept : a_(o.a_), data_(o.data_), size_(o.size_)
     {
         o.a_ = nullptr;
         o.data_ = nullptr;
         o.size_ = 0;
     }
+    /** Free this array's memory and take over o's; o is left empty. */
     array &operator=(array &&o) noexcept
     {
         if (this != &o) {
@@ -444,16 +462,24 @@ public:
         size_ = 0;
         return a;
     }
+    /** False when empty (default-made, moved from or released). */
     explicit operator bool() const noexcept { return a_ != nullptr; }
 
+    /** The first element: shared by every worker, at the same address. */
     T *data() const noexcept { return data_; }
+    /** The number of elements. */
     std::size_t size() const noexcept { return size_; }
+    /** True when there are no elements. */
     bool empty() const noexcept { return size_ == 0; }
+    /** The size of the data in bytes. */
     std::size_t nbytes() const noexcept { return psh_array_nbytes(a_); }
+    /** The number of dimensions. */
     int ndim() const noexcept { return psh_array_ndim(a_); }
+    /** The length of each dimension. */
     values_view<std::size_t> shape() const noexcept { return {psh_array_shape(a_), ndim()}; }
     /** Strides in BYTES, as psh_array_strides. */
     values_view<std::ptrdiff_t> strides() const noexcept { return {psh_array_strides(a_), ndim()}; }
+    /** The memory order the array was made in. */
     pasha::order order() const noexcept { return static_cast<pasha::order>(psh_array_order(a_)); }
 
     /** Flat element i, in memory order. */
@@ -470,7 +496,9 @@ public:
         (void)st;
         return *reinterpret_cast<T *>(reinterpret_cast<char *>(data_) + off);
     }
+    /** The first element, for range-for over all elements in memory order. */
     T *begin() const noexcept { return data_; }
+    /** Past the last element. */
     T *end() const noexcept { return data_ + size_; }
 
 private:
@@ -561,18 +589,25 @@ auto alloc_like(const context &ctx, const array<T> &like, const Opts &...opts)
 template <class T>
 class view {
 public:
-    using element_type = T;
+    using element_type = T;  ///< the element type
+    /** A view of rank dimensions at data (the arrays are not copied). */
     view(T *data, int rank, const std::size_t *extents, const std::ptrdiff_t *strides) noexcept
         : data_(data), rank_(rank), extents_(extents), strides_(strides)
     {
     }
+    /** The first element of the view (index 0 in every dimension). */
     T *data() const noexcept { return data_; }
+    /** data(), under std::mdspan's name. */
     T *data_handle() const noexcept { return data_; }
+    /** The number of dimensions. */
     int rank() const noexcept { return rank_; }
+    /** rank(), under pasha::array's name. */
     int ndim() const noexcept { return rank_; }
+    /** The length of dimension d. */
     std::size_t extent(int d) const noexcept { return extents_[d]; }
     /** Stride of dimension d in elements. */
     std::ptrdiff_t stride(int d) const noexcept { return strides_[d]; }
+    /** The number of elements (the product of the extents). */
     std::size_t size() const noexcept
     {
         std::size_t s = 1;
@@ -627,7 +662,9 @@ static_assert(std::atomic<int>::is_always_lock_free, "pasha: std::atomic<int> mu
 /** Options of one map, e.g. pasha::map(ctx, n, f, {PSH_SCHEDULE_DYNAMIC, 1000})
  *  for a dynamic schedule in chunks of 1000 items. */
 struct map_options {
+    /** The context's schedule and chunk, no progress callback, no cancel flag. */
     map_options() = default;
+    /** Schedule s in chunks of c items (0: the context's chunk). */
     map_options(psh_schedule s, std::size_t c = 0) : schedule(s), chunk(c) {}
     psh_schedule schedule = PSH_SCHEDULE_CONTEXT;  ///< PSH_SCHEDULE_CONTEXT: the context's
     std::size_t chunk = 0;                         ///< 0: the context's

@@ -39,6 +39,8 @@ enum class op : int { sum = PSH_OP_SUM, min = PSH_OP_MIN, max = PSH_OP_MAX };
  *  default). A pasha::context: use it wherever one is taken. */
 class context : public pasha::context {
 public:
+    /** Create it (collective over comm): local_kind and local_workers as
+     *  psh_context_create_mpi's. Throws pasha::error. */
     explicit context(MPI_Comm comm, pasha::kind local_kind = pasha::kind::threads, int local_workers = 0)
         : pasha::context(make(comm, local_kind, local_workers))
     {
