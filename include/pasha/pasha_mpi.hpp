@@ -1,7 +1,9 @@
 /*
  * libpasha over MPI in C++: pasha::mpi wrappers over pasha_mpi.h, with the
  * conventions of pasha.hpp (RAII, pasha::error for every status other than
- * PSH_OK). Installed only when libpasha is built with -Dmpi=enabled.
+ * PSH_OK). Installed only when libpasha is built with -Dmpi=enabled; link
+ * with libpasha_mpi INSTEAD of libpasha (pkg-config pasha-mpi, or CMake
+ * pasha::pasha_mpi), as for pasha_mpi.h.
  *
  *   pasha::mpi::context c(MPI_COMM_WORLD, pasha::kind::threads, 4);
  *   auto out = pasha::alloc<double>(c, {n});        // one buffer per node
