@@ -670,8 +670,9 @@ struct map_options {
     std::size_t chunk = 0;                         ///< 0: the context's
     /** Called from the calling thread, about 10 times a second, with the
      *  items done and the total, and once at the end of a successful map.
-     *  If it throws, the map is cancelled (when no cancel flag is given;
-     *  else it runs to its end) and the exception is rethrown. */
+     *  If it throws, the map is cancelled (when no cancel flag is given
+     *  and the context is not an MPI context; else it runs to its end) and
+     *  the exception is rethrown. */
     std::function<void(std::size_t done, std::size_t total)> progress;
     /** A flag another thread (or a signal handler) sets non-zero to end the
      *  map with pasha::error(PSH_ECANCELED); the library reads it with
@@ -868,6 +869,7 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
                   "pasha::map: the closure is larger than pasha::max_closure_size (64 KiB): capture pointers to "
                   "the data instead");
     psh_context *c = checked(ctx);
+    psh_kind k = psh_context_kind(c);
     psh_map_options o;
     psh_map_options_init(&o);
     std::atomic<int> own_cancel{0};
@@ -878,7 +880,10 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
         if (mo->cancel) o.cancel = reinterpret_cast<const volatile int *>(mo->cancel);
         if (mo->progress) {
             ps.fn = &mo->progress;
-            if (!mo->cancel) {
+            // A flag of our own, so that a throwing callback can end the map;
+            // not on MPI contexts, where a cancel flag makes every rank run
+            // its block in rounds (pasha_mpi.h).
+            if (!mo->cancel && k != PSH_MPI) {
                 ps.own_cancel = &own_cancel;
                 o.cancel = reinterpret_cast<const volatile int *>(&own_cancel);
             }
@@ -886,7 +891,6 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
             o.progress_data = &ps;
         }
     }
-    psh_kind k = psh_context_kind(c);
     int rc;
     if (k == PSH_SERIAL || k == PSH_THREADS) {
         exception_slot slot;

@@ -58,6 +58,17 @@ static void run(pasha::kind local)
         CHECK(s[0] == static_cast<long>(n * (n - 1) / 2) && s[1] == static_cast<long>(n));
     }
 
+    // A progress lambda (no implicit cancel flag on MPI contexts).
+    std::size_t calls = 0, last_done = 0, last_total = 0;
+    pasha::map_options mo;
+    mo.progress = [&](std::size_t d, std::size_t t) {
+        ++calls;
+        last_done = d;
+        last_total = t;
+    };
+    pasha::map(c, n, [=](int, std::size_t i) { po[i] = 2.0; }, mo);
+    CHECK(calls >= 1 && last_done == last_total && last_total > 0);
+
     // An exception on rank 0's block: PSH_EKERNEL on every rank; rank 0 has the text.
     int code = 0;
     std::string what;
