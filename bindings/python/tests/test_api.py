@@ -281,8 +281,8 @@ SIGINT_SCRIPT = textwrap.dedent('''\
     kind = sys.argv[1]
     def slow(w, i, v):
         time.sleep(0.01)
-    ctx = psh.ProcessContext(2, persistent=kind == 'pool') if kind != 'threads' \\
-        else psh.ThreadContext(2)
+    ctx = psh.ProcessContext(2, persistent=kind == 'pool') if kind in ('processes', 'pool') \\
+        else psh.ThreadContext(2) if kind == 'threads' else psh.SerialContext()
     print('started', flush=True)
     try:
         ctx.map(slow, list(range(100000)))
@@ -291,7 +291,7 @@ SIGINT_SCRIPT = textwrap.dedent('''\
 ''')
 
 
-@pytest.mark.parametrize('kind', ['threads', 'processes', 'pool'])
+@pytest.mark.parametrize('kind', KINDS)
 def test_ctrl_c_ends_map(kind):
     proc = subprocess.Popen([sys.executable, '-c', SIGINT_SCRIPT, kind], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
