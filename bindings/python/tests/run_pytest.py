@@ -81,6 +81,7 @@ def venv_python(python, version):
     if subprocess.run([python, '-m', 'venv', venv]).returncode != 0:
         return None
     pip = [vpy, '-m', 'pip', 'install', '-q', '--disable-pip-version-check']
+    subprocess.run(pip + ['--upgrade', 'pip'])  # --config-settings needs pip >= 22.1
     if subprocess.run(pip + CORE_PKGS).returncode != 0:
         return None
     if os.path.exists(PIP_FILE):  # the optional ones (xarray, EXtra-data...)
@@ -100,7 +101,7 @@ def run_one(python, version, build_dir, src, pytest_args):
     print(f'run_pytest: Python {version[0]}.{version[1]} ({python})', flush=True)
     r = subprocess.run([python, '-m', 'pip', 'install', '--quiet', '--no-deps',
                         '--no-build-isolation', '--upgrade', '--target', target,
-                        '-Cbuild-dir=' + os.path.join(build_dir, tag, 'pybuild'), src])
+                        '--config-settings=build-dir=' + os.path.join(build_dir, tag, 'pybuild'), src])
     if r.returncode != 0:
         return 1
     env = dict(os.environ)
