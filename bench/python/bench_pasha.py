@@ -42,9 +42,9 @@ WORKER = textwrap.dedent('''\
     inp = np.random.rand(100)
     big = np.random.rand(items)
     # processes first: the original's ThreadPool threads can deadlock a later fork
-    contexts = [('processes', psh.ProcessContext(2)), ('threads', psh.ThreadContext(2))]
+    contexts = [('processes', psh.ProcessContext(2)), ('threads', psh.ThreadContext(2)),
+                ('serial', psh.SerialContext())]
     if impl == 'new':
-        contexts.append(('serial', psh.SerialContext()))
         contexts.append(('pool', psh.ProcessContext(2, persistent=True)))
     for name, ctx in contexts:
         outp = ctx.alloc(like=inp)
