@@ -15,6 +15,7 @@ import sys
 import traceback
 import warnings
 from numbers import Integral
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
@@ -260,8 +261,9 @@ class MapContext:
             array[...] = fill
         return array
 
-    def alloc(self, shape=None, dtype=None, *, order=None, fill=None, like=None,
-              per_worker=False):
+    def alloc(self, shape: Union[int, Tuple[int, ...], None] = None, dtype: Any = None, *,
+              order: Optional[str] = None, fill: Any = None, like: Any = None,
+              per_worker: bool = False) -> np.ndarray:
         """Allocate an array shared with all workers of this context.
 
         Args:
@@ -291,7 +293,9 @@ class MapContext:
         for entry in functor.iterate(share):
             function(worker_id, *entry)
 
-    def map(self, function, functor, *, progress=False, user_data=None):
+    def map(self, function: Callable[..., Any], functor: Any, *,
+            progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> None:
         """Apply function to every element of functor.
 
         Args:
@@ -314,8 +318,8 @@ class _PshContext(MapContext):
 
     _kind = _SERIAL
 
-    def __init__(self, num_workers=None, *, persistent=False, schedule='static', chunk=0,
-                 pin_cpus=False):
+    def __init__(self, num_workers: Optional[int] = None, *, persistent: bool = False,
+                 schedule: str = 'static', chunk: int = 0, pin_cpus: bool = False):
         if schedule not in _SCHEDULES:
             raise ValueError(f'unknown schedule {schedule!r}')
         if num_workers is not None and (not isinstance(num_workers, Integral) or
@@ -342,7 +346,9 @@ class _PshContext(MapContext):
             n = n * 4
         return list(functor.split(n))
 
-    def map(self, function, functor, *, progress=False, user_data=None):
+    def map(self, function: Callable[..., Any], functor: Any, *,
+            progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> None:
         native = _native_pointer(function)
         if native is not None:
             if not isinstance(functor, np.ndarray):
