@@ -303,3 +303,21 @@ def test_ctrl_c_ends_map(kind):
     finally:
         proc.kill()
     assert out.strip() == 'interrupted', err
+
+
+ORIGINAL_PUBLIC_NAMES = {  # pasha 0.1.2's public module attributes (it had no __all__)
+    'MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext', 'SequenceFunctor',
+    'NdarrayFunctor', 'DataArrayFunctor', 'ExtraDataFunctor', 'get_default_context',
+    'set_default_context', 'alloc', 'map'}
+
+
+def test_package_metadata():
+    assert set(psh.__all__) == ORIGINAL_PUBLIC_NAMES
+    assert all(hasattr(psh, name) for name in psh.__all__)
+    here = os.path.dirname(psh.__file__)
+    assert os.path.exists(os.path.join(here, 'py.typed'))
+    with open(os.path.join(here, 'COPYING')) as f:
+        assert 'BSD' in f.read() or 'Redistribution' in f.read()
+    # one version: meson's project version, in the package and in libpasha
+    assert psh.__version__ == psh.libpasha_version
+    assert psh.MapContext.map.__annotations__['return'] is None
