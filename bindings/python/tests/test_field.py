@@ -285,7 +285,7 @@ def test_dropped_contexts_free_their_memory():
     gc.collect()
     grown = _rss_kb() - before
     # a Python thread state kept per dead worker thread leaked ~10 kB each
-    assert grown < 2500, f'{grown} kB for 500 contexts'
+    assert grown < 1000, f'{grown} kB for 500 contexts'
 
 
 @pytest.mark.parametrize('kind', KINDS)
