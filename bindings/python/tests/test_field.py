@@ -297,3 +297,24 @@ def test_kernel_exception_keeps_its_type_and_index(kind):
             raise LookupError(f'at {i}')
     with pytest.raises(LookupError, match='at (3|17)'):
         ctx.map(bad, list(range(20)))
+
+
+@pytest.mark.parametrize('kind', ['serial', 'threads'])
+def test_signal_handler_runs_during_an_in_process_map_of_c_calls(kind):
+    """A kernel that runs no bytecode (a builtin) never reaches the eval
+    loop's signal check: the map checks between items."""
+    import signal
+    ctx = make_context(kind)
+
+    def on_alarm(signum, frame):
+        raise TimeoutError('alarm')
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            ctx.map(max, range(20_000_000))  # several seconds of max(w, i, v)
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #if PY_VERSION_HEX < 0x03090000
@@ -626,8 +627,30 @@ typedef struct WorkerState {
     PyObject *wid;
     Resolved r;
     int resolved;
+    unsigned count;
+    long long last_ns;
     struct WorkerState *up;
 } WorkerState;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* In-process maps: a kernel that runs no bytecode never lets the eval loop
+ * hand the GIL over; give other threads (the map's other workers, the
+ * program's) a turn every 5 ms, as CPython's switch interval does. */
+static void maybe_switch(WorkerState *s)
+{
+    if ((++s->count & 63) != 0) return;
+    long long now = now_ns();
+    if (now - s->last_ns < 5000000LL) return;
+    PyThreadState *ts = PyEval_SaveThread();
+    PyEval_RestoreThread(ts);
+    s->last_ns = now_ns();
+}
 
 static _Thread_local WorkerState *cur_worker;
 
@@ -638,6 +661,8 @@ static WorkerState *worker_push(int w)
     s->gil = gil_enter();
     s->d = NULL;
     s->resolved = 0;
+    s->count = 0;
+    s->last_ns = now_ns();
     s->wid = PyLong_FromLong(w);
     s->up = cur_worker;
     cur_worker = s;
@@ -718,7 +743,17 @@ static int item_kernel(void *ud, int w, size_t index, const void *value)
     WorkerState *s = worker_state(d, w);
     if (!s) return 3;
     if (stopped(d)) return 2;
-    if (d->err) ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
+    if (d->err) {
+        ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
+    } else {
+        /* In-process, in the main thread: run signal handlers (even if the
+         * kernel runs no bytecode; elsewhere a no-op), share the GIL. */
+        if (PyErr_CheckSignals() < 0) {
+            record_failure(d, w, (Py_ssize_t)index);
+            return 1;
+        }
+        maybe_switch(s);
+    }
     PyObject *idx = PyLong_FromSize_t(index);
     PyObject *val = idx ? PySequence_GetItem(s->r.seq, (Py_ssize_t)index) : NULL;
     PyObject *res = NULL;
@@ -780,7 +815,17 @@ static int run_share(MapData *d, WorkerState *s, int w, PyObject *share)
             index = PyLong_AsSsize_t(PyTuple_GET_ITEM(tup, 0));
             if (index == -1 && PyErr_Occurred()) PyErr_Clear();
         }
-        if (d->err) ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
+        if (d->err) {
+            ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
+        } else {
+            if (PyErr_CheckSignals() < 0) {
+                Py_DECREF(tup);
+                record_failure(d, w, index);
+                rc = 1;
+                break;
+            }
+            maybe_switch(s);
+        }
         PyObject **args = m + 1 <= 8 ? small : PyMem_Malloc((size_t)(m + 1) * sizeof *args);
         PyObject *res = NULL;
         if (args) {
@@ -1079,7 +1124,10 @@ static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
     (void)self;
     (void)noargs;
     main_ident = PyThread_get_thread_ident();
-    helper.started = 0; /* the helper thread is not in the child */
+    /* The helper thread is not in the child (and may have held its lock). */
+    pthread_mutex_init(&helper.mu, NULL);
+    pthread_cond_init(&helper.cv, NULL);
+    helper.started = 0;
     helper.busy = 0;
     helper.req = NULL;
     Py_RETURN_NONE;
