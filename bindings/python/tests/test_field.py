@@ -318,3 +318,20 @@ def test_signal_handler_runs_during_an_in_process_map_of_c_calls(kind):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def test_remote_traceback_of_a_kernel_shipped_by_value():
+    """A closure reaches the pool by value (cloudpickle renames its file
+    "<dynamic-code>"): the traceback still names this file and line."""
+    ctx = make_context('pool')
+    limit = 4
+
+    def local_kernel(worker_id, index, value):
+        if index == limit:
+            raise ArithmeticError('local boom')  # shown in the traceback
+    with pytest.raises(ArithmeticError) as info:
+        ctx.map(local_kernel, list(range(8)))
+    text = ''.join(traceback.format_exception(info.type, info.value, info.tb))
+    line = local_kernel.__code__.co_firstlineno + 2
+    assert f'File "{__file__}", line {line}, in local_kernel' in text, text
+    assert "raise ArithmeticError('local boom')" in text

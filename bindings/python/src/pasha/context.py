@@ -140,14 +140,71 @@ def _store_exception(slot, exc, index):
     slot[:8] = struct.pack('<q', len(data))
 
 
-def _load_exception(slot):
+def _load_exception(slot, function=None):
     (n,) = struct.unpack('<q', bytes(slot[:8]))
     if n <= 0 or n + 16 > len(slot):
         return None
     exc, tb, index = pickle.loads(bytes(slot[16:16 + n]))
+    if tb and function is not None:
+        try:
+            tb = _fix_dynamic_frames(tb, function)
+        except Exception:  # the traceback as it came is still useful
+            pass
     if tb:
         exc.__cause__ = _RemoteTraceback('\n"""\n' + tb + '"""')
     return index, exc
+
+
+_DYNAMIC_FRAME = re.compile(r'  File "<dynamic-code>", line (\d+), in (\S+)\n')
+
+
+def _code_files(function):
+    """{code name: file name} of the code reachable from a kernel (itself,
+    the functions it defines and the global functions it names)."""
+    import functools
+    import types
+    f = function
+    while isinstance(f, functools.partial):
+        f = f.func
+    if not hasattr(f, '__code__'):
+        f = getattr(f, '__call__', f)
+    files = {}
+    stack = []
+    code = getattr(f, '__code__', None)
+    if code is not None:
+        stack.append(code)
+        glb = getattr(f, '__globals__', {})
+        for name in code.co_names:
+            g = glb.get(name)
+            if isinstance(g, types.FunctionType):
+                stack.append(g.__code__)
+    seen = set()
+    while stack:
+        c = stack.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        files.setdefault(c.co_name, c.co_filename)
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return files
+
+
+def _fix_dynamic_frames(tb, function):
+    """cloudpickle names the file of code it ships by value "<dynamic-code>":
+    put back the kernel's file and source lines."""
+    if '<dynamic-code>' not in tb:
+        return tb
+    import linecache
+    files = _code_files(function)
+
+    def repl(m):
+        name = files.get(m.group(2))
+        if not name:
+            return m.group(0)
+        src = linecache.getline(name, int(m.group(1))).strip()
+        return f'  File "{name}", line {m.group(1)}, in {m.group(2)}\n' + \
+            (f'    {src}\n' if src else '')
+    return _DYNAMIC_FRAME.sub(repl, tb)
 
 
 def _pool_entry(job, serial):
@@ -445,7 +502,7 @@ class _PshContext(MapContext):
         found = []
         for w in range(self.num_workers):
             slot = memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
-            got = _load_exception(slot)
+            got = _load_exception(slot, function)
             if got is not None:
                 found.append(got)
         if found:
