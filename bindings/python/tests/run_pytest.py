@@ -15,7 +15,6 @@ cannot be made (no network); 1 when a run fails.
 """
 
 import glob
-import importlib.util
 import os
 import shutil
 import subprocess

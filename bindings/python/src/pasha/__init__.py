@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from ._pasha import version as _libpasha_version
-from ._version import __version__
+from ._version import __version__  # noqa: F401
 from .context import (  # noqa: F401
     MapContext, SerialContext, ThreadContext, ProcessContext, WorkerError)
 from .functor import (  # noqa: F401
