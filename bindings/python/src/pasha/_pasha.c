@@ -405,9 +405,8 @@ static int helper_start(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 8u << 20);
-    /* The helper must not take process-directed signals meant for the
-     * main thread's handlers... they would still trip Python's flags, so
-     * any thread will do; keep the default mask. */
+    /* A process-directed signal may land on this thread: Python's C-level
+     * handler then only trips its flag, which the main thread checks. */
     pthread_t t;
     int rc = pthread_create(&t, &attr, helper_main, NULL);
     pthread_attr_destroy(&attr);
