@@ -791,7 +791,7 @@ int main(int argc, char **argv)
         t[nt++] = (struct target){"processes vs raw fork+waitpid, (b)",
                                   median_of(&wb, "libpasha processes (fork/map)") / median_of(&wb, "raw fork()+waitpid()"), 1.2,
                                   "x", min_of(&wb, "libpasha processes (fork/map)") / min_of(&wb, "raw fork()+waitpid()")};
-        t[nt++] = (struct target){"persistent pool vs threads, (b)", median_of(&wb, "libpasha persistent pool") / th, 10.0,
+        t[nt++] = (struct target){"persistent pool vs threads, (b)", median_of(&wb, "libpasha persistent pool") / th, 3.0,
                                   "x", min_of(&wb, "libpasha persistent pool") / thm};
     }
     if (strchr(opt_only, 'c')) {

@@ -2,6 +2,7 @@
 // exceptions back into status codes and psh_last_error(). No exception
 // crosses this file's functions.
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -110,6 +111,23 @@ std::unique_ptr<Context> create_context(const psh_context_options &o)
     }
 }
 
+// The body of psh_alloc* and the maps on ctx: an error it throws before the
+// context's own part began is handed to ctx->refuse, which for a collective
+// (MPI) context makes it every rank's error (and throws).
+template <class F>
+void collective(psh_context *ctx, F body)
+{
+    try {
+        body();
+    } catch (const Error &e) {
+        if (ctx && current_worker() < 0) impl(ctx)->refuse(e);
+        throw;
+    } catch (const std::bad_alloc &) {
+        if (ctx && current_worker() < 0) impl(ctx)->refuse(Error{PSH_ENOMEM, "out of memory"});
+        throw;
+    }
+}
+
 // Copy a field of a caller's versioned struct over the defaults if the
 // caller's struct_size covers all of it (memcpy: enums are not loaded).
 #define COPY_FIELD(dst, src, type, field) \
@@ -141,42 +159,45 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
            const psh_functor *functor, size_t n, const psh_map_options *opts)
 {
     return guard(fn, [&] {
-        if (!kernel && !block_kernel) fail(PSH_EINVAL, "kernel is NULL");
-        if (kernel && !functor) fail(PSH_EINVAL, "functor is NULL");
         psh_map_options o;
         psh_map_options_init(&o);
-        if (opts) {
-            check_struct_size(opts, offsetof(psh_map_options, schedule) + sizeof(psh_schedule), "psh_map_options_init");
-            COPY_FIELD(o, opts, psh_map_options, schedule);
-            COPY_FIELD(o, opts, psh_map_options, chunk);
-            COPY_FIELD(o, opts, psh_map_options, progress);
-            COPY_FIELD(o, opts, psh_map_options, progress_data);
-            COPY_FIELD(o, opts, psh_map_options, cancel);
-            COPY_FIELD(o, opts, psh_map_options, user_data_size);
-        }
-        int schedule = raw(o.schedule);
-        if (o.user_data_size > kMaxUserData)
-            fail(PSH_EINVAL, "user_data_size %zu is more than %zu", o.user_data_size, kMaxUserData);
-        if (o.user_data_size && !user_data) fail(PSH_EINVAL, "user_data_size is set but user_data is NULL");
-        if (schedule < PSH_SCHEDULE_CONTEXT || schedule > PSH_SCHEDULE_GUIDED)
-            fail(PSH_EINVAL, "unknown schedule %d", schedule);
-
+        int schedule = 0;
         Job job;
         memset(&job, 0, sizeof job);
-        job.kernel = kernel;
-        job.block_kernel = block_kernel;
-        job.user_data = user_data;
-        job.user_data_size = o.user_data_size;
-        if (kernel) job.functor = functor->desc;
-        job.begin = 0;
-        job.end = kernel ? functor->desc.length : n;
         Monitor mon;
-        mon.progress = o.progress;
-        mon.progress_data = o.progress_data;
-        mon.cancel = o.cancel;
-        mon.total = job.end;
-        mon.last_ns = monotonic_ns();
-        if (cancelled(o.cancel)) fail(PSH_ECANCELED, "the map was cancelled before it started");
+        collective(ctx, [&] {
+            if (!kernel && !block_kernel) fail(PSH_EINVAL, "kernel is NULL");
+            if (kernel && !functor) fail(PSH_EINVAL, "functor is NULL");
+            if (opts) {
+                check_struct_size(opts, offsetof(psh_map_options, schedule) + sizeof(psh_schedule), "psh_map_options_init");
+                COPY_FIELD(o, opts, psh_map_options, schedule);
+                COPY_FIELD(o, opts, psh_map_options, chunk);
+                COPY_FIELD(o, opts, psh_map_options, progress);
+                COPY_FIELD(o, opts, psh_map_options, progress_data);
+                COPY_FIELD(o, opts, psh_map_options, cancel);
+                COPY_FIELD(o, opts, psh_map_options, user_data_size);
+            }
+            schedule = raw(o.schedule);
+            if (o.user_data_size > kMaxUserData)
+                fail(PSH_EINVAL, "user_data_size %zu is more than %zu", o.user_data_size, kMaxUserData);
+            if (o.user_data_size && !user_data) fail(PSH_EINVAL, "user_data_size is set but user_data is NULL");
+            if (schedule < PSH_SCHEDULE_CONTEXT || schedule > PSH_SCHEDULE_GUIDED)
+                fail(PSH_EINVAL, "unknown schedule %d", schedule);
+
+            job.kernel = kernel;
+            job.block_kernel = block_kernel;
+            job.user_data = user_data;
+            job.user_data_size = o.user_data_size;
+            if (kernel) job.functor = functor->desc;
+            job.begin = 0;
+            job.end = kernel ? functor->desc.length : n;
+            mon.progress = o.progress;
+            mon.progress_data = o.progress_data;
+            mon.cancel = o.cancel;
+            mon.total = job.end;
+            mon.last_ns = monotonic_ns();
+            if (cancelled(o.cancel)) fail(PSH_ECANCELED, "the map was cancelled before it started");
+        });
 
         int outer = current_worker();
         if (outer >= 0) {  // inside a kernel: run the inner map in this worker
@@ -216,6 +237,7 @@ extern "C" {
 const char *psh_strerror(int code) { return strerror_code(code); }
 const char *psh_last_error(void) { return last_error(); }
 const char *psh_version(void) { return PASHA_VERSION; }
+unsigned psh_version_number(void) { return PSH_VERSION_NUMBER; }
 
 int psh_register_fork_hooks(psh_fork_hook prepare, psh_fork_hook parent, psh_fork_hook child, void *data)
 {
@@ -348,21 +370,25 @@ int psh_alloc(psh_array **out, psh_context *ctx, psh_dtype dtype, int ndim, cons
               const psh_alloc_options *opts)
 {
     return guard("psh_alloc", [&] {
-        psh_alloc_options defaults;
-        const psh_alloc_options &o = *checked_alloc_options(opts, defaults);
-        int order = raw(o.order) == PSH_ORDER_DEFAULT ? PSH_ORDER_C : raw(o.order);
-        alloc_into(out, ctx, raw(dtype), ndim, shape, order, o);
+        collective(ctx, [&] {
+            psh_alloc_options defaults;
+            const psh_alloc_options &o = *checked_alloc_options(opts, defaults);
+            int order = raw(o.order) == PSH_ORDER_DEFAULT ? PSH_ORDER_C : raw(o.order);
+            alloc_into(out, ctx, raw(dtype), ndim, shape, order, o);
+        });
     });
 }
 
 int psh_alloc_like(psh_array **out, psh_context *ctx, const psh_array *like, const psh_alloc_options *opts)
 {
     return guard("psh_alloc_like", [&] {
-        if (!like) fail(PSH_EINVAL, "like is NULL");
-        psh_alloc_options defaults;
-        const psh_alloc_options &o = *checked_alloc_options(opts, defaults);
-        int order = raw(o.order) == PSH_ORDER_DEFAULT ? like->order : raw(o.order);
-        alloc_into(out, ctx, like->dtype, like->ndim, like->shape, order, o);
+        collective(ctx, [&] {
+            if (!like) fail(PSH_EINVAL, "like is NULL");
+            psh_alloc_options defaults;
+            const psh_alloc_options &o = *checked_alloc_options(opts, defaults);
+            int order = raw(o.order) == PSH_ORDER_DEFAULT ? like->order : raw(o.order);
+            alloc_into(out, ctx, like->dtype, like->ndim, like->shape, order, o);
+        });
     });
 }
 
@@ -408,6 +434,12 @@ int psh_functor_sequence(psh_functor **out, const void *base, size_t count, size
     return new_functor("psh_functor_sequence", out, [&] {
         if (!base && count > 0) fail(PSH_EINVAL, "base is NULL");
         if (stride > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "stride %zu is too large", stride);
+        // The last element's offset, (count - 1) * stride, must fit, and so
+        // must its address.
+        __extension__ typedef unsigned __int128 u128;
+        u128 last = count ? (u128)(count - 1) * stride : 0;
+        if (last > (u128)PTRDIFF_MAX || (u128)(uintptr_t)base + last > (u128)UINTPTR_MAX)
+            fail(PSH_EINVAL, "count %zu times stride %zu overflows the address space", count, stride);
         FunctorDesc d = blank(FunctorDesc::SEQUENCE, count);
         d.base = (const char *)base;
         d.stride = (ptrdiff_t)stride;

@@ -57,21 +57,34 @@ void pin_to_cpu(int cpu)
     sched_setaffinity(0, sizeof set, &set);  // best effort: pinning is a hint
 }
 
+namespace {
+
+// The contexts the calling thread is inside map() of, innermost first (a
+// progress callback that maps on one of them would wait for itself).
+struct MapScope {
+    const Context *ctx;
+    const MapScope *outer;
+};
+thread_local const MapScope *tls_maps = nullptr;
+
+}  // namespace
+
 void Context::map(Job &job, Monitor &mon)
 {
-    if (mapping_.load(std::memory_order_acquire) && pthread_equal(mapping_thread_, pthread_self()))
-        fail(PSH_EINVAL,
-             "psh_map was called on a context from inside its own map (a progress callback?): it would wait "
-             "for itself; use another context");
+    for (const MapScope *m = tls_maps; m; m = m->outer)
+        if (m->ctx == this)
+            fail(PSH_EINVAL,
+                 "psh_map was called on a context from inside its own map (a progress callback?): it would "
+                 "wait for itself; use another context");
     Outcome out{STOP_NONE, 0, SIZE_MAX, -1, 0, {0}};
     {
+        MapScope scope{this, tls_maps};
+        tls_maps = &scope;
+        struct Pop {
+            const MapScope *outer;
+            ~Pop() { tls_maps = outer; }
+        } pop{scope.outer};
         std::lock_guard<std::mutex> lock(mutex_);
-        mapping_thread_ = pthread_self();
-        mapping_.store(true, std::memory_order_release);
-        struct Done {
-            std::atomic<bool> &flag;
-            ~Done() { flag.store(false, std::memory_order_release); }
-        } done{mapping_};
         pid_t pid = current_pid();
         if (pid != owner_) {
             after_fork();

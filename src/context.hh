@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 
+#include "error.hh"
 #include "fork_safety.hh"
 #include "map.hh"
 #include "shm.hh"
@@ -42,15 +43,17 @@ public:
     // Where the arrays of this context live: shared memory by default.
     virtual std::unique_ptr<Block> allocate(size_t nbytes) { return shm_allocate(nbytes); }
 
+    // A psh_alloc or map on this context that failed on this rank before
+    // reaching allocate() or run(). Collective contexts (MPI) override it to
+    // join the call's first collective with the error, so that every rank
+    // gets it instead of waiting for this one; they then throw.
+    virtual void refuse(const Error &) {}
+
     std::atomic<int> refs{1};
 
     // In the child of a fork (from the fork handler): the lock may have
     // been held by a thread that does not exist here.
-    void reset_after_fork_child()
-    {
-        new (&mutex_) std::mutex();
-        mapping_ = false;
-    }
+    void reset_after_fork_child() { new (&mutex_) std::mutex(); }
 
 protected:
     // Run the job; fill *out with why it stopped early (STOP_NONE if not).
@@ -69,10 +72,6 @@ protected:
 private:
     std::mutex mutex_;
     pid_t owner_;
-    // The thread inside map() (a progress callback that maps on the same
-    // context would wait for itself).
-    std::atomic<bool> mapping_{false};
-    pthread_t mapping_thread_{};
 };
 
 // Each kind's factory (one per file).

@@ -84,6 +84,7 @@ private:
     // Fork worker w, which takes the first job published after `seen`.
     void spawn(int w, uint32_t seen)
     {
+        control_->verify_wake_fd(false);
         Args args{this, w, seen, current_pid()};
         int cpu = cfg_.pin_cpus ? nth_cpu(w) : -1;
         // The pool outlives the thread that made it: watch the process.

@@ -22,6 +22,18 @@ FunctorDesc strided_functor(const void *data, int dtype, int ndim, const size_t 
         contiguous_strides(dtype_size(dtype), ndim, shape, false, own);
         strides = own;
     }
+    // Every element's offset, base + sum(i_k * stride_k), must be computable
+    // without overflow (the engine and the kernels' views both do this).
+    if (size > 0) {
+        __extension__ typedef unsigned __int128 u128;
+        u128 extent = 0;
+        for (int i = 0; i < ndim; ++i) {
+            u128 s = strides[i] < 0 ? (u128)(-(strides[i] + 1)) + 1 : (u128)strides[i];
+            extent += s * (u128)(shape[i] - 1);
+            if (extent > (u128)PTRDIFF_MAX)
+                fail(PSH_EINVAL, "the strides overflow: element offsets exceed %td bytes", (ptrdiff_t)PTRDIFF_MAX);
+        }
+    }
     FunctorDesc d;
     memset(&d, 0, sizeof d);
     d.kind = FunctorDesc::VIEW;

@@ -293,6 +293,13 @@ int Control::checked_wake_fd() const
     return wake_fd;
 }
 
+void Control::verify_wake_fd(bool reopen)
+{
+    if (wake_fd < 0 || checked_wake_fd() >= 0) return;
+    wake_fd = -1;  // not ours any more: never close or write it
+    if (reopen) open_wake_fd();
+}
+
 void Control::drain_wake_fd()
 {
     uint64_t v;

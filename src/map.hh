@@ -86,6 +86,11 @@ struct Control {
     void open_wake_fd();
     // wake_fd if it is still ours (fstat), else -1; drain it after a wake.
     int checked_wake_fd() const;
+    // Before forking workers: if the program closed wake_fd behind our back
+    // (its number may now be one of its files, which a new worker would
+    // write into), make a new one (reopen) or do without (-1: the caller
+    // then polls; workers forked earlier keep their own copy).
+    void verify_wake_fd(bool reopen);
     void drain_wake_fd();
 
     // Reset for a new job, before it is published or run.

@@ -261,6 +261,9 @@ private:
     size_t dump_end_ = 0;  // [0, dump_end_) is in core dumps; the rest not
     pid_t owner_ = current_pid();
     std::map<size_t, size_t> free_;  // offset -> length
+
+public:
+    Arena *retired_next = nullptr;  // a forked child keeps its parents' arenas here
 };
 
 class ArenaBlock final : public Block {
@@ -281,6 +284,7 @@ private:
 // its own at its first allocation.
 std::mutex arena_mutex;
 Arena *current_arena = nullptr;
+Arena *retired_arenas = nullptr;  // the parents' (still referenced by inherited blocks)
 
 Arena &Arena::get()
 {
@@ -519,6 +523,10 @@ void shm_after_fork_child()
     new (&arena_mutex) std::mutex();
     new (&committed_mutex) std::mutex();
     new (&pools_mutex) std::mutex();
+    if (current_arena) {
+        current_arena->retired_next = retired_arenas;
+        retired_arenas = current_arena;
+    }
     current_arena = nullptr;
     committed = 0;
 }

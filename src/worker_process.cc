@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <mutex>
 
 #include "context.hh"
@@ -65,48 +66,36 @@ int open_pidfd(pid_t pid)
     return (int)syscall(SYS_pidfd_open, pid, 0);  // close-on-exec always
 }
 
-struct WatchArgs {
-    pid_t parent;
-    int pidfd;
-};
-WatchArgs watch_args;
+// The parent watch of a long-lived worker. PR_SET_PDEATHSIG fires when the
+// *thread* that forked the worker exits, not the process; so the signal is
+// one with a handler that ends the worker only if the process is gone
+// (getppid changed: the worker was reparented outside it). When only the
+// thread exited, the worker was reparented to another thread of the same
+// process, getppid is unchanged, and the signal is ignored; it is sent
+// again if that thread exits. No thread in the worker, no polling.
+pid_t watched_parent;
 
-// The parent watch thread of a long-lived worker: end the worker when the
-// process that made it is gone (not when one of its threads is).
-void *watch_parent(void *)
+void on_parent_death(int)
 {
-    if (watch_args.pidfd >= 0) {
-        struct pollfd p = {watch_args.pidfd, POLLIN, 0};
-        while (poll(&p, 1, -1) < 0 && errno == EINTR) {}
-    } else {
-        while (getppid() == watch_args.parent) usleep(100000);
-    }
-    kill(getpid(), SIGKILL);
-    return nullptr;
+    if (getppid() != watched_parent) kill(getpid(), SIGKILL);
 }
 
-void start_parent_watch(pid_t parent)
+void watch_parent_process(pid_t parent)
 {
-    watch_args.parent = parent;
-    watch_args.pidfd = open_pidfd(parent);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 64 * 1024);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    // Signals go to the worker's main thread, not to the watch.
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t t;
-    int rc = pthread_create(&t, &attr, watch_parent, nullptr);
-    pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    pthread_attr_destroy(&attr);
-    if (rc) {
-        // No thread: fall back to the forking thread's death signal (the
-        // worker may then end with that thread; it never outlives the parent).
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-    }
-    if (getppid() != parent) _exit(127);
+    watched_parent = parent;
+    int sig = parent_death_signal();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_parent_death;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, nullptr);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+    prctl(PR_SET_PDEATHSIG, sig);
+    if (getppid() != parent) _exit(127);  // the parent was gone before the watch was set
 }
 
 [[noreturn]] void child_main(pid_t parent, int hooks, int cpu, ParentWatch watch, void (*body)(void *), void *arg)
@@ -116,7 +105,7 @@ void start_parent_watch(pid_t parent)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent) _exit(127);
     } else {
-        start_parent_watch(parent);
+        watch_parent_process(parent);
     }
     signal(SIGINT, SIG_IGN);  // the caller handles Ctrl-C and cancels the map
     // A crash must end the worker so the caller can report it, whatever
@@ -148,6 +137,8 @@ void register_fork_hooks(psh_fork_hook prepare, psh_fork_hook parent, psh_fork_h
     hook_sets[n] = ForkHooks{prepare, parent, child, data};
     num_hook_sets.store(n + 1, std::memory_order_release);
 }
+
+int parent_death_signal() { return SIGRTMIN + 5; }
 
 void worker_flush_stdio()
 {
@@ -266,6 +257,7 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
 {
     const size_t n = workers.size();
     auto finished = [&](size_t w) { return c.slots[w].done_gen.load(std::memory_order_acquire) == gen; };
+    std::vector<char> respawned;  // made at the first death: no allocation per map
     // A worker's outcome is read only after its exit was seen (poll_exit
     // first, then done_gen), so one that finished and exited counts as
     // finished.
@@ -280,9 +272,16 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
             }
             if (!ended) continue;
             WorkerSlot &slot = c.slots[w];
-            if (respawner && slot.started_gen.load(std::memory_order_acquire) != gen && !c.stop.load() &&
-                respawner->respawn_unstarted((int)w))
-                continue;  // replaced: the new worker takes its share
+            // Once per slot and map: a replacement that dies before starting
+            // too (something kills every new worker) is reported, not
+            // replaced for ever.
+            if (respawner && slot.started_gen.load(std::memory_order_acquire) != gen && !c.stop.load()) {
+                if (respawned.empty()) respawned.assign(n, 0);
+                if (!respawned[w]) {
+                    respawned[w] = 1;
+                    if (respawner->respawn_unstarted((int)w)) continue;  // the new worker takes its share
+                }
+            }
             c.record(STOP_DEATH, 0, slot.current.load(), worker_base + (int)w, wp.status());
             ++accounted;
         }

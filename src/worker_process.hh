@@ -34,8 +34,8 @@ enum class ParentWatch {
     // PR_SET_PDEATHSIG: fires when the forking *thread* exits. Only for
     // workers that live no longer than the call that forked them.
     FORKING_THREAD,
-    // A thread in the worker that watches the parent process (a pidfd, or
-    // getppid every 100 ms): for workers that outlive the forking thread.
+    // The death signal as a handler that ends the worker only when the
+    // parent *process* is gone: for workers that outlive the forking thread.
     PROCESS,
 };
 
@@ -95,6 +95,10 @@ protected:
 // replaced it. After a cancel, workers still running 1 s later are killed.
 void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Monitor &mon, int worker_base,
                Respawner *respawner);
+
+// The signal a long-lived worker gets when the thread that forked it exits
+// (a real-time signal; the worker ends if its parent process is gone).
+int parent_death_signal();
 
 // In a worker: write out what the kernels printed to stdout and stderr.
 void worker_flush_stdio();

@@ -287,6 +287,29 @@ static void test_functor_bad_arguments(void **state)
     assert_error(psh_functor_strided(&f, NULL, PSH_INT8, 1, &n, NULL, 0), PSH_EINVAL, "data is NULL");
     assert_error(psh_functor_strided(&f, &n, (psh_dtype)77, 1, &n, NULL, 0), PSH_EINVAL, "dtype 77");
     assert_error(psh_functor_strided(&f, &n, PSH_INT8, 40, &n, NULL, 0), PSH_EINVAL, "ndim 40");
+    /* Strides whose products overflow (regression: accepted, and UBSan
+     * reported the overflow inside the map). */
+    {
+        static char mem[16];
+        size_t big_shape[2] = {(size_t)1 << 40, 3};
+        ptrdiff_t big_strides[2] = {(ptrdiff_t)1 << 30, 1};
+        assert_error(psh_functor_strided(&f, mem, PSH_INT8, 2, big_shape, big_strides, 0), PSH_EINVAL,
+                     "strides overflow");
+        ptrdiff_t neg_strides[2] = {PTRDIFF_MIN / 2, PTRDIFF_MIN / 2};
+        size_t shape3[2] = {3, 3};
+        assert_error(psh_functor_strided(&f, mem, PSH_INT8, 2, shape3, neg_strides, 0), PSH_EINVAL,
+                     "strides overflow");
+        assert_error(psh_functor_sequence(&f, mem, (size_t)1 << 40, (size_t)1 << 30), PSH_EINVAL, "overflows");
+        assert_error(psh_functor_sequence(&f, mem, 3, (size_t)PTRDIFF_MAX), PSH_EINVAL, "overflows");
+        assert_null(f);
+        /* Large but representable strides still work. */
+        ptrdiff_t ok_strides[2] = {-((ptrdiff_t)1 << 40), 1};
+        size_t ok_shape[2] = {2, 3};
+        assert_int_equal(psh_functor_strided(&f, mem + 8, PSH_INT8, 2, ok_shape, ok_strides, 1), PSH_OK);
+        assert_int_equal(psh_functor_length(f), 3);
+        psh_functor_destroy(f);
+        f = NULL;
+    }
     assert_error(psh_functor_custom(&f, NULL, NULL), PSH_EINVAL, "vtable is NULL");
     psh_functor_vtable vt = {sizeof vt, table_length, NULL, NULL, NULL};
     assert_error(psh_functor_custom(&f, &vt, NULL), PSH_EINVAL, "length and get are required");

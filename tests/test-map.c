@@ -93,6 +93,42 @@ static void test_map_visits_every_index_once_in_every_context(void **state)
     }
 }
 
+/* Dynamic and guided schedules with a chunk of 2^63 or SIZE_MAX (regression:
+ * the shared counter wrapped around and items ran several times): every
+ * index exactly once, in threads, fork-per-map and pool contexts. */
+static void test_map_huge_chunks_run_each_index_once(void **state)
+{
+    (void)state;
+    const size_t n = 1000;
+    const size_t chunks[3] = {(size_t)1 << 63, SIZE_MAX, SIZE_MAX - 1};
+    const psh_schedule schedules[2] = {PSH_SCHEDULE_DYNAMIC, PSH_SCHEDULE_GUIDED};
+    const size_t configs[3] = {2, 5, 7}; /* threads-2, processes-2, pool-2 */
+    for (size_t k = 0; k < 3; ++k) {
+        const struct ctx_config *cfg = &all_configs[configs[k]];
+        psh_context *ctx = make_context(cfg);
+        struct arrays a;
+        struct marks m = make_marks(ctx, n, &a);
+        psh_functor *f;
+        assert_int_equal(psh_functor_range(&f, n), PSH_OK);
+        int rounds = 0;
+        for (int s = 0; s < 2; ++s)
+            for (int c = 0; c < 3; ++c) {
+                psh_map_options o;
+                psh_map_options_init(&o);
+                o.schedule = schedules[s];
+                o.chunk = chunks[c];
+                o.user_data_size = sizeof m;
+                if (psh_map_ext(ctx, mark, &m, f, &o) != PSH_OK) fail_msg("%s: %s", cfg->name, psh_last_error());
+                ++rounds;
+            }
+        for (size_t i = 0; i < n; ++i)
+            if (m.count[i] != rounds) fail_msg("%s: index %zu seen %d times, not %d", cfg->name, i, m.count[i], rounds);
+        psh_functor_destroy(f);
+        free_arrays(&a);
+        psh_context_destroy(ctx);
+    }
+}
+
 static void test_map_kernel_error_stops_early(void **state)
 {
     (void)state;
@@ -740,6 +776,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_visits_every_index_once_in_every_context),
+        cmocka_unit_test(test_map_huge_chunks_run_each_index_once),
         cmocka_unit_test(test_map_kernel_error_stops_early),
         cmocka_unit_test(test_map_worker_death_is_reported_and_context_recovers),
         cmocka_unit_test(test_map_nested_runs_inline_in_the_worker),

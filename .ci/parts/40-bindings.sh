@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Bindings, beyond the suites `meson test` already ran in build-test (rust,
-# fortran, julia): run the quick-guide examples and check that every public
-# item of the Rust crate is documented (rustdoc with missing_docs as error).
+# fortran, julia): run the quick-guide examples, check that every public
+# item of the Rust crates is documented (rustdoc with missing_docs as error,
+# also as docs.rs builds it, without libpasha), and that an outside consumer
+# crate built with the README's rpath recipe starts without LD_LIBRARY_PATH.
+# (The crates' version is checked with every other copy by
+# tools/check-version.py.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 build=${BUILD_DIR:-build-test}
@@ -25,6 +29,31 @@ if command -v cargo >/dev/null; then
     [ "$(grep -c 'True (outp == 3 \* inp)' <<<"$out")" = 3 ]
     RUSTDOCFLAGS="-D warnings -D missing_docs" \
         cargo doc --quiet --no-deps --manifest-path "$manifest" --target-dir "$target"
+    # docs.rs builds without libpasha: pasha-sys's DOCS_RS guard.
+    env -u PKG_CONFIG_PATH DOCS_RS=1 RUSTDOCFLAGS="-D warnings -D missing_docs" \
+        cargo doc --quiet --no-deps --manifest-path "$manifest" --target-dir "$target/docsrs"
+    # The crate README's rpath recipe, as a consumer crate outside the
+    # repository: its binary must start without LD_LIBRARY_PATH.
+    consumer=$(mktemp -d)
+    mkdir "$consumer/src"
+    cat >"$consumer/Cargo.toml" <<EOF
+[package]
+name = "consumer"
+version = "0.1.0"
+edition = "2021"
+[dependencies]
+pasha = { path = "$PWD/bindings/rust/pasha" }
+pasha-sys = { path = "$PWD/bindings/rust/pasha-sys" }
+[workspace]
+EOF
+    readme=bindings/rust/pasha/README.md
+    sed -n '/^```rust$/,/^```$/p' "$readme" | sed -n '2,/^```$/p' | sed '$d' >"$consumer/src/main.rs"
+    sed -n '/^   \/\/ build.rs/,/^   ```/p' "$readme" | sed '$d' | sed 's/^   //' >"$consumer/build.rs"
+    cargo build --quiet --manifest-path "$consumer/Cargo.toml" --target-dir "$target/consumer"
+    env -u LD_LIBRARY_PATH "$target/consumer/debug/consumer"
+    readelf -d "$target/consumer/debug/consumer" | grep -q RUNPATH
+    rm -rf "$consumer"
+    echo "rust: consumer crate with the README's rpath recipe runs without LD_LIBRARY_PATH"
 else
     echo "rust: cargo not installed, skipped"
 fi

@@ -15,7 +15,7 @@ cd "$(dirname "$0")/../.."
 dir=${PASHA_CI_BUILD_PREFIX:-build}-abi
 rm -rf "$dir"
 meson setup "$dir" -Dbuildtype=debugoptimized -Dtests=disabled -Dexamples=disabled >/dev/null
-ninja -C "$dir" -j"${PASHA_CI_JOBS:-2}" libpasha.so.0.1.0 | tail -n 1
+meson compile -C "$dir" -j"${PASHA_CI_JOBS:-2}" pasha:shared_library | tail -n 1
 lib=$(readlink -f "$dir/libpasha.so.0")
 new="$dir/libpasha.so.0.abi"
 abidw --no-corpus-path --drop-private-types --headers-dir include/pasha --type-id-style hash \

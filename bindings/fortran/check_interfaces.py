@@ -5,7 +5,8 @@ Usage: check_interfaces.py HEADER FORTRAN_FILE
 
 Every function of the header must have an interface with bind(C,
 name='psh_...') whose result and arguments have the matching Fortran kind:
-int and enums -> integer(c_int), value; size_t -> integer(c_size_t), value;
+int, unsigned (no unsigned kinds in Fortran; same size) and enums ->
+integer(c_int), value; size_t -> integer(c_size_t), value;
 function pointers -> type(c_funptr), value; T ** -> type(c_ptr) by
 reference; a pointer to an option struct -> type(<struct>) by reference;
 size_t * -> integer(c_size_t) array or type(c_ptr), value; any other
@@ -27,7 +28,7 @@ def expected(h, ctype, is_result):
         return {'subroutine'}
     if depth == 0 and (base in h.funcptrs):
         return {'type(c_funptr),value'}
-    if depth == 0 and (base in h.enums or base == 'int'):
+    if depth == 0 and (base in h.enums or base in ('int', 'unsigned')):
         return {'integer(c_int)' if is_result else 'integer(c_int),value'}
     if depth == 0 and base == 'size_t':
         return {'integer(c_size_t)' if is_result else 'integer(c_size_t),value'}

@@ -13,6 +13,15 @@ module pasha
   implicit none
   private :: check_array
 
+  ! The version of libpasha this module belongs to (as pasha_version.h;
+  ! tools/check-version.py keeps it equal to meson.build's version).
+  integer(c_int), parameter :: PSH_VERSION_MAJOR = 0, PSH_VERSION_MINOR = 2, PSH_VERSION_PATCH = 0
+  ! (PSH_VERSION_NUMBER of C would clash with the function psh_version_number:
+  ! Fortran names ignore case.)
+  integer(c_int), parameter :: PSH_MODULE_VERSION_NUMBER = &
+    PSH_VERSION_MAJOR * 10000 + PSH_VERSION_MINOR * 100 + PSH_VERSION_PATCH
+  character(len=*), parameter :: PSH_VERSION_STRING = '0.2.0'
+
   ! Status codes (negative on failure).
   integer(c_int), parameter :: PSH_OK = 0         !< success
   integer(c_int), parameter :: PSH_EINVAL = -1    !< invalid argument
@@ -124,6 +133,11 @@ module pasha
     end function
     type(c_ptr) function psh_version() bind(C, name='psh_version')
       import :: c_ptr
+    end function
+    ! unsigned in C: Fortran has no unsigned kind; c_int has its size and the
+    ! value (MAJOR * 10000 + MINOR * 100 + PATCH) fits.
+    integer(c_int) function psh_version_number() bind(C, name='psh_version_number')
+      import :: c_int
     end function
 
     ! 2. Contexts
@@ -371,14 +385,15 @@ contains
   end function
 
   !> Allocate a psh array in Fortran order with the shape of a Fortran
-  !> array, e.g. psh_alloc_f(a, ctx, PSH_FLOAT64, [nx, ny]). per_worker
+  !> array, e.g. psh_alloc_f(a, ctx, PSH_FLOAT64, [nx, ny]) with nx, ny
+  !> integer(c_size_t) (shapes are size_t in C: no 32-bit limit). per_worker
   !> (optional, default .false.) adds a last axis of num_workers, to be
   !> indexed by worker_id + 1. ctx may be c_null_ptr (the default context).
   integer(c_int) function psh_alloc_f(out, ctx, dtype, shape, per_worker) result(rc)
     type(c_ptr), intent(out) :: out
     type(c_ptr), intent(in) :: ctx
     integer(c_int), intent(in) :: dtype
-    integer, intent(in) :: shape(:)
+    integer(c_size_t), intent(in) :: shape(:)
     logical, intent(in), optional :: per_worker
     type(psh_alloc_options) :: opts
     integer(c_size_t) :: cshape(max(1, size(shape)))
@@ -392,21 +407,21 @@ contains
       rc = PSH_EINVAL
       return
     end if
-    cshape(1:size(shape)) = int(shape, c_size_t)
+    cshape(1:size(shape)) = shape
     rc = psh_alloc(out, ctx, dtype, int(size(shape), c_int), cshape, opts)
   end function
 
-  !> The shape of a psh array as a default-integer Fortran array.
+  !> The shape of a psh array as an integer(c_size_t) Fortran array.
   function psh_array_shape_f(a) result(shape)
     type(c_ptr), intent(in) :: a
-    integer, allocatable :: shape(:)
+    integer(c_size_t), allocatable :: shape(:)
     integer(c_size_t), pointer :: s(:)
     integer :: n
     n = psh_array_ndim(a)
     allocate(shape(n))
     if (n == 0) return
     call c_f_pointer(psh_array_shape(a), s, [n])
-    shape = int(s)
+    shape = s
   end function
 
   !> The shape and byte strides of a psh_view handed to a kernel.

@@ -32,12 +32,13 @@ program quickguide
   implicit none
   integer(c_int), parameter :: kinds(3) = [PSH_SERIAL, PSH_THREADS, PSH_PROCESSES]
   character(len=9), parameter :: names(3) = [character(len=9) :: 'serial', 'threads', 'processes']
-  integer, parameter :: n = 100
+  integer(c_size_t), parameter :: n = 100
   type(c_ptr) :: ctx, inp, outp, f
   real(c_double), pointer :: pin(:), pout(:)
   type(psh_alloc_options) :: like_opts
   integer(c_int) :: rc
-  integer :: k, i, failed
+  integer :: k, failed
+  integer(c_size_t) :: i
 
   print '(a)', 'libpasha ' // psh_c_string(psh_version())
   failed = 0
@@ -47,7 +48,7 @@ program quickguide
     if (rc == PSH_OK) rc = psh_alloc_f(inp, ctx, PSH_FLOAT64, [n])   ! Fortran order
     if (rc == PSH_OK) then
       call psh_array_pointer(inp, pin)
-      pin = [(real(mod(i * 7919, 1000), c_double) / 1000, i = 0, n - 1)]
+      pin = [(real(mod(i * 7919_c_size_t, 1000_c_size_t), c_double) / 1000, i = 0_c_size_t, n - 1)]
       rc = psh_alloc_like(outp, ctx, inp, like_opts)
     end if
     if (rc == PSH_OK) rc = psh_functor_array(f, inp, 0_c_int)

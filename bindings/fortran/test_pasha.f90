@@ -107,7 +107,7 @@ contains
     end if
 
     ! psh_map over a range, results in a Fortran pointer array.
-    call expect(psh_alloc_f(out, ctx, PSH_FLOAT64, [1000]) == PSH_OK, 'alloc out'//tag)
+    call expect(psh_alloc_f(out, ctx, PSH_FLOAT64, [1000_c_size_t]) == PSH_OK, 'alloc out'//tag)
     call expect(psh_functor_range(f, 1000_c_size_t) == PSH_OK, 'range'//tag)
     call expect(psh_functor_length(f) == 1000, 'functor length'//tag)
     rc = psh_map(ctx, c_funloc(square), out, f)
@@ -122,8 +122,8 @@ contains
     end do
 
     ! psh_map_blocks into a per-worker array (worker axis last in F order).
-    call expect(psh_alloc_f(acc, ctx, PSH_INT64, [2], per_worker=.true.) == PSH_OK, 'alloc acc'//tag)
-    call expect(all(psh_array_shape_f(acc) == [2, nw]), 'per-worker shape'//tag)
+    call expect(psh_alloc_f(acc, ctx, PSH_INT64, [2_c_size_t], per_worker=.true.) == PSH_OK, 'alloc acc'//tag)
+    call expect(all(psh_array_shape_f(acc) == [2_c_size_t, int(nw, c_size_t)]), 'per-worker shape'//tag)
     call expect(psh_map_blocks(ctx, c_funloc(block_sum), acc, 10000_c_size_t) == PSH_OK, 'blocks'//tag)
     call psh_array_pointer(acc, pacc)
     call expect(sum(pacc(1, :)) == 9999_c_int64_t * 10000_c_int64_t / 2, 'block sum'//tag)
@@ -131,7 +131,7 @@ contains
 
     ! psh_functor_array over the columns of a 2-D Fortran-order array:
     ! axis 1 (0-based) of shape [4, 5] hands 5 contiguous columns of 4.
-    call expect(psh_alloc_f(mat, ctx, PSH_FLOAT64, [4, 5]) == PSH_OK, 'alloc mat'//tag)
+    call expect(psh_alloc_f(mat, ctx, PSH_FLOAT64, [4_c_size_t, 5_c_size_t]) == PSH_OK, 'alloc mat'//tag)
     call psh_array_pointer(mat, pmat)
     call expect(associated(pmat), 'pointer onto mat'//tag)
     do j = 1, 5
@@ -139,7 +139,7 @@ contains
         pmat(i, j) = real(10 * j + i, c_double)
       end do
     end do
-    call expect(psh_alloc_f(sums, ctx, PSH_FLOAT64, [5]) == PSH_OK, 'alloc sums'//tag)
+    call expect(psh_alloc_f(sums, ctx, PSH_FLOAT64, [5_c_size_t]) == PSH_OK, 'alloc sums'//tag)
     call expect(psh_functor_array(f, mat, 1_c_int) == PSH_OK, 'functor array'//tag)
     call expect(psh_map(ctx, c_funloc(column_sum), sums, f) == PSH_OK, 'map columns'//tag)
     call psh_functor_destroy(f)
@@ -166,18 +166,29 @@ contains
   subroutine bad_input()
     type(c_ptr) :: a, ctx
     real(c_double), pointer :: p2(:,:)
-    integer, allocatable :: big(:)
+    integer(c_size_t), allocatable :: big(:)
     allocate(big(40))
     big = 1
     call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, big) == PSH_EINVAL, 'ndim 40 is EINVAL')
     call expect(index(psh_error_message(), 'ndim') > 0, 'message says ndim')
-    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [-1]) == PSH_EINVAL, 'negative length')
+    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [-1_c_size_t]) == PSH_EINVAL, 'negative length')
     call expect(psh_context_create(ctx, 99_c_int, 1_c_int) == PSH_EINVAL, 'unknown kind')
     ! A pointer of the wrong rank is not associated.
-    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [3]) == PSH_OK, 'alloc 1-d')
+    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [3_c_size_t]) == PSH_OK, 'alloc 1-d')
     call psh_array_pointer(a, p2)
     call expect(.not. associated(p2), 'wrong rank gives a null pointer')
     call psh_array_free(a)
     call expect(len(psh_c_string(psh_version())) >= 5, 'version')
+    ! The module's version constants agree with the library loaded.
+    call expect(psh_version_number() == PSH_MODULE_VERSION_NUMBER, 'psh_version_number == PSH_MODULE_VERSION_NUMBER')
+    call expect(psh_c_string(psh_version()) == PSH_VERSION_STRING, 'psh_version == PSH_VERSION_STRING')
+    ! Shapes are c_size_t: a length past 2**31 survives the round trip
+    ! (an empty array, since the other axis is 0; a default integer would
+    ! have wrapped to a negative length).
+    call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [3000000000_c_size_t, 0_c_size_t]) == PSH_OK, &
+                'alloc 3e9 x 0')
+    call expect(all(psh_array_shape_f(a) == [3000000000_c_size_t, 0_c_size_t]), 'shape past 2**31')
+    call expect(psh_array_size(a) == 0, 'size of 3e9 x 0 is 0')
+    call psh_array_free(a)
   end subroutine
 end program

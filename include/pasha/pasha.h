@@ -30,6 +30,8 @@
 
 #include <stddef.h>
 
+#include "pasha_version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -67,6 +69,10 @@ PSH_API const char *psh_last_error(void);
 
 /** The library version as "MAJOR.MINOR.PATCH". Static storage. */
 PSH_API const char *psh_version(void);
+
+/** The library version as MAJOR * 10000 + MINOR * 100 + PATCH (200 for
+ *  0.2.0): compare with PSH_VERSION_NUMBER of the header compiled against. */
+PSH_API unsigned psh_version_number(void);
 
 /* ---------------------------------------------------------------------- */
 /* 2. Contexts                                                            */
@@ -190,11 +196,31 @@ PSH_API psh_schedule psh_context_schedule(const psh_context *ctx);
 /* 3. Shared-memory arrays                                                */
 /* ---------------------------------------------------------------------- */
 
-/** An n-dimensional array in POSIX shared memory, visible to every worker
- *  of every context at the same address. Opaque; free with psh_array_free.
- *  Memory is reserved when the array is made (a full /dev/shm is an error
- *  from psh_alloc, never a SIGBUS later), aligned to at least 64 bytes,
- *  and never appears as a file in /dev/shm. */
+/** An n-dimensional array in shared memory, visible to every worker of
+ *  every context at the same address. Opaque; free with psh_array_free.
+ *
+ *  Memory guarantees:
+ *   - The memory is anonymous (memfd; shm_open where memfd_create is
+ *     missing): it never appears as a file in /dev/shm and does not depend
+ *     on the size of the /dev/shm mount (containers give it 64 MiB).
+ *   - It is committed when the array is made: an array that does not fit
+ *     is PSH_ENOMEM from psh_alloc, never a SIGBUS in a kernel. An array
+ *     larger than the memory the process can have (RAM + swap, or the
+ *     cgroup v1/v2 memory limit, counting the psh arrays it already holds)
+ *     is refused up front with the numbers in psh_last_error, before the
+ *     OOM killer could be involved.
+ *   - Arrays are carved from one arena per process (PASHA_ARENA_SIZE of
+ *     address space, digits with an optional K/M/G/T suffix, powers of
+ *     1024; malformed values are PSH_EINVAL). The arena stays a couple of
+ *     mappings however many arrays come and go, and keeps no file
+ *     descriptor once mapped (where the kernel has MADV_POPULATE_WRITE,
+ *     Linux >= 5.14; elsewhere its descriptor is checked before every use):
+ *     a program that closes descriptors it does not own cannot make
+ *     libpasha write into one of its files. Every descriptor libpasha opens
+ *     is close-on-exec.
+ *   - Aligned to at least 64 bytes (a page), zero-filled unless a fill
+ *     value is given; excluded from core dumps except for the part arrays
+ *     have used. */
 typedef struct psh_array psh_array;
 
 /** Element types (numpy's names: int8 ... complex128). Complex types are
@@ -231,8 +257,9 @@ PSH_API void psh_alloc_options_init(psh_alloc_options *opts);
  *  context (it matters for per_worker and for MPI contexts); opts NULL:
  *  the defaults (C order, zero-filled). A zero-length dimension is allowed.
  *  Errors: PSH_EINVAL (NULL out, NULL shape with ndim > 0, bad ndim, dtype
- *  or order, a byte size that overflows), PSH_ENOMEM (not enough space in
- *  /dev/shm or address space), PSH_ESYS. */
+ *  or order, a byte size that overflows, a malformed PASHA_ARENA_SIZE),
+ *  PSH_ENOMEM (more than the memory the process can have, or not enough
+ *  address space), PSH_ESYS. */
 PSH_API int psh_alloc(psh_array **out, psh_context *ctx, psh_dtype dtype, int ndim,
                       const size_t *shape, const psh_alloc_options *opts);
 
@@ -278,7 +305,7 @@ typedef struct psh_functor psh_functor;
  *  pointers are valid during the kernel call only. */
 typedef struct psh_view {
     void *data;               /**< the sub-array's first element */
-    psh_dtype dtype;
+    psh_dtype dtype;          /**< the element type */
     int ndim;                 /**< the source's ndim - 1 */
     const size_t *shape;      /**< ndim lengths */
     const ptrdiff_t *strides; /**< ndim strides in bytes */
@@ -288,7 +315,7 @@ typedef struct psh_view {
  *  sizeof(psh_functor_vtable). The callbacks run inside the workers, in
  *  threads or child processes, and must be safe to call concurrently. */
 typedef struct psh_functor_vtable {
-    size_t struct_size;
+    size_t struct_size;       /**< sizeof(psh_functor_vtable) */
     /** The number of items. Called once, by psh_functor_custom. */
     size_t (*length)(void *self);
     /** Set *value to what the kernel gets for index; non-zero: error,
@@ -306,7 +333,8 @@ PSH_API int psh_functor_range(psh_functor **out, size_t n);
 
 /** count elements of foreign memory at base, stride bytes apart; the
  *  kernel's value is base + i*stride. The memory must outlive the maps.
- *  Errors: PSH_EINVAL (NULL out, NULL base with count > 0). */
+ *  Errors: PSH_EINVAL (NULL out, NULL base with count > 0, (count - 1) *
+ *  stride overflowing the address space). */
 PSH_API int psh_functor_sequence(psh_functor **out, const void *base, size_t count,
                                  size_t stride);
 
@@ -317,7 +345,9 @@ PSH_API int psh_functor_sequence(psh_functor **out, const void *base, size_t cou
 PSH_API int psh_functor_array(psh_functor **out, const psh_array *a, int axis);
 
 /** The same over foreign memory described by dtype, shape and byte
- *  strides, e.g. a numpy array. strides NULL: C-contiguous. */
+ *  strides, e.g. a numpy array. strides NULL: C-contiguous. Errors: as
+ *  psh_functor_array, and PSH_EINVAL when the strides make an element's
+ *  offset overflow ptrdiff_t. */
 PSH_API int psh_functor_strided(psh_functor **out, const void *data, psh_dtype dtype, int ndim,
                                 const size_t *shape, const ptrdiff_t *strides, int axis);
 
@@ -343,7 +373,8 @@ PSH_API void psh_functor_destroy(psh_functor *f);
 typedef int (*psh_kernel)(void *user_data, int worker_id, size_t index, const void *value);
 
 /** Call kernel for every index of functor, split among ctx's workers, and
- *  return when all are done. ctx NULL: the default context.
+ *  return when all are done. ctx NULL: the default context (a thread that
+ *  may race with psh_set_default_* should pass psh_default_context_ref()).
  *  Results must be written into psh arrays: in a PSH_PROCESSES context
  *  nothing else the kernel writes reaches the caller.
  *  A kernel's non-zero return stops the map early (other workers stop at
@@ -381,7 +412,8 @@ typedef void (*psh_progress_fn)(void *user_data, size_t done, size_t total);
 typedef struct psh_map_options {
     size_t struct_size;          /**< set by psh_map_options_init */
     psh_schedule schedule;       /**< PSH_SCHEDULE_CONTEXT after init */
-    size_t chunk;                /**< 0: the context's */
+    size_t chunk;                /**< 0: the context's; a chunk larger than
+                                      the map counts as the whole map */
     psh_progress_fn progress;    /**< NULL: none */
     void *progress_data;         /**< passed to progress */
     const volatile int *cancel;  /**< NULL, or a flag that another thread or
@@ -414,8 +446,48 @@ PSH_API int psh_map_blocks_ext(psh_context *ctx, psh_block_kernel kernel, void *
                                size_t n, const psh_map_options *opts);
 
 /* ---------------------------------------------------------------------- */
-/* 6. Worker processes: fork hooks                                        */
+/* 6. Guarantees at the worker boundary; fork hooks                       */
 /* ---------------------------------------------------------------------- */
+
+/*
+ * C++ exceptions. A kernel, block kernel, functor callback (get,
+ * worker_begin, worker_end) or progress callback compiled as C++ may throw
+ * through the C function pointer, in every kind. The throw stops the map
+ * like a non-zero return: PSH_EKERNEL, and psh_last_error names the
+ * callback, the exception's type and what(), the index and the worker. It
+ * never calls std::terminate, never leaves a helper thread running after
+ * psh_map returned, never lets a forked worker return into the program, and
+ * the context stays usable (a pool keeps its workers).
+ *
+ * Worker processes. A forked worker runs only libpasha's worker loop and
+ * the callbacks, and always ends with _exit: it never returns into the
+ * program, never runs atexit handlers, and drops the stdio buffers it
+ * inherited (the caller writes its own pending output once); what kernels
+ * print to stdout and stderr is flushed when the worker ends, and after
+ * each map in a pool. Output a kernel writes to other FILE streams must be
+ * flushed by the kernel. A pool's workers end with the process that made
+ * them, not with the thread that made them; a worker that dies between
+ * maps is replaced at the next map, which then runs normally.
+ *
+ * The program's own forks. A program may call fork() while other threads
+ * are inside libpasha, even inside psh_map: in the child, every context
+ * that existed works (threads and worker processes are made anew there at
+ * its first map), new contexts and pools work, and psh_alloc serves arrays
+ * from an arena of the child's own (arrays inherited from the parent stay
+ * shared with it). This relies on pthread_atfork handlers, so a child made
+ * by a raw clone() or _Fork() (which run no fork handlers) must not use
+ * libpasha.
+ *
+ * Cancelling. The cancel flag (psh_map_options.cancel) is honoured at the
+ * next item boundary in every kind (the next block for block kernels).
+ * Threads cannot be killed: a kernel that never returns keeps a serial or
+ * threads map waiting for ever, whatever the flag says. Worker processes
+ * still running 1 s after a cancel are killed (SIGKILL).
+ *
+ * Re-entrance. A progress callback that calls psh_map on the context it
+ * reports on gets PSH_EINVAL (it would wait for itself); a psh_map called
+ * from inside a kernel runs serially in that worker.
+ */
 
 /** A hook run around the forks libpasha makes for its worker processes. */
 typedef void (*psh_fork_hook)(void *data);

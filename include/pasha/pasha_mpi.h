@@ -1,8 +1,9 @@
 /*
  * libpasha over MPI: one psh_map spread over the ranks of a communicator,
  * each rank mapping its block with a local threads or processes context.
- * Installed only when libpasha is built with -Dmpi=enabled; link with MPI
- * (pkg-config pasha, and mpicc or pkg-config ompi-c).
+ * Installed only when libpasha is built with -Dmpi=enabled; link with
+ * libpasha_mpi INSTEAD of libpasha (pkg-config pasha-mpi, which brings MPI,
+ * or CMake pasha::pasha_mpi).
  *
  * Every function here, psh_alloc/psh_alloc_like/psh_array_free on an array
  * of an MPI context, psh_map and its variants on an MPI context and
@@ -10,6 +11,21 @@
  * the communicator calls them, in the same order, with the same sizes.
  * Call them from one thread per rank (MPI_THREAD_FUNNELED is enough); free
  * arrays and destroy MPI contexts before MPI_Finalize.
+ *
+ * No rank hangs the others: each of these calls (psh_context_destroy and
+ * psh_array_free aside, which cannot fail) starts with one small allreduce
+ * in which the ranks agree that every one of them can go ahead. An error
+ * found on one rank only (bad arguments or map options, a cancel flag
+ * already set, a buffer that cannot be made, a different call or size than
+ * the other ranks) is returned on EVERY rank, with the message of the
+ * lowest failing rank prefixed by "rank N: "; a node whose buffer was made
+ * frees it again when another node's failed. A map's cancel flag, given on
+ * any rank, stops every rank: the ranks then run their blocks in up to 16
+ * parts, and a rank that is cancelled (or fails) sends the others a stop
+ * message, which they look for between their parts (without waiting for
+ * each other), so they stop a part or two later. The one argument this
+ * cannot cover is ctx itself: it must be the same MPI context on every
+ * rank (a NULL or other ctx on one rank cannot reach the others).
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */

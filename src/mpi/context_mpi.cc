@@ -23,6 +23,7 @@
 #include "../context.hh"
 #include "../dtype.hh"
 #include "../error.hh"
+#include "../map.hh"
 #include "pasha/pasha_mpi.h"
 
 namespace psh {
@@ -36,6 +37,44 @@ const size_t kAlign = 64;  // psh arrays are aligned to at least this
 struct Failure {
     int code;
     char message[1020];
+};
+
+// What a rank is doing at the first collective of a call on the context
+// (every rank must do the same); REFUSED: a call that failed its checks on
+// this rank and only brings its error.
+enum Call { CALL_REFUSED = 0, CALL_MAP, CALL_ALLOC, CALL_GATHER, CALL_ALLGATHER, CALL_REDUCE };
+
+const char *call_name(long long c)
+{
+    switch (c) {
+    case CALL_MAP: return "a map";
+    case CALL_ALLOC: return "psh_alloc";
+    case CALL_GATHER: return "psh_mpi_gather";
+    case CALL_ALLGATHER: return "psh_mpi_allgather";
+    case CALL_REDUCE: return "psh_mpi_reduce";
+    default: return "another call";
+    }
+}
+
+// With a cancel flag on any rank, a map runs each rank's block in this many
+// parts (at most); a rank that is cancelled or fails tells the others with
+// a message of tag kStopTag, which they look for between their parts (no
+// waiting for each other), so that every rank stops within a part.
+const size_t kCancelRounds = 16;
+const int kStopTag = 0x7073;
+
+// What the ranks told each other at the start of a call: the values each
+// passed (the lowest and highest over the ranks) and the flags (the OR).
+struct Entry {
+    static const int kValues = 5;  // the call and four of its arguments
+    long long lo[kValues], hi[kValues];
+    long long flags;
+    bool same() const
+    {
+        for (int i = 0; i < kValues; ++i)
+            if (lo[i] != hi[i]) return false;
+        return true;
+    }
 };
 
 class MpiContext;
@@ -136,18 +175,74 @@ public:
     int rank() const { return rank_; }
     int size() const { return size_; }
 
+    // Collective over comm_: first the ranks agree that they all allocate
+    // the same size, then each node makes its buffer, then they agree again
+    // and, if any node failed, the others free theirs and all throw.
     std::unique_ptr<Block> allocate(size_t nbytes) override
     {
-        // Alone on its node, a rank needs no window; MPI would also make
-        // that one private memory, which forked workers could not write.
-        if (node_size_ == 1) {
-            std::unique_ptr<Block> lone = shm_allocate(nbytes);
-            void *data = lone->data();
-            return std::make_unique<MpiBlock>(data, nbytes, MPI_WIN_NULL, std::move(lone), this);
+        entered_ = true;  // errors from here on are every rank's already
+        int code = PSH_OK;
+        std::string why;
+        if (nbytes > (size_t)PTRDIFF_MAX - kAlign)
+            code = PSH_EINVAL, why = std::to_string(nbytes) + " bytes is too large for an MPI window";
+        long long same[4] = {(long long)std::min(nbytes, (size_t)LLONG_MAX), 0, 0, 0};
+        Entry in = enter(CALL_ALLOC, same, code, why, 0);
+        if (!in.same())
+            fail(PSH_EINVAL, "the ranks disagree on the array's size (%lld to %lld bytes)", in.lo[1], in.hi[1]);
+        std::unique_ptr<Block> lone;
+        MPI_Win win = MPI_WIN_NULL;
+        char *data = nullptr;
+        try {
+            // Alone on its node, a rank needs no window; MPI would also make
+            // that one private memory, which forked workers could not write.
+            if (node_size_ == 1) {
+                lone = shm_allocate(nbytes);
+                data = (char *)lone->data();
+            } else {
+                data = node_window(nbytes, win);
+            }
+        } catch (const Error &e) {
+            code = e.code;
+            why = e.message;
+        } catch (const std::bad_alloc &) {
+            code = PSH_ENOMEM;
+            why = "out of memory";
         }
-        if (nbytes > SIZE_MAX - kAlign) fail(PSH_EINVAL, "%zu bytes is too large", nbytes);
+        try {
+            agree(code, why);
+        } catch (...) {
+            // Every rank of a node that made its window has it: free it
+            // together (the block of a lone rank goes with `lone`).
+            if (win != MPI_WIN_NULL) MPI_Win_free(&win);
+            throw;
+        }
+        entered_ = false;
+        return std::make_unique<MpiBlock>(data, nbytes, win, std::move(lone), this);
+    }
+
+    // A call that failed its checks on this rank before allocate() or run():
+    // join the first collective of what the other ranks are doing with the
+    // error, so that all throw it (errors of allocate() itself are agreed
+    // already).
+    void refuse(const Error &e) override
+    {
+        if (entered_) {
+            entered_ = false;
+            return;
+        }
+        int finalized = 1;
+        MPI_Finalized(&finalized);
+        if (finalized) return;
+        long long none[4] = {0, 0, 0, 0};
+        enter(CALL_REFUSED, none, e.code, e.message, 0);
+    }
+
+    // This node's window of nbytes (node_size_ > 1): collective over node_;
+    // every rank of the node returns its data or throws the same error, and
+    // leaves no window behind when it throws.
+    char *node_window(size_t nbytes, MPI_Win &win)
+    {
         size_t want = nbytes + kAlign;
-        if (want > (size_t)PTRDIFF_MAX) fail(PSH_EINVAL, "%zu bytes is too large for an MPI window", nbytes);
         // Open MPI hangs in MPI_Win_allocate_shared when its backing file
         // does not fit: look at the room first, and fail every rank alike.
         long long room = node_rank_ == 0 ? backing_room() : -1;
@@ -156,13 +251,13 @@ public:
             fail(PSH_ENOMEM, "%zu bytes of MPI shared memory do not fit in the %lld bytes free in %s", nbytes, room,
                  backing_dir());
         void *base = nullptr;
-        MPI_Win win = MPI_WIN_NULL;
         int rc = MPI_Win_allocate_shared(node_rank_ == 0 ? (MPI_Aint)want : 0, 1, MPI_INFO_NULL, node_, &base, &win);
         int ok = rc == MPI_SUCCESS, all_ok = 0;
         MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, node_);
         if (!all_ok) {
             // A rank that got its part keeps it: freeing is collective and
-            // the others have nothing to free.
+            // the ranks whose call failed have no window to free.
+            win = MPI_WIN_NULL;
             fail(PSH_ENOMEM, "MPI_Win_allocate_shared of %zu bytes failed on this node", want);
         }
         MPI_Aint got = 0;
@@ -183,7 +278,7 @@ public:
             MPI_Win_free(&win);
             fail(PSH_ENOMEM, "cannot commit %zu bytes of MPI shared memory on this node: %s", want, strerror(err));
         }
-        return std::make_unique<MpiBlock>(data, nbytes, win, nullptr, this);
+        return data;
     }
 
     // Where Open MPI puts the files of shared windows, and the bytes free
@@ -218,21 +313,38 @@ protected:
     void run(Job &job, Monitor &mon, Outcome &) override
     {
         size_t n = job.end - job.begin;
-        long long span[2] = {(long long)n, -(long long)n};
-        MPI_Allreduce(MPI_IN_PLACE, span, 2, MPI_LONG_LONG, MPI_MAX, comm_);
-        if (span[0] != -span[1])
-            fail(PSH_EINVAL, "the ranks disagree on the number of items (%lld to %lld)", -span[1], span[0]);
+        long long same[4] = {(long long)n, 0, 0, 0};
+        Entry in = enter(CALL_MAP, same, PSH_OK, std::string(), mon.cancel ? 1 : 0);
+        if (!in.same()) fail(PSH_EINVAL, "the ranks disagree on the number of items (%lld to %lld)", in.lo[1], in.hi[1]);
         // Every rank is here, so every fill of a new array is done.
         Job mine = job;
         size_t b, e;
         rank_block(n, rank_, size_, b, e);
-        mine.begin = job.begin + b;
-        mine.end = job.begin + e;
         mine.num_workers = local_->num_workers();
         mine.worker_base = offset_;
+        // One part, or with a cancel flag on any rank up to kCancelRounds,
+        // looking for stop messages before each.
+        bool watch = in.flags != 0;
+        size_t rounds = watch ? std::max<size_t>(1, std::min(kCancelRounds, e - b)) : 1;
+        size_t len = e - b;
         int code = PSH_OK;
         std::string message;
-        if (e > b) {
+        for (size_t k = 0; k < rounds && code == PSH_OK; ++k) {
+            if (watch) {
+                int stop = 0;
+                MPI_Iprobe(MPI_ANY_SOURCE, kStopTag, comm_, &stop, MPI_STATUS_IGNORE);
+                if (stop) break;  // the sender's error is the map's: see below
+            }
+            if (cancelled(mon.cancel)) {
+                code = PSH_ECANCELED;
+                message = "the map was cancelled";
+                break;
+            }
+            size_t lo = b + len / rounds * k + std::min(k, len % rounds);
+            size_t hi = b + len / rounds * (k + 1) + std::min(k + 1, len % rounds);
+            if (hi == lo) continue;
+            mine.begin = job.begin + lo;
+            mine.end = job.begin + hi;
             try {
                 local_->map(mine, mon);
             } catch (const Error &err) {
@@ -243,7 +355,29 @@ protected:
                 message = "out of memory";
             }
         }
-        agree(code, message);
+        // A failing rank tells every other rank to stop (zero-byte sends).
+        std::vector<MPI_Request> sends;
+        if (watch && code != PSH_OK) {
+            sends.reserve((size_t)size_);
+            for (int r = 0; r < size_; ++r) {
+                if (r == rank_) continue;
+                sends.emplace_back();
+                MPI_Isend(nullptr, 0, MPI_BYTE, r, kStopTag, comm_, &sends.back());
+            }
+        }
+        int mine_first = code != PSH_OK ? rank_ : size_, first = size_;
+        MPI_Allreduce(&mine_first, &first, 1, MPI_INT, MPI_MIN, comm_);
+        if (first == size_) return;  // nobody failed, so nobody sent
+        if (watch) {
+            // Every failing rank sent one message to each other rank: take
+            // ours off the queue, so that the next map starts clean.
+            int sent = code != PSH_OK ? 1 : 0, senders = 0;
+            MPI_Allreduce(&sent, &senders, 1, MPI_INT, MPI_SUM, comm_);
+            for (int i = 0; i < senders - sent; ++i)
+                MPI_Recv(nullptr, 0, MPI_BYTE, MPI_ANY_SOURCE, kStopTag, comm_, MPI_STATUS_IGNORE);
+            MPI_Waitall((int)sends.size(), sends.data(), MPI_STATUSES_IGNORE);
+        }
+        spread_failure(first, code, message);
     }
 
     void after_fork() override
@@ -266,7 +400,12 @@ private:
     {
         int mine = code != PSH_OK ? rank_ : size_, first = size_;
         MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_);
-        if (first == size_) return;
+        if (first < size_) spread_failure(first, code, message);
+    }
+
+    // The error of rank `first` on every rank (collective).
+    [[noreturn]] void spread_failure(int first, int code, const std::string &message)
+    {
         Failure f;
         memset(&f, 0, sizeof f);
         if (rank_ == first) {
@@ -277,6 +416,40 @@ private:
         fail(f.code, "rank %d: %s", first, f.message);
     }
 
+    // The first collective of every call on the context, one allreduce:
+    // the ranks learn whether any of them failed its local checks (code,
+    // why), and then all throw the lowest such rank's error, so that no rank
+    // returns while the others wait for it; else they learn the lowest and
+    // highest of the call and the values each passed in `same` (which the
+    // caller checks) and the OR of `flags`.
+    Entry enter(int call, const long long (&same)[4], int code, const std::string &why, long long flags)
+    {
+        const int K = Entry::kValues;
+        bool failing = code != PSH_OK;
+        long long mine[K] = {call, same[0], same[1], same[2], same[3]};
+        long long v[2 + 2 * K];
+        v[0] = -(long long)(failing ? rank_ : size_);  // MAX: minus the lowest failing rank
+        v[1] = flags;
+        for (int i = 0; i < K; ++i) {
+            // A failing rank's values do not count: its error comes first.
+            v[2 + i] = failing ? LLONG_MIN : mine[i];
+            v[2 + K + i] = failing ? LLONG_MIN : -mine[i];
+        }
+        MPI_Allreduce(MPI_IN_PLACE, v, 2 + 2 * K, MPI_LONG_LONG, MPI_MAX, comm_);
+        int first = (int)-v[0];
+        if (first < size_) spread_failure(first, code, why);
+        Entry in;
+        in.flags = v[1];
+        for (int i = 0; i < K; ++i) {
+            in.hi[i] = v[2 + i];
+            in.lo[i] = -v[2 + K + i];
+        }
+        if (in.lo[0] != in.hi[0])
+            fail(PSH_EINVAL, "the ranks make different calls on the MPI context (%s on some, %s on others)",
+                 call_name(in.lo[0]), call_name(in.hi[0]));
+        return in;
+    }
+
     [[noreturn]] void throw_agreed(int code, const char *fmt, long long a, int b)
     {
         char buf[256];
@@ -284,12 +457,12 @@ private:
         throw Error{code, buf};
     }
 
-    // Check that every rank passes the same shape, root and kind of array,
-    // and that none found its arguments bad; throw the same error on all.
-    void check_collective(const psh_array *a, int root, int local_code, const std::string &local_message,
-                          bool shared);
     // The MPI type of one row along the slowest axis and the row count.
     MPI_Datatype row_type(const psh_array *a, size_t &rows);
+    // The first collective of a gather or reduce: every rank passes the
+    // same array shape and kind, root and op, and none found its arguments
+    // bad (code, why); else all throw the same error.
+    void check_same(int call, const psh_array *a, int root, int op, int code, const std::string &why, bool shared);
     bool is_shared(const psh_array *a);
     bool shared_or_error(const psh_array *a, int &code, std::string &why);
 
@@ -298,6 +471,7 @@ private:
     MPI_Comm leaders_ = MPI_COMM_NULL;
     Context *local_;
     int rank_ = 0, size_ = 1, node_rank_ = 0, node_size_ = 1, offset_ = 0;
+    bool entered_ = false;  // allocate() began: its errors need no refuse()
     std::vector<int> node_of_;       // rank -> its node leader's rank in comm_
     std::vector<int> leader_index_;  // rank -> its node leader's rank in leaders_
 };
@@ -323,19 +497,17 @@ bool MpiContext::is_shared(const psh_array *a)
     return true;
 }
 
-void MpiContext::check_collective(const psh_array *a, int root, int local_code, const std::string &local_message,
-                                  bool shared)
+void MpiContext::check_same(int call, const psh_array *a, int root, int op, int code, const std::string &why,
+                            bool shared)
 {
-    long long v[10] = {(long long)a->nbytes, (long long)a->ndim, (long long)root, shared ? 1 : 0, 0};
-    for (int i = 0; i < 5; ++i) v[5 + i] = -v[i];
-    long long r[10];
-    MPI_Allreduce(v, r, 10, MPI_LONG_LONG, MPI_MAX, comm_);
-    agree(local_code, local_message);
-    bool same = true;
-    for (int i = 0; i < 5; ++i) same &= r[i] == -r[5 + i];
-    if (!same)
-        fail(PSH_EINVAL, "the ranks disagree on the array's size, ndim or kind, or on the root (root %lld to %lld)",
-             -r[7], r[2]);
+    long long same[4] = {a ? (long long)a->nbytes : 0, root,
+                         a ? (long long)a->ndim | (long long)a->dtype << 8 | (shared ? 1LL << 16 : 0) : 0, op};
+    Entry in = enter(call, same, code, why, 0);
+    if (!in.same())
+        fail(PSH_EINVAL,
+             "the ranks disagree on the array's size, ndim, dtype or kind, on the root (root %lld to %lld) or on "
+             "the op",
+             in.lo[2], in.hi[2]);
 }
 
 MPI_Datatype MpiContext::row_type(const psh_array *a, size_t &rows)
@@ -352,15 +524,16 @@ void MpiContext::gather(psh_array *a, int root, bool everywhere)
 {
     int code = PSH_OK;
     std::string why;
-    bool shared = shared_or_error(a, code, why);
-    size_t rows = a->ndim ? (a->order == PSH_ORDER_F ? a->shape[a->ndim - 1] : a->shape[0]) : 0;
+    if (!a) code = PSH_EINVAL, why = "array is NULL";
+    bool shared = a && shared_or_error(a, code, why);
+    size_t rows = a && a->ndim ? (a->order == PSH_ORDER_F ? a->shape[a->ndim - 1] : a->shape[0]) : 0;
     if (code == PSH_OK) {
         if (a->ndim == 0) code = PSH_EINVAL, why = "the array is 0-d: it has no axis to split over the ranks";
         else if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
         else if (rows > (size_t)INT_MAX || (rows && a->nbytes / rows > (size_t)INT_MAX))
             code = PSH_EINVAL, why = "the array's rows or row size are too large for MPI counts";
     }
-    check_collective(a, root, code, why, shared);
+    check_same(everywhere ? CALL_ALLGATHER : CALL_GATHER, a, root, 0, code, why, shared);
     if (rows == 0 || a->nbytes == 0) return;
     MPI_Datatype t = row_type(a, rows);
     std::vector<int> counts(size_), displs(size_);
@@ -411,14 +584,15 @@ void MpiContext::reduce(psh_array *a, int op, int root)
 {
     int code = PSH_OK;
     std::string why;
-    bool shared = shared_or_error(a, code, why);
-    bool complex = a->dtype == PSH_COMPLEX64 || a->dtype == PSH_COMPLEX128;
+    if (!a) code = PSH_EINVAL, why = "array is NULL";
+    bool shared = a && shared_or_error(a, code, why);
+    bool complex = a && (a->dtype == PSH_COMPLEX64 || a->dtype == PSH_COMPLEX128);
     if (code == PSH_OK) {
         if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
         else if (op != PSH_OP_SUM && op != PSH_OP_MIN && op != PSH_OP_MAX) code = PSH_EINVAL, why = "unknown op " + std::to_string(op);
         else if (complex && op != PSH_OP_SUM) code = PSH_EINVAL, why = "MIN and MAX are not defined for complex dtypes";
     }
-    check_collective(a, root, code, why, shared);
+    check_same(CALL_REDUCE, a, root, op, code, why, shared);
     if (a->size == 0) return;
     MPI_Op mop = op == PSH_OP_SUM ? MPI_SUM : op == PSH_OP_MIN ? MPI_MIN : MPI_MAX;
     MPI_Datatype t = mpi_dtype(a->dtype);
@@ -537,7 +711,6 @@ PSH_API int psh_mpi_gather(psh_context *ctx, psh_array *a, int root)
 {
     return guard("psh_mpi_gather", [&] {
         MpiContext *m = mpi_context(ctx);
-        if (!a) fail(PSH_EINVAL, "array is NULL");
         m->gather(a, root, false);
     });
 }
@@ -546,7 +719,6 @@ PSH_API int psh_mpi_allgather(psh_context *ctx, psh_array *a)
 {
     return guard("psh_mpi_allgather", [&] {
         MpiContext *m = mpi_context(ctx);
-        if (!a) fail(PSH_EINVAL, "array is NULL");
         m->gather(a, 0, true);
     });
 }
@@ -555,7 +727,6 @@ PSH_API int psh_mpi_reduce(psh_context *ctx, psh_array *a, int op, int root)
 {
     return guard("psh_mpi_reduce", [&] {
         MpiContext *m = mpi_context(ctx);
-        if (!a) fail(PSH_EINVAL, "array is NULL");
         m->reduce(a, op, root);
     });
 }

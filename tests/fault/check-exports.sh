@@ -1,6 +1,7 @@
 #!/bin/sh
 # The library exports exactly the functions pasha.h declares (psh_*), nothing
-# else, and carries the SONAME libpasha.so.0.
+# else, and carries the SONAME libpasha.so.0 (libpasha_mpi.so.0 for the MPI
+# library, which alone may need libmpi).
 set -eu
 lib="$1"
 shift  # the rest: the public headers
@@ -14,5 +15,13 @@ if [ "$exported" != "$declared" ]; then
     rm -f /tmp/psh-exported.$$
     exit 1
 fi
-readelf -d "$lib" | grep -q 'SONAME.*libpasha.so.0' || { echo "SONAME is not libpasha.so.0"; exit 1; }
-echo "ok: $(printf '%s\n' "$exported" | wc -l) psh_ symbols exported, exactly those the headers declare; SONAME libpasha.so.0"
+soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+case "$soname" in
+    libpasha.so.0)
+        if readelf -d "$lib" | grep NEEDED | grep -q libmpi; then
+            echo "libpasha.so.0 needs MPI: the MPI context belongs in libpasha_mpi"; exit 1
+        fi ;;
+    libpasha_mpi.so.0) ;;
+    *) echo "SONAME is $soname, not libpasha.so.0 or libpasha_mpi.so.0"; exit 1 ;;
+esac
+echo "ok: $(printf '%s\n' "$exported" | wc -l) psh_ symbols exported, exactly those the headers declare; SONAME $soname"

@@ -88,48 +88,46 @@ static int write_file(const char *path, const char *text)
     return ok ? 0 : -1;
 }
 
+/* Make the cgroup root/pasha-test-<test pid>, limit it to 64 MiB through
+ * limit_file and move this process into it; its path, or NULL. */
+static const char *try_cgroup(const char *root, const char *limit_file)
+{
+    static char dir[256];
+    char pid[32], p[300];
+    snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    /* Named after the test's main process, which removes it afterwards. */
+    snprintf(dir, sizeof dir, "%s/pasha-test-%d", root, (int)getppid());
+    if (mkdir(dir, 0755) != 0) return NULL;
+    snprintf(p, sizeof p, "%s/%s", dir, limit_file);
+    if (write_file(p, "67108864\n") == 0) {
+        snprintf(p, sizeof p, "%s/cgroup.procs", dir);
+        if (write_file(p, pid) == 0) return dir;
+    }
+    rmdir(dir);
+    return NULL;
+}
+
 /* Move this process into a new memory cgroup limited to 64 MiB (v2, else v1).
  * Returns the cgroup's directory, or NULL if that is not possible here. */
 static const char *enter_limited_cgroup(void)
 {
-    static char dir[256];
-    char pid[32];
-    snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    int test = (int)getppid(); /* the test's main process removes the cgroup */
-    const char *v2 = "/sys/fs/cgroup";
     FILE *f = fopen("/sys/fs/cgroup/cgroup.subtree_control", "r");
     char ctl[256] = {0};
     if (f) {
         if (!fgets(ctl, sizeof ctl, f)) ctl[0] = 0;
         fclose(f);
     }
-    if (strstr(ctl, "memory")) {
-        snprintf(dir, sizeof dir, "%s/pasha-test-%d", v2, test);
-        if (mkdir(dir, 0755) == 0) {
-            char p[300];
-            snprintf(p, sizeof p, "%s/memory.max", dir);
-            if (write_file(p, "67108864\n") == 0) {
-                snprintf(p, sizeof p, "%s/cgroup.procs", dir);
-                if (write_file(p, pid) == 0) return dir;
-            }
-            rmdir(dir);
-        }
-    }
-    snprintf(dir, sizeof dir, "/sys/fs/cgroup/memory/pasha-test-%d", test);
-    if (mkdir(dir, 0755) == 0) {
-        char p[300];
-        snprintf(p, sizeof p, "%s/memory.limit_in_bytes", dir);
-        if (write_file(p, "67108864\n") == 0) {
-            snprintf(p, sizeof p, "%s/cgroup.procs", dir);
-            if (write_file(p, pid) == 0) return dir;
-        }
-        rmdir(dir);
-    }
-    return NULL;
+    const char *dir = strstr(ctl, "memory") ? try_cgroup("/sys/fs/cgroup", "memory.max") : NULL;
+    return dir ? dir : try_cgroup("/sys/fs/cgroup/memory", "memory.limit_in_bytes");
 }
 
 static int cgroup_limit(void)
 {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    /* The sanitizers' shadow memory alone outgrows a 64 MiB cgroup. */
+    printf("SKIP: cgroup memory limit (sanitizer build)\n");
+    return 0;
+#endif
     const char *dir = enter_limited_cgroup();
     if (!dir) {
         printf("SKIP: cgroup memory limit: cannot make a memory cgroup here\n");

@@ -12,7 +12,8 @@ the C name (`psh_map`, `psh_alloc`, ...); on top of them:
 * [`SharedArray`](@ref): an `AbstractArray` in POSIX shared memory, in
   Julia's column-major order (`PSH_ORDER_F`), backed by `unsafe_wrap`.
 * [`pmap_indices`](@ref), [`pmap_array`](@ref): run a Julia function for every index,
-  through one `@cfunction` trampoline.
+  through a block kernel (`psh_map_blocks`) specialized on the function's
+  type, which does not allocate per item.
 
 Fork-based `:processes` contexts are refused: a forked child of a Julia
 process holds only the thread that called `fork`, while the Julia runtime
@@ -28,7 +29,8 @@ at a GC safepoint, so a kernel that allocates enough to trigger a garbage
 collection on a pool thread can deadlock the map (the collector waits
 for worker 0, which waits in C for the pool): keep kernels on threads
 contexts allocation-free (write into preallocated `SharedArray`s), or use
-`:serial`. This has not been run: no Julia toolchain on our machines.
+`:serial`; the glue itself does not allocate per item. This has not been
+run: no Julia toolchain on our machines.
 
 The library is looked up as `ENV["PASHA_LIBRARY"]` (default `"libpasha"`,
 found through the dynamic loader's path) when the module is loaded.
@@ -150,6 +152,9 @@ psh_strerror(code) = unsafe_string(ccall((:psh_strerror, libpasha), Cstring, (Ci
 psh_last_error() = unsafe_string(ccall((:psh_last_error, libpasha), Cstring, ()))
 """`psh_version()`: the library version string."""
 psh_version() = unsafe_string(ccall((:psh_version, libpasha), Cstring, ()))
+
+"""`psh_version_number()`: the library version as MAJOR*10000 + MINOR*100 + PATCH."""
+psh_version_number() = ccall((:psh_version_number, libpasha), Cuint, ())
 
 """`psh_context_create(out, kind, num_workers)`; `out` is a `Ref{Ptr{Cvoid}}`."""
 psh_context_create(out, kind, num_workers) =
@@ -370,36 +375,52 @@ Base.IndexStyle(::Type{<:SharedArray}) = IndexLinear()
 Base.parent(a::SharedArray) = a.data
 Base.unsafe_convert(::Type{Ptr{T}}, a::SharedArray{T}) where {T} = pointer(a.data)
 
-# One trampoline for every Julia function: user_data points at a Ref that
-# holds the function; exceptions are caught here (they must not unwind
-# through C) and turn into a non-zero return, i.e. PSH_EKERNEL.
-mutable struct KernelCall
-    f::Any
-    error::Any
+# The kernel glue. A map is one psh_map_blocks over 0:n-1 whose block
+# kernel is specialized on the type of the Julia function (BlockCall{F}):
+# the per-item loop calls `f` type-stably, without boxing through `::Any`
+# and without wrapping memory per item, so it does not allocate (the GC
+# deadlock of threads contexts described above needs an allocating
+# kernel). An exception stops the block and is kept for the caller (it
+# must not unwind through C); the non-zero return is PSH_EKERNEL.
+mutable struct BlockCall{F}
+    f::F
+    error::Any     # the first exception, or nothing
+    index::Int     # the 1-based index it came from
     lock::ReentrantLock
 end
 
-function kernel_trampoline(user_data::Ptr{Cvoid}, worker::Cint, index::Csize_t, value::Ptr{Cvoid})::Cint
-    call = unsafe_pointer_to_objref(user_data)::KernelCall
+function block_trampoline(call::BlockCall{F}, worker::Cint, first::Csize_t, last::Csize_t)::Cint where {F}
+    f = call.f
+    w = Int(worker)
+    i = Int(first)
+    stop = Int(last)
     try
-        call.f(Int(worker), Int(index) + 1, value)
+        while i < stop
+            i += 1
+            f(w, i)
+        end
         return Cint(0)
     catch e
         lock(call.lock) do
-            call.error === nothing && (call.error = e)
+            if call.error === nothing
+                call.error = e
+                call.index = i
+            end
         end
         return Cint(1)
     end
 end
 
-function run_map(ctx::Context, f, functor::Ptr{Cvoid})
-    call = KernelCall(f, nothing, ReentrantLock())
-    tramp = @cfunction(kernel_trampoline, Cint, (Ptr{Cvoid}, Cint, Csize_t, Ptr{Cvoid}))
-    rc = GC.@preserve call psh_map(ctx.ptr, tramp, pointer_from_objref(call), functor)
-    psh_functor_destroy(functor)
+function run_blocks(ctx::Context, f::F, n::Integer) where {F}
+    call = BlockCall{F}(f, nothing, 0, ReentrantLock())
+    # Ref{BlockCall{F}}: the C user_data pointer is the object itself.
+    tramp = @cfunction(block_trampoline, Cint, (Ref{BlockCall{F}}, Cint, Csize_t, Csize_t))
+    rc = GC.@preserve call psh_map_blocks(ctx.ptr, tramp, pointer_from_objref(call), Csize_t(n))
     if rc != PSH_OK
         msg = psh_last_error()
-        call.error === nothing || (msg *= " (" * sprint(showerror, call.error) * ")")
+        if call.error !== nothing
+            msg *= " (index $(call.index - 1), Julia index $(call.index): " * sprint(showerror, call.error) * ")"
+        end
         throw(PashaError(rc, msg))
     end
     nothing
@@ -411,29 +432,33 @@ end
 Call `f(worker, i)` for every `i` in `1:n`, split among the workers of
 `ctx`; `worker` is 0-based. Write results into [`SharedArray`](@ref)s.
 An exception in `f` stops the map and throws a `PashaError` with code
-`PSH_EKERNEL`.
+`PSH_EKERNEL`. The glue does not allocate per item; keep `f` free of
+allocations too on `:threads` contexts (see the module docstring).
 """
-function pmap_indices(f, ctx::Context, n::Integer)
-    out = Ref{Ptr{Cvoid}}(C_NULL)
-    check(psh_functor_range(out, Csize_t(n)))
-    run_map(ctx, (w, i, _) -> f(w, i), out[])
+function pmap_indices(f::F, ctx::Context, n::Integer) where {F}
+    n >= 0 || throw(ArgumentError("n must be >= 0, got $n"))
+    run_blocks(ctx, f, n)
 end
+
+# The item function of pmap_array: slice j of the preallocated array
+# along its last dimension, as a view (no allocation, no unsafe_wrap).
+struct SliceCall{F,A,N}
+    f::F
+    data::A
+end
+(s::SliceCall{F,A,N})(w::Int, j::Int) where {F,A,N} =
+    s.f(w, j, view(s.data, ntuple(_ -> Colon(), Val(N - 1))..., j))
 
 """
     pmap_array(f, ctx, a::SharedArray)
 
-Call `f(worker, j, column)` for every slice `j` of `a` along its last
-dimension (a column of a matrix), `column` an `Array` view of the shared
-memory valid during the call.
+Call `f(worker, j, slice)` for every slice `j` of `a` along its last
+dimension (a column of a matrix), `slice` a view (`SubArray`) of the shared
+memory.
 """
-function pmap_array(f, ctx::Context, a::SharedArray{T,N}) where {T,N}
-    out = Ref{Ptr{Cvoid}}(C_NULL)
-    check(psh_functor_array(out, a.ptr, Cint(N - 1)))
-    inner = size(a)[1:N-1]
-    run_map(ctx, (w, j, v) -> begin
-        view = unsafe_load(Ptr{psh_view}(v))
-        f(w, j, unsafe_wrap(Array, Ptr{T}(view.data), inner; own = false))
-    end, out[])
+function pmap_array(f::F, ctx::Context, a::SharedArray{T,N}) where {F,T,N}
+    data = a.data
+    run_blocks(ctx, SliceCall{F,typeof(data),N}(f, data), size(data, N))
 end
 
 end # module

@@ -35,6 +35,16 @@ using Pasha: PSH_EKERNEL, PSH_EINVAL
         @test err isa PashaError
         @test err.code == PSH_EKERNEL
         @test occursin("13", err.message) && occursin("bad item", err.message)
+
+        # The glue allocates per map, not per item: a map of 100_000 items
+        # allocates no more than one of 10 (after a warm-up compile).
+        out = SharedArray{Float64}(ctx, 100_000)
+        k = (w, i) -> (out[i] = i; nothing)
+        pmap_indices(k, ctx, 10)
+        small = @allocated pmap_indices(k, ctx, 10)
+        large = @allocated pmap_indices(k, ctx, 100_000)
+        @test large <= small + 1024
+        @test out[100_000] == 100_000
         close(ctx)
     end
 

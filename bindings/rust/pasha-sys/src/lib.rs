@@ -1,10 +1,39 @@
 //! Raw declarations of the libpasha C API (`include/pasha/pasha.h`), one to
-//! one. Everything here is `unsafe` to call; the safe API is in the crate
-//! root. See the header for what each function does, who owns what, and the
-//! errors it returns.
+//! one: every function, struct, callback type and constant of the header.
+//! Everything here is `unsafe` to call; the safe API is the `pasha` crate.
+//! See the header for what each function does, who owns what, and the errors
+//! it returns.
+//!
+//! The version constants (`PSH_VERSION_*`) are those of the header this
+//! crate mirrors; `psh_version_number()` is the library's at run time.
+//!
+//! The declarations are checked against the header by this crate's layout
+//! test (`tests/layout.rs`, after git2-rs's systest): it compiles a small C
+//! program that prints `sizeof`, `_Alignof` and `offsetof` of every struct
+//! and the value of every constant, compares them with `size_of`,
+//! `align_of` and `offset_of!` here, and compares every prototype and
+//! callback type of the header with the declaration here, so that a header
+//! change that is not mirrored here fails the test.
+//!
+//! Linking: `build.rs` finds libpasha with pkg-config (see README.md for how
+//! a program finds `libpasha.so` at run time).
+#![no_std]
 #![allow(non_camel_case_types)]
 
-use std::os::raw::{c_char, c_int, c_void};
+use core::ffi::{c_char, c_int, c_uint, c_void, CStr};
+
+/// The major version of the header these declarations mirror
+/// (`pasha_version.h`).
+pub const PSH_VERSION_MAJOR: c_uint = 0;
+/// The minor version of the header.
+pub const PSH_VERSION_MINOR: c_uint = 2;
+/// The patch version of the header.
+pub const PSH_VERSION_PATCH: c_uint = 0;
+/// `MAJOR * 10000 + MINOR * 100 + PATCH`: compare with
+/// `psh_version_number()`, the version of the library loaded at run time.
+pub const PSH_VERSION_NUMBER: c_uint = PSH_VERSION_MAJOR * 10000 + PSH_VERSION_MINOR * 100 + PSH_VERSION_PATCH;
+/// The header's version as "MAJOR.MINOR.PATCH".
+pub const PSH_VERSION_STRING: &CStr = c"0.2.0";
 
 /// Success.
 pub const PSH_OK: c_int = 0;
@@ -170,6 +199,9 @@ pub type psh_block_kernel = Option<unsafe extern "C" fn(*mut c_void, c_int, usiz
 /// `psh_progress_fn`.
 pub type psh_progress_fn = Option<unsafe extern "C" fn(*mut c_void, usize, usize)>;
 
+/// `psh_fork_hook`: run around the forks libpasha makes for its workers.
+pub type psh_fork_hook = Option<unsafe extern "C" fn(*mut c_void)>;
+
 /// `psh_map_options`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -197,6 +229,9 @@ extern "C" {
     pub fn psh_last_error() -> *const c_char;
     /// See pasha.h.
     pub fn psh_version() -> *const c_char;
+    /// See pasha.h: the loaded library's version as
+    /// `MAJOR * 10000 + MINOR * 100 + PATCH`.
+    pub fn psh_version_number() -> c_uint;
     /// See pasha.h.
     pub fn psh_context_create(out: *mut *mut psh_context, kind: psh_kind, num_workers: c_int) -> c_int;
     /// See pasha.h.
@@ -209,6 +244,9 @@ extern "C" {
     pub fn psh_context_kind(ctx: *const psh_context) -> psh_kind;
     /// See pasha.h.
     pub fn psh_get_default_context() -> *mut psh_context;
+    /// See pasha.h: an owned reference to the default context (drop it with
+    /// `psh_context_destroy`); NULL if it could not be made.
+    pub fn psh_default_context_ref() -> *mut psh_context;
     /// See pasha.h.
     pub fn psh_set_default_context(ctx: *mut psh_context) -> c_int;
     /// See pasha.h.
@@ -300,5 +338,13 @@ extern "C" {
         user_data: *mut c_void,
         n: usize,
         opts: *const psh_map_options,
+    ) -> c_int;
+    /// See pasha.h: hooks run around every fork libpasha makes for a worker
+    /// process (prepare, parent, child; any may be NULL, not all three).
+    pub fn psh_register_fork_hooks(
+        prepare: psh_fork_hook,
+        parent: psh_fork_hook,
+        child: psh_fork_hook,
+        data: *mut c_void,
     ) -> c_int;
 }

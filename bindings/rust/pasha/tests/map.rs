@@ -107,6 +107,7 @@ fn fortran_order_and_fill() {
 
 #[test]
 fn kernel_error_comes_back_as_err() {
+    // See also closure_error_text_reaches_the_caller_from_every_kind.
     for kind in KINDS {
         let ctx = Context::new(kind, 2).unwrap();
         let err = ctx
@@ -188,6 +189,9 @@ fn contexts_report_kind_and_workers() {
     let d = Context::default_context().unwrap();
     assert!(d.num_workers() >= 1);
     assert!(!pasha::version().is_empty());
+    // The library loaded at run time is the one the declarations mirror.
+    assert_eq!(pasha::version_number(), pasha::sys::PSH_VERSION_NUMBER);
+    assert_eq!(pasha::version(), pasha::sys::PSH_VERSION_STRING.to_str().unwrap());
 }
 
 #[test]
@@ -234,4 +238,175 @@ fn map_blocks_into_fills_disjoint_chunks() {
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Kernel, "{kind:?}");
     }
+}
+
+#[test]
+fn closure_error_text_reaches_the_caller_from_every_kind() {
+    for kind in KINDS {
+        let ctx = Context::new(kind, 2).unwrap();
+        let err = ctx.map(0..100, |_w, i, _v| if i == 77 { Err(format!("no good at {i}")) } else { Ok(()) }).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Kernel, "{kind:?}: {err}");
+        assert!(err.message().contains("the closure failed at index 77: no good at 77"), "{kind:?}: {err}");
+        let err = ctx
+            .map(0..10, |_w, i, _v| {
+                if i == 6 {
+                    panic!("panicked on six");
+                }
+                ok()
+            })
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Kernel, "{kind:?}: {err}");
+        assert!(err.message().contains("panicked on six"), "{kind:?}: {err}");
+    }
+}
+
+#[test]
+fn writes_stay_inside_the_items_the_map_visits() {
+    // The output is longer than the source: only 0..n may be written, and
+    // every one of them exactly once; the rest keeps its fill value.
+    for kind in KINDS {
+        let ctx = Context::new(kind, 3).unwrap();
+        let mut out = ctx.alloc_with::<i64>(&[64], Order::C, -1).unwrap();
+        ctx.map_into(10..50, &mut out, |_w, i, v, slot| {
+            assert_eq!(*slot, -1, "index {i} written twice");
+            *slot = v as i64;
+            ok()
+        })
+        .unwrap();
+        for (i, x) in out.iter().enumerate() {
+            let expect = if i < 40 { i as i64 + 10 } else { -1 };
+            assert_eq!(*x, expect, "{kind:?} index {i}");
+        }
+        // An empty (reversed) range visits nothing.
+        let (from, to) = (9, 3);
+        ctx.map_into(from..to, &mut out, |_w, _i, _v, _s| Err("called")).unwrap();
+    }
+}
+
+#[test]
+fn schedules_and_chunks_in_the_safe_api() {
+    use pasha::{MapOptions, Schedule};
+    use std::sync::Mutex;
+    let n = 1000;
+    for schedule in [Schedule::Static, Schedule::Dynamic, Schedule::Guided] {
+        let ctx = Context::builder(Kind::Threads).workers(2).schedule(schedule).chunk(7).build().unwrap();
+        assert_eq!(ctx.schedule(), schedule);
+        assert_eq!(ctx.num_workers(), 2);
+        // The chunks the context's schedule hands out cover 0..n exactly once.
+        let chunks = Mutex::new(Vec::new());
+        ctx.map_blocks(n, |_w, r| {
+            chunks.lock().unwrap().push(r);
+            ok()
+        })
+        .unwrap();
+        let mut chunks = chunks.into_inner().unwrap();
+        chunks.sort_by_key(|r| r.start);
+        assert_eq!(chunks.first().unwrap().start, 0);
+        assert_eq!(chunks.last().unwrap().end, n);
+        assert!(chunks.windows(2).all(|p| p[0].end == p[1].start), "{schedule:?}: {chunks:?}");
+        match schedule {
+            Schedule::Static => assert_eq!(chunks.len(), 2, "{chunks:?}"),
+            Schedule::Dynamic => assert!(chunks.iter().all(|r| r.len() <= 7) && chunks.len() >= n / 7),
+            Schedule::Guided => assert!(chunks.iter().all(|r| r.len() >= 7 || r.end == n) && chunks.len() > 2),
+        }
+        let mut out = ctx.alloc::<u32>(&[n]).unwrap();
+        ctx.map_into(0..n, &mut out, |_w, i, v, o| {
+            *o = (3 * v + i) as u32;
+            ok()
+        })
+        .unwrap();
+        assert!(out.iter().enumerate().all(|(i, x)| *x == 4 * i as u32), "{schedule:?}");
+    }
+    // Per map: a dynamic map with chunk 5 on a static context.
+    let ctx = Context::new(Kind::Threads, 2).unwrap();
+    assert_eq!(ctx.schedule(), Schedule::Static);
+    let sizes = Mutex::new(Vec::new());
+    let opts = MapOptions::new().schedule(Schedule::Dynamic).chunk(5);
+    ctx.map_blocks_with(opts, 23, |_w, r| {
+        sizes.lock().unwrap().push(r.len());
+        ok()
+    })
+    .unwrap();
+    let mut sizes = sizes.into_inner().unwrap();
+    sizes.sort();
+    assert_eq!(sizes, vec![3, 5, 5, 5, 5]);
+    let mut acc = ctx.alloc_per_worker::<u64>(&[1]).unwrap();
+    ctx.map_per_worker_with(opts, 0..1001, &mut acc, |_w, _i, v, row| {
+        row[0] += v as u64;
+        ok()
+    })
+    .unwrap();
+    assert_eq!(acc.iter().sum::<u64>(), 1000 * 1001 / 2);
+    // Per map on processes: the same split, results through shared memory.
+    let p = Context::new(Kind::Processes, 2).unwrap();
+    let mut out = p.alloc::<u64>(&[500]).unwrap();
+    p.map_into_with(MapOptions::new().schedule(Schedule::Guided).chunk(3), &(0..500u64).collect::<Vec<_>>(), &mut out, |_w, _i, v, o| {
+        *o = v * v;
+        ok()
+    })
+    .unwrap();
+    assert!(out.iter().enumerate().all(|(i, x)| *x == (i * i) as u64));
+}
+
+#[test]
+fn default_context_is_an_owned_reference() {
+    let d = Context::default_context().unwrap();
+    let n = d.num_workers();
+    // Replacing the default drops the library's reference; ours stays valid.
+    let t = Context::new(Kind::Threads, 2).unwrap();
+    t.set_default().unwrap();
+    assert_eq!(d.num_workers(), n);
+    assert_eq!(d.kind(), Kind::Processes);
+    let now = Context::default_context().unwrap();
+    assert_eq!(now.kind(), Kind::Threads);
+    assert_eq!(now.num_workers(), 2);
+    d.set_default().unwrap();
+}
+
+#[test]
+fn views_live_as_long_as_their_array() {
+    let ctx = Context::new(Kind::Threads, 2).unwrap();
+    let mut a = ctx.alloc::<i32>(&[3, 2]).unwrap();
+    for (k, x) in a.iter_mut().enumerate() {
+        *x = k as i32;
+    }
+    let shapes = {
+        let along = a.along(1).unwrap();
+        assert_eq!(pasha::Source::len(&along), 2);
+        let mut out = ctx.alloc::<i32>(&[2]).unwrap();
+        ctx.map_into(along, &mut out, |_w, _i, col, o| {
+            *o = col.to_vec().iter().sum();
+            ok()
+        })
+        .unwrap();
+        assert_eq!(&out[..], &[6, 9]);
+        pasha::Source::len(&a.along(0).unwrap())
+    };
+    assert_eq!(shapes, 3);
+}
+
+#[test]
+fn nested_per_worker_map_on_a_smaller_context_is_an_error_not_a_stray_write() {
+    // An inner map runs inline with the outer worker's id, which can be past
+    // the inner context's rows: that must be an error, never a write past
+    // the end of the per-worker array.
+    let outer = Context::new(Kind::Threads, 4).unwrap();
+    let inner = Context::new(Kind::Threads, 2).unwrap();
+    let mut out = outer.alloc::<i32>(&[4]).unwrap();
+    outer
+        .map_into(0..4, &mut out, |w, _i, _v, slot| {
+            let mut acc = inner.alloc_per_worker::<u64>(&[1]).map_err(|e| e.to_string())?;
+            *slot = match inner.map_per_worker(0..3, &mut acc, |_iw, _j, x, row| {
+                row[0] += x as u64;
+                ok()
+            }) {
+                Ok(()) if w < 2 => 1,
+                Err(e) if w >= 2 && e.kind() == ErrorKind::Kernel && e.message().contains("outside 0..2") => 2,
+                other => return Err(format!("worker {w}: {other:?}")),
+            };
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    // Static schedule, 4 items on 4 workers: worker w takes index w.
+    assert_eq!(&out[..], &[1, 1, 2, 2]);
 }

@@ -1,0 +1,210 @@
+//! libpasha's Rust API next to rayon, on 2 workers (a 2-thread rayon pool),
+//! in interleaved rounds: every round runs every variant once, in order,
+//! with a pause between variants so that idle spinners of the previous one
+//! have gone to sleep. Prints the median and the fastest round of each
+//! variant, and each pasha row's ratio to its rayon row (median / median).
+//!
+//! Rows (issue 15):
+//! * fine: 10^7 items, `out[i] = (in[i]*1.5+2)*0.5-1` (f64): per-item cost.
+//! * imbalanced: item i costs ~i (a dependent chain of i multiply-adds).
+//!
+//! ```sh
+//! PKG_CONFIG_PATH=$PWD/build/meson-uninstalled \
+//!     cargo run --release --manifest-path bench/rust/Cargo.toml -- [--rounds R] [--n N] [--imb N]
+//! ```
+use pasha::{sys, Context, Kind, MapOptions, Schedule};
+use rayon::prelude::*;
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::os::raw::{c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+const WORKERS: usize = 2;
+
+fn arg(name: &str, default: usize) -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number")))
+        .unwrap_or(default)
+}
+
+#[inline(always)]
+fn fine(x: f64) -> f64 {
+    (x * 1.5 + 2.0) * 0.5 - 1.0
+}
+
+/// About `i` steps of a dependent multiply-add chain.
+#[inline(always)]
+fn costly(i: usize) -> f64 {
+    let mut x = i as f64;
+    for k in 0..i {
+        x = x * 0.999_999_9 + (k & 7) as f64 * 1e-9;
+    }
+    x
+}
+
+fn ok() -> Result<(), Infallible> {
+    Ok(())
+}
+
+struct Variant<'a> {
+    name: &'a str,
+    run: Box<dyn FnMut() + 'a>,
+    times: Vec<Duration>,
+}
+
+fn variant<'a>(name: &'a str, run: impl FnMut() + 'a) -> Variant<'a> {
+    Variant { name, run: Box::new(run), times: Vec::new() }
+}
+
+fn rounds(variants: &mut [Variant<'_>], rounds: usize) {
+    for v in variants.iter_mut() {
+        (v.run)(); // warm-up: page faults, thread start
+    }
+    for _ in 0..rounds {
+        for v in variants.iter_mut() {
+            std::thread::sleep(Duration::from_millis(20));
+            let t = Instant::now();
+            (v.run)();
+            v.times.push(t.elapsed());
+        }
+    }
+}
+
+fn median(t: &[Duration]) -> f64 {
+    let mut s: Vec<f64> = t.iter().map(|d| d.as_secs_f64()).collect();
+    s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+fn fastest(t: &[Duration]) -> f64 {
+    t.iter().map(|d| d.as_secs_f64()).fold(f64::INFINITY, f64::min)
+}
+
+fn report(title: &str, variants: &[Variant<'_>], reference: &str, per: usize) {
+    let r = variants.iter().find(|v| v.name == reference).expect("the reference row");
+    let (rmed, rmin) = (median(&r.times), fastest(&r.times));
+    println!("\n{title} ({} rounds)", r.times.len());
+    println!("{:<44} {:>12} {:>12} {:>10} {:>10} {:>11}", "variant", "median ms", "fastest ms", "ns/item", "vs rayon", "fastest vs");
+    for v in variants {
+        let (m, f) = (median(&v.times), fastest(&v.times));
+        println!(
+            "{:<44} {:>12.3} {:>12.3} {:>10.3} {:>9.3}x {:>10.3}x",
+            v.name,
+            m * 1e3,
+            f * 1e3,
+            m * 1e9 / per as f64,
+            m / rmed,
+            f / rmin
+        );
+    }
+}
+
+/// The 0.1 path, for comparison: `psh_map` with one indirect call and one
+/// `catch_unwind` per item, as the safe API did before the block trampoline.
+struct PerItem {
+    out: *mut f64,
+}
+unsafe extern "C" fn per_item_kernel(ud: *mut c_void, _w: c_int, i: usize, value: *const c_void) -> c_int {
+    let call = &*(ud as *const PerItem);
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        *call.out.add(i) = fine(*(value as *const f64));
+    }));
+    r.is_err() as c_int
+}
+
+fn main() -> Result<(), pasha::Error> {
+    let n = arg("--n", 10_000_000);
+    let imb = arg("--imb", 12_000);
+    let r = arg("--rounds", 11);
+    println!("libpasha {} vs rayon, {} workers; n = {n}, imbalanced n = {imb}", pasha::version(), WORKERS);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(WORKERS).build().expect("a rayon pool");
+    let ctx = Context::new(Kind::Threads, WORKERS)?;
+
+    // ---- fine-grained
+    let input: Vec<f64> = (0..n).map(|i| (i % 1000) as f64 * 0.001).collect();
+    let mut out_p = ctx.alloc::<f64>(&[n])?;
+    let mut out_b = ctx.alloc::<f64>(&[n])?;
+    let mut out_o = ctx.alloc::<f64>(&[n])?;
+    let mut out_r = vec![0.0f64; n];
+    let check = |o: &[f64]| assert!(o.iter().zip(&input).all(|(o, x)| *o == fine(*x)), "a wrong result");
+    {
+        let mut vs = vec![
+            variant("pasha map_into (slice source)", || {
+                ctx.map_into(&input[..], &mut out_p, |_w, _i, x, o| {
+                    *o = fine(*x);
+                    ok()
+                })
+                .unwrap()
+            }),
+            variant("pasha map_blocks_into (hand-written loop)", || {
+                ctx.map_blocks_into(&mut out_b, |_w, r, chunk| {
+                    for (o, x) in chunk.iter_mut().zip(&input[r]) {
+                        *o = fine(*x);
+                    }
+                    ok()
+                })
+                .unwrap()
+            }),
+            variant("pasha 0.1 path (psh_map, call per item)", || {
+                let call = PerItem { out: out_o.as_mut_ptr() };
+                let mut f = std::ptr::null_mut();
+                unsafe {
+                    assert_eq!(sys::psh_functor_sequence(&mut f, input.as_ptr() as *const c_void, n, 8), 0);
+                    let rc = sys::psh_map(ctx.as_raw(), Some(per_item_kernel), &call as *const _ as *mut c_void, f);
+                    sys::psh_functor_destroy(f);
+                    assert_eq!(rc, 0);
+                }
+            }),
+            variant("rayon par_iter_mut().zip()", || {
+                pool.install(|| out_r.par_iter_mut().zip(input.par_iter()).for_each(|(o, x)| *o = fine(*x)))
+            }),
+        ];
+        rounds(&mut vs, r);
+        report("fine: out[i] = (in[i]*1.5+2)*0.5-1, f64", &vs, "rayon par_iter_mut().zip()", n);
+    }
+    check(&out_p);
+    check(&out_b);
+    check(&out_o);
+    check(&out_r);
+
+    // ---- imbalanced: item i costs ~i
+    let mut o_static = ctx.alloc::<f64>(&[imb])?;
+    let mut o_dyn = ctx.alloc::<f64>(&[imb])?;
+    let mut o_guided = ctx.alloc::<f64>(&[imb])?;
+    let mut o_dctx = ctx.alloc::<f64>(&[imb])?;
+    let mut o_ray = vec![0.0f64; imb];
+    let dctx = Context::builder(Kind::Threads).workers(WORKERS).schedule(Schedule::Dynamic).build()?;
+    {
+        let m = |c: &Context, opts: MapOptions, out: &mut pasha::SharedArray<f64>| {
+            c.map_into_with(opts, 0..imb, out, |_w, _i, v, o| {
+                *o = costly(black_box(v));
+                ok()
+            })
+            .unwrap()
+        };
+        let mut vs = vec![
+            variant("pasha map_into, static", || m(&ctx, MapOptions::new(), &mut o_static)),
+            variant("pasha map_into, dynamic (per map)", || m(&ctx, MapOptions::new().schedule(Schedule::Dynamic), &mut o_dyn)),
+            variant("pasha map_into, guided (per map)", || m(&ctx, MapOptions::new().schedule(Schedule::Guided), &mut o_guided)),
+            variant("pasha map_into, dynamic context", || m(&dctx, MapOptions::new(), &mut o_dctx)),
+            variant("rayon par_iter_mut().enumerate()", || {
+                pool.install(|| o_ray.par_iter_mut().enumerate().for_each(|(i, o)| *o = costly(black_box(i))))
+            }),
+        ];
+        rounds(&mut vs, r);
+        report("imbalanced: item i costs ~i steps", &vs, "rayon par_iter_mut().enumerate()", imb);
+    }
+    for o in [&o_static[..], &o_dyn[..], &o_guided[..], &o_dctx[..], &o_ray[..]] {
+        assert!(o.iter().enumerate().all(|(i, x)| *x == costly(i)), "a wrong result");
+    }
+    Ok(())
+}

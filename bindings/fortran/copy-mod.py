@@ -1,0 +1,14 @@
+#!/usr/bin/env python3
+"""Copy the compiled module NAME.mod of the library built in DIR to OUT.
+Meson writes modules into the target's private directory (DIR/<lib>.p/);
+the newest NAME.mod there is the one. Usage: copy-mod.py DIR NAME.mod OUT"""
+import glob
+import os
+import shutil
+import sys
+
+d, name, out = sys.argv[1:4]
+found = glob.glob(os.path.join(d, '*.p', name)) + glob.glob(os.path.join(d, name))
+if not found:
+    sys.exit('copy-mod.py: no %s under %s' % (name, d))
+shutil.copyfile(max(found, key=os.path.getmtime), out)
