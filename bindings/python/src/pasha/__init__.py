@@ -11,13 +11,16 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from ._pasha import version as _libpasha_version
-from ._version import __version__  # noqa: F401
 from .context import (  # noqa: F401
     MapContext, SerialContext, ThreadContext, ProcessContext, WorkerError)
 from .functor import (  # noqa: F401
     Functor, SequenceFunctor, NdarrayFunctor, DataArrayFunctor, ExtraDataFunctor,
     gen_split_slices)
 
+# The repository's one version (meson.build's project version; every copy is
+# checked by tools/check-version.py, and the build checks that libpasha's
+# meson version is the Python project's).
+__version__ = '0.2.0'
 libpasha_version = _libpasha_version()
 
 # The public names of pasha 0.1.2 (which had no __all__: its public names).
