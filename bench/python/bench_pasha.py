@@ -42,9 +42,9 @@ WORKER = textwrap.dedent('''\
     inp = np.random.rand(100)
     big = np.random.rand(items)
     # processes first: the original's ThreadPool threads can deadlock a later fork
-    contexts = [('processes', psh.ProcessContext(2)), ('threads', psh.ThreadContext(2))]
+    contexts = [('processes', psh.ProcessContext(2)), ('threads', psh.ThreadContext(2)),
+                ('serial', psh.SerialContext())]
     if impl == 'new':
-        contexts.append(('serial', psh.SerialContext()))
         contexts.append(('pool', psh.ProcessContext(2, persistent=True)))
     for name, ctx in contexts:
         outp = ctx.alloc(like=inp)
@@ -108,7 +108,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--rounds', type=int, default=7)
     ap.add_argument('--maps', type=int, default=100, help='maps per round (per-map overhead)')
-    ap.add_argument('--items', type=int, default=200000, help='items of the per-item map')
+    ap.add_argument('--items', type=int, default=1000000, help='items of the per-item map')
     ap.add_argument('--orig-path', default=os.path.join('/tmp', 'pasha-0.1.2-site'))
     ap.add_argument('--new-path', default='', help='where the new pasha is installed, if not '
                     'on sys.path')
@@ -134,14 +134,21 @@ def main():
          f'{new["map processes"] / floor:.2f}x fork floor (<= 1.3x)'),
         ('map pool (100 el.)', orig['map processes'], new['map pool'],
          f'{orig["map processes"] / new["map pool"]:.0f}x faster than 0.1.2 processes (>= 50x)'),
-        ('map serial (100 el.)', None, new['map serial'], ''),
+        ('map serial (100 el.)', orig['map serial'], new['map serial'],
+         f'{new["map serial"] / orig["map serial"]:.2f}x 0.1.2 serial (<= 1.0x)'),
+        ('map threads vs serial', orig['map serial'], new['map threads'],
+         f'{new["map threads"] / orig["map serial"]:.2f}x 0.1.2 serial (<= 2x)'),
+        ('map pool vs serial', orig['map serial'], new['map pool'],
+         f'{new["map pool"] / orig["map serial"]:.2f}x 0.1.2 serial (<= 3x)'),
         ('fork floor (2 children)', None, floor, 'os.fork()+waitpid() x2'),
         ('per item threads', orig['item threads'], new['item threads'],
-         f'{orig["item threads"] / new["item threads"]:.2f}x (>= 1x)'),
+         f'{new["item threads"] / orig["item threads"]:.2f}x 0.1.2 (<= 0.7x)'),
         ('per item processes', orig['item processes'], new['item processes'],
-         f'{orig["item processes"] / new["item processes"]:.2f}x (>= 1x)'),
-        ('per item pool', None, new['item pool'], ''),
-        ('per item serial', None, new['item serial'], ''),
+         f'{new["item processes"] / orig["item processes"]:.2f}x 0.1.2 (<= 0.7x)'),
+        ('per item serial', orig['item serial'], new['item serial'],
+         f'{new["item serial"] / orig["item serial"]:.2f}x 0.1.2 (<= 0.7x)'),
+        ('per item pool', orig['item processes'], new['item pool'],
+         f'{new["item pool"] / orig["item processes"]:.2f}x 0.1.2 processes'),
     ]
     for name, o, n, note in rows:
         o_s = f'{o * us:10.2f}us' if o is not None else f'{"-":>12}'

@@ -2,34 +2,147 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """Build and install the pasha package into a build directory, run pytest.
 
-Usage: run_pytest.py BUILD_DIR PACKAGE_SOURCE_DIR [pytest args...]
-Exits 77 (meson's "skipped") when numpy, pytest or meson-python are missing.
+Usage: run_pytest.py BUILD_DIR PACKAGE_SOURCE_DIR [--python newest|all|PATH] [pytest args...]
+
+--python newest (the default) runs the suite on the newest CPython 3.9+ on
+the machine (python3.X on PATH, or under pyenv's versions), --python all on
+every one of them, --python PATH on that interpreter. An interpreter without
+the test dependencies gets a venv, made once and kept in
+$PASHA_PYTHON_VENVS (default ~/.cache/libpasha/python-venvs/3.X), with the
+packages of tools/deps/python.pip installed from PyPI.
+Exits 77 (meson's "skipped") when no usable Python is found or a venv
+cannot be made (no network); 1 when a run fails.
 """
 
-import importlib.util
+import glob
 import os
+import shutil
 import subprocess
 import sys
 
+MIN = (3, 9)
+NEEDED = ('numpy', 'pytest', 'mesonpy', 'pip', 'cloudpickle')
+HERE = os.path.dirname(os.path.abspath(__file__))
+PIP_FILE = os.path.join(HERE, '..', '..', '..', 'tools', 'deps', 'python.pip')
+CORE_PKGS = ['numpy', 'meson-python>=0.13', 'meson>=1.0', 'ninja', 'pytest', 'cloudpickle']
 
-def main():
-    build_dir, src = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
-    missing = [m for m in ('numpy', 'pytest', 'mesonpy', 'pip')
-               if importlib.util.find_spec(m) is None]
-    if missing:
-        print('skipping the Python tests: missing ' + ', '.join(missing))
-        return 77
-    target = os.path.join(build_dir, 'site')
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps',
-                    '--no-build-isolation', '--upgrade', '--target', target,
-                    '-Cbuild-dir=' + os.path.join(build_dir, 'pybuild'), src], check=True)
+
+def version_of(python):
+    try:
+        out = subprocess.run([python, '-c', 'import sys; print("%d %d" % sys.version_info[:2])'],
+                             capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    try:
+        major, minor = out.stdout.split()
+        return int(major), int(minor)
+    except ValueError:
+        return None
+
+
+def find_pythons():
+    """{(3, X): path} of the CPython interpreters 3.9+ found."""
+    found = {}
+    candidates = []
+    for minor in range(MIN[1], 20):
+        path = shutil.which(f'python3.{minor}')
+        if path:
+            candidates.append(path)
+    root = os.environ.get('PYENV_ROOT', os.path.expanduser('~/.pyenv'))
+    candidates += sorted(glob.glob(os.path.join(root, 'versions', '3.*', 'bin', 'python3.*[0-9]')))
+    candidates.append(sys.executable)
+    for path in candidates:
+        v = version_of(path)
+        if v is not None and v >= MIN and v not in found:
+            found[v] = path
+    return found
+
+
+def has_deps(python):
+    code = ('import importlib.util, sys; '
+            f'sys.exit(any(importlib.util.find_spec(m) is None for m in {NEEDED!r}))')
+    return subprocess.run([python, '-c', code]).returncode == 0
+
+
+def venv_python(python, version):
+    """A venv of python with the test dependencies (made once), or None."""
+    base = os.environ.get('PASHA_PYTHON_VENVS',
+                          os.path.join(os.environ.get('XDG_CACHE_HOME',
+                                                      os.path.expanduser('~/.cache')),
+                                       'libpasha', 'python-venvs'))
+    venv = os.path.join(base, '%d.%d' % version)
+    vpy = os.path.join(venv, 'bin', 'python')
+    if os.path.exists(vpy) and has_deps(vpy):
+        return vpy
+    print(f'run_pytest: making a venv for Python {version[0]}.{version[1]} in {venv}', flush=True)
+    if subprocess.run([python, '-m', 'venv', venv]).returncode != 0:
+        return None
+    pip = [vpy, '-m', 'pip', 'install', '-q', '--disable-pip-version-check']
+    subprocess.run(pip + ['--upgrade', 'pip'])  # --config-settings needs pip >= 22.1
+    if subprocess.run(pip + CORE_PKGS).returncode != 0:
+        return None
+    if os.path.exists(PIP_FILE):  # the optional ones (xarray, EXtra-data...)
+        subprocess.run(pip + ['-r', PIP_FILE])
+    return vpy if has_deps(vpy) else None
+
+
+def run_one(python, version, build_dir, src, pytest_args):
+    """0 passed, 1 failed, 77 skipped."""
+    if not has_deps(python):
+        python = venv_python(python, version)
+        if python is None:
+            print(f'skipping Python {version}: no venv with ' + ', '.join(NEEDED))
+            return 77
+    tag = 'py%d.%d' % version
+    target = os.path.join(build_dir, tag, 'site')
+    print(f'run_pytest: Python {version[0]}.{version[1]} ({python})', flush=True)
+    r = subprocess.run([python, '-m', 'pip', 'install', '--quiet', '--no-deps',
+                        '--no-build-isolation', '--upgrade', '--target', target,
+                        '--config-settings=build-dir=' + os.path.join(build_dir, tag, 'pybuild'), src])
+    if r.returncode != 0:
+        return 1
     env = dict(os.environ)
     env['PYTHONPATH'] = target + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('PASHA_NUM_WORKERS', '2')
     tests = os.path.join(src, 'tests')
-    return subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-                           '--rootdir', tests, tests] + sys.argv[3:],
-                          cwd=build_dir, env=env).returncode
+    r = subprocess.run([python, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
+                        '--rootdir', tests, tests] + pytest_args, cwd=build_dir, env=env)
+    return 0 if r.returncode == 0 else 1
+
+
+def main():
+    build_dir, src = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+    rest = sys.argv[3:]
+    which = 'newest'
+    if rest[:1] == ['--python']:
+        which, rest = rest[1], rest[2:]
+    if which in ('newest', 'all'):
+        pythons = find_pythons()
+        if not pythons:
+            print('skipping the Python tests: no CPython 3.9+ found')
+            return 77
+        chosen = sorted(pythons.items())
+        if which == 'newest':
+            chosen = chosen[-1:]
+    else:
+        v = version_of(which)
+        if v is None or v < MIN:
+            print(f'{which}: not a CPython 3.9+')
+            return 1
+        chosen = [(v, which)]
+    results = {}
+    for version, python in chosen:
+        results[version] = run_one(python, version, build_dir, src, rest)
+    for version, rc in results.items():
+        print('run_pytest: Python %d.%d: %s' % (version + ({0: 'passed', 1: 'FAILED',
+                                                             77: 'skipped'}[rc],)))
+    if any(rc == 1 for rc in results.values()):
+        return 1
+    if all(rc == 77 for rc in results.values()):
+        return 77
+    return 0
 
 
 if __name__ == '__main__':

@@ -6,6 +6,9 @@ running on libpasha's contexts, shared-memory arrays and map machinery.
 """
 
 from functools import wraps
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
 
 from ._pasha import version as _libpasha_version
 from .context import (  # noqa: F401
@@ -14,13 +17,21 @@ from .functor import (  # noqa: F401
     Functor, SequenceFunctor, NdarrayFunctor, DataArrayFunctor, ExtraDataFunctor,
     gen_split_slices)
 
+# The repository's one version (meson.build's project version; every copy is
+# checked by tools/check-version.py, and the build checks that libpasha's
+# meson version is the Python project's).
 __version__ = '0.2.0'
 libpasha_version = _libpasha_version()
 
-_default_context = None
+# The public names of pasha 0.1.2 (which had no __all__: its public names).
+__all__ = ['MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
+           'SequenceFunctor', 'NdarrayFunctor', 'DataArrayFunctor', 'ExtraDataFunctor',
+           'get_default_context', 'set_default_context', 'alloc', 'map']
+
+_default_context: Optional[MapContext] = None
 
 
-def get_default_context():
+def get_default_context() -> MapContext:
     """The default map context (a ProcessContext until set otherwise)."""
     global _default_context
     if _default_context is None:
@@ -28,7 +39,8 @@ def get_default_context():
     return _default_context
 
 
-def set_default_context(ctx_or_method, *args, **kwargs):
+def set_default_context(ctx_or_method: Union[MapContext, str], *args: Any,
+                        **kwargs: Any) -> None:
     """Set the default map context.
 
     Args:
@@ -49,10 +61,10 @@ def set_default_context(ctx_or_method, *args, **kwargs):
 
 
 @wraps(MapContext.alloc)
-def alloc(*args, **kwargs):
+def alloc(*args: Any, **kwargs: Any) -> np.ndarray:
     return get_default_context().alloc(*args, **kwargs)
 
 
 @wraps(MapContext.map)
-def map(*args, **kwargs):
-    return get_default_context().map(*args, **kwargs)
+def map(function: Callable[..., Any], functor: Any, **kwargs: Any) -> None:
+    return get_default_context().map(function, functor, **kwargs)

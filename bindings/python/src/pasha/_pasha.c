@@ -2,8 +2,18 @@
  * pasha._pasha: the C half of the Python package pasha, on libpasha.
  *
  * Contexts are psh_context handles; alloc hands out numpy arrays that are
- * zero-copy views of psh arrays; map dispatches one Python call per share
- * through psh_map_blocks_ext (static schedule: worker w runs share w).
+ * zero-copy views of psh arrays (recorded in a registry of address ranges);
+ * map runs the kernel over the items of a sequence with one psh_map_ext
+ * call (a custom functor whose worker_begin takes the GIL for the worker's
+ * items and worker_end gives it back), or over the shares of any other
+ * functor with psh_map_blocks_ext. Only the public CPython API is used.
+ *
+ * Process maps release the GIL while the caller waits. From the main
+ * thread they run on a helper thread, so that the main thread can run the
+ * program's signal handlers every few milliseconds: a handler that raises
+ * cancels the map (every worker stops at its next item) and the exception
+ * is re-raised. Forks made by libpasha run CPython's fork protocol through
+ * psh_register_fork_hooks.
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -14,30 +24,156 @@
 
 #include <pasha/pasha.h>
 
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
-/* The process in which the interpreter's state is valid: a forked worker
- * calls PyOS_AfterFork_Child() once before it runs Python code. */
-static pid_t py_pid;
-/* The Python function a persistent-pool worker calls for a share. */
-static PyObject *pool_entry;
+#if PY_VERSION_HEX < 0x03090000
+#error "pasha needs Python 3.9 or newer"
+#endif
 
-static void ensure_child_ready(void)
+/* Python functions set by pasha.context (set_hooks). */
+static PyObject *pool_entry;      /* pool_entry(job, serial) -> (fn, functor, shares, run_worker) */
+static PyObject *store_exception; /* store_exception(slot, exc, index) in worker processes */
+static PyObject *flush_stdio;     /* flush_stdio(): sys.stdout/stderr at a worker's end */
+
+/* Set in a worker process made by libpasha (by the child fork hook). */
+static volatile int in_worker_process;
+/* Set at interpreter exit (atexit): no more thread-state work. */
+static volatile int py_exiting;
+/* The ident of the main thread, whose maps run the signal handlers. */
+static unsigned long main_ident;
+
+/* ---- per-thread Python thread states of libpasha's threads ----------- */
+
+/* A libpasha worker thread keeps its Python thread state between maps (an
+ * Ensure never released), so later maps only take the GIL; the state is
+ * freed when the thread ends (a pthread key destructor). */
+static pthread_key_t kept_key;
+static _Thread_local int tstate_kept;
+
+static void kept_tstate_free(void *p)
 {
-    pid_t p = getpid();
-    if (p != py_pid) {
-        PyOS_AfterFork_Child();
-        py_pid = p;
-    }
+    /* Python's own thread-state key may already be cleared (glibc clears
+     * every key of an ending thread, in key order): use the state itself. */
+    if (py_exiting || !p || !Py_IsInitialized()) return;
+    PyThreadState *ts = (PyThreadState *)p;
+    PyEval_RestoreThread(ts);
+    PyThreadState_Clear(ts);
+    PyThreadState_DeleteCurrent();
 }
 
-/* ---- arrays ---------------------------------------------------------- */
+static PyGILState_STATE gil_enter(void)
+{
+    if (!tstate_kept && PyGILState_GetThisThreadState() == NULL) {
+        /* A thread Python never saw (a libpasha worker): keep its state. */
+        (void)PyGILState_Ensure(); /* the kept count: never released */
+        tstate_kept = 1;
+        pthread_setspecific(kept_key, PyGILState_GetThisThreadState());
+        PyEval_SaveThread();
+    }
+    return PyGILState_Ensure();
+}
+
+/* ---- fork hooks ------------------------------------------------------ */
+
+static _Thread_local PyGILState_STATE fork_gil;
+
+static void hook_prepare(void *data)
+{
+    (void)data;
+    fork_gil = PyGILState_Ensure();
+    PyOS_BeforeFork();
+}
+
+static void hook_parent(void *data)
+{
+    (void)data;
+    PyOS_AfterFork_Parent();
+    PyGILState_Release(fork_gil);
+}
+
+static void hook_child(void *data)
+{
+    (void)data;
+    PyOS_AfterFork_Child();
+    /* This thread (the copy of the forking one) is now the only thread and
+     * holds the GIL; it keeps it for the worker's whole life, and every
+     * kernel call here nests a PyGILState_Ensure in it. */
+    in_worker_process = 1;
+    main_ident = PyThread_get_thread_ident();
+}
+
+/* ---- the registry of psh arrays ------------------------------------- */
+
+typedef struct {
+    uintptr_t begin, end;
+} Region;
+
+static Region *regions;
+static size_t num_regions, cap_regions;
+static pthread_mutex_t regions_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int region_add(uintptr_t b, uintptr_t e)
+{
+    pthread_mutex_lock(&regions_mu);
+    if (num_regions == cap_regions) {
+        size_t cap = cap_regions ? cap_regions * 2 : 64;
+        Region *r = realloc(regions, cap * sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&regions_mu);
+            return -1;
+        }
+        regions = r;
+        cap_regions = cap;
+    }
+    regions[num_regions++] = (Region){b, e};
+    pthread_mutex_unlock(&regions_mu);
+    return 0;
+}
+
+static void region_remove(uintptr_t b)
+{
+    pthread_mutex_lock(&regions_mu);
+    for (size_t i = num_regions; i-- > 0;)
+        if (regions[i].begin == b) {
+            regions[i] = regions[--num_regions];
+            break;
+        }
+    pthread_mutex_unlock(&regions_mu);
+}
+
+/* The region holding [b, e), or 0. */
+static int region_find(uintptr_t b, uintptr_t e, Region *out)
+{
+    int found = 0;
+    pthread_mutex_lock(&regions_mu);
+    for (size_t i = 0; i < num_regions; ++i)
+        if (regions[i].begin <= b && e <= regions[i].end && b < regions[i].end) {
+            *out = regions[i];
+            found = 1;
+            break;
+        }
+    pthread_mutex_unlock(&regions_mu);
+    return found;
+}
 
 static void array_capsule_free(PyObject *cap)
 {
-    psh_array_free((psh_array *)PyCapsule_GetPointer(cap, "pasha.array"));
+    psh_array *a = (psh_array *)PyCapsule_GetPointer(cap, "pasha.array");
+    if (!a) {
+        PyErr_Clear();
+        return;
+    }
+    region_remove((uintptr_t)psh_array_data(a));
+    psh_array_free(a);
 }
 
 typedef struct {
@@ -76,16 +212,21 @@ static PyObject *py_alloc_bytes(PyObject *self, PyObject *args)
     int rc = psh_alloc(&a, ctx_of(ctxo), PSH_UINT8, 1, &shape, NULL);
     if (rc != PSH_OK) return raise_psh(rc, "alloc");
     npy_intp dims = (npy_intp)nbytes;
-    PyObject *arr = PyArray_New(&PyArray_Type, 1, &dims, NPY_UINT8, NULL, psh_array_data(a), 0,
-                                NPY_ARRAY_CARRAY, NULL);
-    if (!arr) {
+    char *data = psh_array_data(a);
+    if (region_add((uintptr_t)data, (uintptr_t)data + (size_t)nbytes + (nbytes == 0)) != 0) {
         psh_array_free(a);
-        return NULL;
+        return PyErr_NoMemory();
     }
     PyObject *cap = PyCapsule_New(a, "pasha.array", array_capsule_free);
     if (!cap) {
+        region_remove((uintptr_t)data);
         psh_array_free(a);
-        Py_DECREF(arr);
+        return NULL;
+    }
+    PyObject *arr = PyArray_New(&PyArray_Type, 1, &dims, NPY_UINT8, NULL, data, 0,
+                                NPY_ARRAY_CARRAY, NULL);
+    if (!arr) {
+        Py_DECREF(cap);
         return NULL;
     }
     if (PyArray_SetBaseObject((PyArrayObject *)arr, cap) < 0) {
@@ -93,6 +234,35 @@ static PyObject *py_alloc_bytes(PyObject *self, PyObject *args)
         return NULL;
     }
     return arr;
+}
+
+/* find_region(obj) -> (region_address, region_nbytes, offset) when the
+ * memory of the ndarray (or buffer) obj lies in a live psh array, else None. */
+static PyObject *py_find_region(PyObject *self, PyObject *obj)
+{
+    (void)self;
+    uintptr_t lo, hi;
+    if (PyArray_Check(obj)) {
+        PyArrayObject *a = (PyArrayObject *)obj;
+        lo = hi = (uintptr_t)PyArray_DATA(a);
+        npy_intp size = PyArray_SIZE(a);
+        if (size == 0) Py_RETURN_NONE;
+        for (int i = 0; i < PyArray_NDIM(a); ++i) {
+            npy_intp ext = (PyArray_DIMS(a)[i] - 1) * PyArray_STRIDES(a)[i];
+            if (ext < 0)
+                lo += ext;
+            else
+                hi += ext;
+        }
+        hi += PyArray_ITEMSIZE(a);
+    } else {
+        Py_RETURN_NONE;
+    }
+    Region r;
+    if (!region_find(lo, hi, &r)) Py_RETURN_NONE;
+    return Py_BuildValue("(KnK)", (unsigned long long)r.begin, (Py_ssize_t)(r.end - r.begin),
+                         (unsigned long long)((uintptr_t)PyArray_DATA((PyArrayObject *)obj) -
+                                              r.begin));
 }
 
 /* from_address(addr, nbytes) -> writable memoryview (no ownership); used to
@@ -126,21 +296,38 @@ static int ctx_init(CtxObject *self, PyObject *args, PyObject *kw)
     o.chunk = chunk < 0 ? 0 : (size_t)chunk;
     o.pin_cpus = pin;
     psh_context *c = NULL;
-    /* A persistent pool forks here, with the GIL held: its workers are
-     * copies of this thread, which owns the GIL in them. */
+    /* A persistent pool forks here (the fork hooks run CPython's fork
+     * protocol around it). */
     int rc = psh_context_create_ext(&c, &o);
     if (rc != PSH_OK) {
         raise_psh(rc, "context");
         return -1;
     }
-    psh_context_destroy(self->ctx);
+    psh_context *old = self->ctx;
     self->ctx = c;
+    if (old) {
+        Py_BEGIN_ALLOW_THREADS
+        psh_context_destroy(old);
+        Py_END_ALLOW_THREADS
+    }
     return 0;
 }
 
 static void ctx_dealloc(CtxObject *self)
 {
-    psh_context_destroy(self->ctx);
+    psh_context *c = self->ctx;
+    self->ctx = NULL;
+    if (c) {
+        /* Its threads give their Python thread states back as they end:
+         * they need the GIL. */
+        if (py_exiting) {
+            psh_context_destroy(c);
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            psh_context_destroy(c);
+            Py_END_ALLOW_THREADS
+        }
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -156,75 +343,535 @@ static PyObject *ctx_kind(CtxObject *self, void *c)
     return PyLong_FromLong((long)psh_context_kind(self->ctx));
 }
 
+/* ---- running a libpasha map (directly or on the helper thread) ------- */
+
+typedef struct {
+    psh_context *ctx;
+    psh_block_kernel bk; /* or */
+    psh_kernel k;
+    psh_functor *f;
+    void *ud;
+    size_t n;
+    const psh_map_options *o;
+    int rc;
+    char msg[1024];
+    int done;
+} RunReq;
+
+static void run_req(RunReq *r)
+{
+    r->rc = r->bk ? psh_map_blocks_ext(r->ctx, r->bk, r->ud, r->n, r->o)
+                  : psh_map_ext(r->ctx, r->k, r->ud, r->f, r->o);
+    if (r->rc != PSH_OK) snprintf(r->msg, sizeof r->msg, "%s", psh_last_error());
+}
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started;
+    int busy;
+    RunReq *req;
+    int efd;
+} helper = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, NULL, -1};
+
+static void *helper_main(void *arg)
+{
+    (void)arg;
+    /* A Python thread state for the fork hooks and progress callbacks,
+     * kept for the thread's life. */
+    (void)PyGILState_Ensure();
+    PyEval_SaveThread();
+    for (;;) {
+        pthread_mutex_lock(&helper.mu);
+        while (!helper.req) pthread_cond_wait(&helper.cv, &helper.mu);
+        RunReq *r = helper.req;
+        helper.req = NULL;
+        pthread_mutex_unlock(&helper.mu);
+        run_req(r);
+        __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+        uint64_t one = 1;
+        ssize_t w = write(helper.efd, &one, sizeof one);
+        (void)w;
+    }
+    return NULL;
+}
+
+static int helper_start(void)
+{
+    if (helper.started) return 0;
+    helper.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (helper.efd < 0) return -1;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 8u << 20);
+    /* A process-directed signal may land on this thread: Python's C-level
+     * handler then only trips its flag, which the main thread checks. */
+    pthread_t t;
+    int rc = pthread_create(&t, &attr, helper_main, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        close(helper.efd);
+        helper.efd = -1;
+        return -1;
+    }
+    helper.started = 1;
+    return 0;
+}
+
+static int is_main_thread(void)
+{
+    return !in_worker_process && PyThread_get_thread_ident() == main_ident;
+}
+
+/* Run r with the GIL released. In the main thread of a process map, run it
+ * on the helper thread and run signal handlers every 5 ms meanwhile; when
+ * one raises, call cancel(cancel_data) and return -1 with the exception
+ * set once the map has ended. */
+static int run_released(RunReq *r, int process_map, void (*cancel)(void *), void *cancel_data)
+{
+    if (!process_map || !is_main_thread() || helper.busy || helper_start() != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        run_req(r);
+        Py_END_ALLOW_THREADS
+        return 0;
+    }
+    helper.busy = 1;
+    r->done = 0;
+    int raised = 0;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&helper.mu);
+    helper.req = r;
+    pthread_cond_signal(&helper.cv);
+    pthread_mutex_unlock(&helper.mu);
+    for (;;) {
+        if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) break;
+        struct pollfd p = {helper.efd, POLLIN, 0};
+        int pr = poll(&p, 1, 5);
+        if (pr > 0) {
+            uint64_t v;
+            ssize_t rd = read(helper.efd, &v, sizeof v);
+            (void)rd;
+        }
+        if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) break;
+        if (!raised) {
+            Py_BLOCK_THREADS
+            if (PyErr_CheckSignals() < 0) {
+                raised = 1;
+                cancel(cancel_data);
+            }
+            Py_UNBLOCK_THREADS
+        }
+    }
+    Py_END_ALLOW_THREADS
+    helper.busy = 0;
+    return raised ? -1 : 0;
+}
+
 /* ---- map ------------------------------------------------------------- */
 
 enum { MODE_INPROC = 0, MODE_FORK = 1, MODE_POOL = 2 };
 
+/* The error buffer (a psh array every worker sees): a header with the stop
+ * flag, then one slot per worker: [exception length, item index, data]. */
+enum { ERR_HEADER = 64 };
+
 typedef struct {
     int mode;
-    PyObject *runner;   /* INPROC/FORK: runner(share_index, worker_id) -> int */
-    char *job;          /* POOL: the pickled job, in a psh array */
+    int itemwise;        /* items of a sequence, or shares of a functor */
+    int num_slots;
+    volatile int cancel; /* libpasha's cancel flag of this map */
+    char *err;           /* the error buffer, or NULL (in-process maps) */
+    size_t err_size;     /* bytes per slot */
+    char *job;           /* POOL: the pickled job, in a psh array */
     size_t job_len;
-    char *err;          /* per-worker error slots, in a psh array */
-    size_t err_size;
-    PyObject *progress; /* callable(done, total) or NULL */
+    long long serial;    /* POOL: which job */
+    /* In-process and fork maps (in a fork child: the copy of the parent's) */
+    PyObject *function;
+    PyObject *functor;
+    PyObject *seq;       /* itemwise: functor.sequence */
+    PyObject *shares;    /* blocks: the list of shares */
+    PyObject *run_worker; /* blocks: a run_worker override, or NULL */
+    PyObject *errors;    /* in-process: list of (index, exception) */
+    PyObject *progress;  /* callable(done, total) or NULL */
+    volatile int stop_local;
+    size_t num_items;
 } MapData;
 
-static int call_runner(PyObject *fn, PyObject *args)
+static int stopped(MapData *d)
 {
-    if (!args) return -1;
-    PyObject *r = PyObject_CallObject(fn, args);
-    Py_DECREF(args);
-    if (!r) {
-        PyErr_Print();
-        return -1;
-    }
-    long v = PyLong_AsLong(r);
-    Py_DECREF(r);
-    if (v == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        return -1;
-    }
-    return (int)v;
+    if (d->err) return __atomic_load_n((int64_t *)d->err, __ATOMIC_RELAXED) != 0;
+    return __atomic_load_n((int *)&d->stop_local, __ATOMIC_RELAXED) != 0 ||
+           __atomic_load_n((int *)&d->cancel, __ATOMIC_RELAXED) != 0;
 }
 
-static _Thread_local int tstate_kept;
+static void set_stop(MapData *d)
+{
+    if (d->err)
+        __atomic_store_n((int64_t *)d->err, 1, __ATOMIC_RELAXED);
+    else
+        __atomic_store_n((int *)&d->stop_local, 1, __ATOMIC_RELAXED);
+}
+
+static void cancel_map(void *p)
+{
+    MapData *d = (MapData *)p;
+    __atomic_store_n((int *)&d->cancel, 1, __ATOMIC_RELAXED);
+    set_stop(d);
+}
+
+static char *slot_of(MapData *d, int w)
+{
+    return d->err + ERR_HEADER + (size_t)(w % d->num_slots) * d->err_size;
+}
+
+/* What a pool worker unpickled for the job it runs (one process, one
+ * thread: plain statics). */
+static long long pool_serial = -1;
+static PyObject *pool_job; /* (function, functor, shares, run_worker_or_None) */
+static PyObject *pool_seq;
+
+typedef struct {
+    PyObject *function, *functor, *seq, *shares, *run_worker;
+} Resolved;
+
+static int resolve(MapData *d, Resolved *r)
+{
+    if (d->mode != MODE_POOL) {
+        r->function = d->function;
+        r->functor = d->functor;
+        r->seq = d->seq;
+        r->shares = d->shares;
+        r->run_worker = d->run_worker;
+        return 0;
+    }
+    if (pool_serial != d->serial || !pool_job) {
+        PyObject *mv = PyMemoryView_FromMemory(d->job, (Py_ssize_t)d->job_len, PyBUF_READ);
+        if (!mv) return -1;
+        PyObject *t = pool_entry ? PyObject_CallFunction(pool_entry, "OL", mv, d->serial) : NULL;
+        Py_DECREF(mv);
+        if (!t) {
+            if (!pool_entry) PyErr_SetString(PyExc_RuntimeError, "pasha: no pool entry");
+            return -1;
+        }
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 4) {
+            Py_DECREF(t);
+            PyErr_SetString(PyExc_RuntimeError, "pasha: bad pool job");
+            return -1;
+        }
+        PyObject *seq = NULL;
+        if (d->itemwise) {
+            seq = PyObject_GetAttrString(PyTuple_GET_ITEM(t, 1), "sequence");
+            if (!seq) {
+                Py_DECREF(t);
+                return -1;
+            }
+        }
+        Py_XSETREF(pool_job, t);
+        Py_XSETREF(pool_seq, seq);
+        pool_serial = d->serial;
+    }
+    r->function = PyTuple_GET_ITEM(pool_job, 0);
+    r->functor = PyTuple_GET_ITEM(pool_job, 1);
+    r->shares = PyTuple_GET_ITEM(pool_job, 2);
+    r->run_worker = PyTuple_GET_ITEM(pool_job, 3) == Py_None ? NULL : PyTuple_GET_ITEM(pool_job, 3);
+    r->seq = pool_seq;
+    return 0;
+}
+
+/* The current exception (cleared), normalized, with its traceback. */
+static PyObject *fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *t, *v, *tb;
+    PyErr_Fetch(&t, &v, &tb);
+    if (!t) return NULL;
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (tb && v) PyException_SetTraceback(v, tb);
+    Py_XDECREF(t);
+    Py_XDECREF(tb);
+    return v;
+#endif
+}
+
+/* A kernel raised at item `index` (-1: unknown) in worker w: keep the
+ * exception for the caller and stop the other workers. */
+static void record_failure(MapData *d, int w, Py_ssize_t index)
+{
+    PyObject *exc = fetch_exception();
+    set_stop(d);
+    if (!exc) return;
+    if (d->mode == MODE_INPROC) {
+        PyObject *item = Py_BuildValue("(nO)", index, exc);
+        if (!item || PyList_Append(d->errors, item) < 0) PyErr_Clear();
+        Py_XDECREF(item);
+    } else if (store_exception) {
+        char *slot = slot_of(d, w);
+        PyObject *mv = PyMemoryView_FromMemory(slot, (Py_ssize_t)d->err_size, PyBUF_WRITE);
+        PyObject *r = mv ? PyObject_CallFunction(store_exception, "OOn", mv, exc, index) : NULL;
+        if (!r) PyErr_Clear();
+        Py_XDECREF(r);
+        Py_XDECREF(mv);
+    }
+    Py_DECREF(exc);
+}
+
+/* Per (thread, map) state: the GIL taken when the worker starts on the
+ * map, given back when it ends. A stack: maps nest (a kernel may map). */
+typedef struct WorkerState {
+    MapData *d;
+    PyGILState_STATE gil;
+    PyObject *wid;
+    Resolved r;
+    int resolved;
+    unsigned count;
+    long long last_ns;
+    struct WorkerState *up;
+} WorkerState;
+
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* In-process maps: a kernel that runs no bytecode never lets the eval loop
+ * hand the GIL over; give other threads (the map's other workers, the
+ * program's) a turn every 5 ms, as CPython's switch interval does. */
+static void maybe_switch(WorkerState *s)
+{
+    if ((++s->count & 63) != 0) return;
+    long long now = now_ns();
+    if (now - s->last_ns < 5000000LL) return;
+    PyThreadState *ts = PyEval_SaveThread();
+    PyEval_RestoreThread(ts);
+    s->last_ns = now_ns();
+}
+
+static _Thread_local WorkerState *cur_worker;
+
+static WorkerState *worker_push(int w)
+{
+    WorkerState *s = PyMem_RawMalloc(sizeof *s);
+    if (!s) return NULL;
+    s->gil = gil_enter();
+    s->d = NULL;
+    s->resolved = 0;
+    s->count = 0;
+    s->last_ns = now_ns();
+    s->wid = PyLong_FromLong(w);
+    s->up = cur_worker;
+    cur_worker = s;
+    if (!s->wid) PyErr_Clear();
+    return s;
+}
+
+static void worker_pop(void)
+{
+    WorkerState *s = cur_worker;
+    if (!s) return;
+    cur_worker = s->up;
+    Py_XDECREF(s->wid);
+    if (s->d && s->d->mode != MODE_INPROC && flush_stdio) {
+        /* The worker's Python-level stdout/stderr buffers. */
+        PyObject *r = PyObject_CallNoArgs(flush_stdio);
+        if (!r) PyErr_Clear();
+        Py_XDECREF(r);
+    }
+    PyGILState_STATE g = s->gil;
+    PyMem_RawFree(s);
+    PyGILState_Release(g);
+}
+
+/* The worker's state for map d (resolving the job on first use). */
+static WorkerState *worker_state(MapData *d, int w)
+{
+    WorkerState *s = cur_worker;
+    if (!s || !s->wid) return NULL;
+    if (s->d != d) {
+        s->d = d;
+        s->resolved = 0;
+    }
+    if (!s->resolved) {
+        if (resolve(d, &s->r) < 0) {
+            record_failure(d, w, -1);
+            return NULL;
+        }
+        s->resolved = 1;
+    }
+    return s;
+}
+
+/* The items' functor: a custom psh functor over range(n) whose callbacks
+ * take the GIL when a worker starts on the map and give it back at its
+ * end (the functor's self cannot tell the map in a pool worker; the
+ * kernel's user data can). */
+static size_t items_length(void *self)
+{
+    return ((MapData *)self)->num_items;
+}
+
+static int items_get(void *self, size_t index, const void **value)
+{
+    (void)self;
+    (void)index;
+    *value = NULL;
+    return 0;
+}
+
+static int items_begin(void *self, int w)
+{
+    (void)self;
+    return worker_push(w) ? 0 : 3;
+}
+
+static void items_end(void *self, int w)
+{
+    (void)self;
+    (void)w;
+    worker_pop();
+}
+
+static int item_kernel(void *ud, int w, size_t index, const void *value)
+{
+    (void)value;
+    MapData *d = (MapData *)ud;
+    WorkerState *s = worker_state(d, w);
+    if (!s) return 3;
+    if (stopped(d)) return 2;
+    if (d->err) {
+        ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
+    } else {
+        /* In-process, in the main thread: run signal handlers (even if the
+         * kernel runs no bytecode; elsewhere a no-op), share the GIL. */
+        if (PyErr_CheckSignals() < 0) {
+            record_failure(d, w, (Py_ssize_t)index);
+            return 1;
+        }
+        maybe_switch(s);
+    }
+    PyObject *idx = PyLong_FromSize_t(index);
+    PyObject *val = idx ? PySequence_GetItem(s->r.seq, (Py_ssize_t)index) : NULL;
+    PyObject *res = NULL;
+    if (val) {
+        PyObject *args[3] = {s->wid, idx, val};
+        res = PyObject_Vectorcall(s->r.function, args, 3, NULL);
+    }
+    Py_XDECREF(idx);
+    Py_XDECREF(val);
+    if (!res) {
+        record_failure(d, w, (Py_ssize_t)index);
+        return 1;
+    }
+    Py_DECREF(res);
+    return 0;
+}
+
+/* One share of a generic functor: function(w, *entry) for each entry of
+ * functor.iterate(share), or run_worker(function, functor, share, w). */
+static int run_share(MapData *d, WorkerState *s, int w, PyObject *share)
+{
+    Resolved *r = &s->r;
+    if (r->run_worker) {
+        PyObject *res = PyObject_CallFunctionObjArgs(r->run_worker, r->function, r->functor, share,
+                                                     s->wid, NULL);
+        if (!res) {
+            record_failure(d, w, -1);
+            return 1;
+        }
+        Py_DECREF(res);
+        return 0;
+    }
+    PyObject *gen = PyObject_CallMethod(r->functor, "iterate", "O", share);
+    PyObject *it = gen ? PyObject_GetIter(gen) : NULL;
+    Py_XDECREF(gen);
+    if (!it) {
+        record_failure(d, w, -1);
+        return 1;
+    }
+    PyObject *entry;
+    PyObject *small[8];
+    int rc = 0;
+    while ((entry = PyIter_Next(it)) != NULL) {
+        if (stopped(d)) {
+            Py_DECREF(entry);
+            rc = 2;
+            break;
+        }
+        PyObject *tup = PySequence_Tuple(entry);
+        Py_DECREF(entry);
+        if (!tup) {
+            record_failure(d, w, -1);
+            rc = 1;
+            break;
+        }
+        Py_ssize_t m = PyTuple_GET_SIZE(tup);
+        Py_ssize_t index = -1;
+        if (m > 0 && PyLong_Check(PyTuple_GET_ITEM(tup, 0))) {
+            index = PyLong_AsSsize_t(PyTuple_GET_ITEM(tup, 0));
+            if (index == -1 && PyErr_Occurred()) PyErr_Clear();
+        }
+        if (d->err) {
+            ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
+        } else {
+            if (PyErr_CheckSignals() < 0) {
+                Py_DECREF(tup);
+                record_failure(d, w, index);
+                rc = 1;
+                break;
+            }
+            maybe_switch(s);
+        }
+        PyObject **args = m + 1 <= 8 ? small : PyMem_Malloc((size_t)(m + 1) * sizeof *args);
+        PyObject *res = NULL;
+        if (args) {
+            args[0] = s->wid;
+            for (Py_ssize_t i = 0; i < m; ++i) args[i + 1] = PyTuple_GET_ITEM(tup, i);
+            res = PyObject_Vectorcall(r->function, args, (size_t)m + 1, NULL);
+            if (args != small) PyMem_Free(args);
+        } else {
+            PyErr_NoMemory();
+        }
+        Py_DECREF(tup);
+        if (!res) {
+            record_failure(d, w, index);
+            rc = 1;
+            break;
+        }
+        Py_DECREF(res);
+    }
+    if (rc == 0 && PyErr_Occurred()) {
+        record_failure(d, w, -1);
+        rc = 1;
+    }
+    Py_DECREF(it);
+    return rc;
+}
 
 static int block_kernel(void *ud, int w, size_t begin, size_t end)
 {
     MapData *d = (MapData *)ud;
-    int rc = 0;
-    if (d->mode == MODE_INPROC) {
-        PyGILState_STATE st = PyGILState_Ensure();
-        if (!tstate_kept) {
-            /* Keep this pool thread's Python thread state for later maps:
-             * one Ensure never released, so the next ones only take the
-             * GIL instead of making and deleting a thread state. */
-            (void)PyGILState_Ensure();
-            tstate_kept = 1;
-        }
-        for (size_t i = begin; i < end && rc == 0; ++i)
-            rc = call_runner(d->runner, Py_BuildValue("(ni)", (Py_ssize_t)i, w));
-        PyGILState_Release(st);
-        return rc;
-    }
-    /* A forked worker: this thread is the copy of the one that held the
-     * GIL at fork time (or runs inline in the caller, nested). */
-    ensure_child_ready();
+    if (!worker_push(w)) return 3;
+    WorkerState *s = worker_state(d, w);
+    int rc = s ? 0 : 3;
     for (size_t i = begin; i < end && rc == 0; ++i) {
-        if (d->mode == MODE_FORK) {
-            rc = call_runner(d->runner, Py_BuildValue("(ni)", (Py_ssize_t)i, w));
-        } else {
-            PyObject *job = PyMemoryView_FromMemory(d->job, (Py_ssize_t)d->job_len, PyBUF_READ);
-            PyObject *err = PyMemoryView_FromMemory(d->err + (size_t)w * d->err_size,
-                                                    (Py_ssize_t)d->err_size, PyBUF_WRITE);
-            PyObject *args = (job && err) ? Py_BuildValue("(OOni)", job, err, (Py_ssize_t)i, w)
-                                          : NULL;
-            Py_XDECREF(job);
-            Py_XDECREF(err);
-            rc = pool_entry ? call_runner(pool_entry, args) : -1;
+        if (stopped(d)) {
+            rc = 2;
+            break;
         }
+        PyObject *share = PySequence_GetItem(s->r.shares, (Py_ssize_t)i);
+        if (!share) {
+            record_failure(d, w, -1);
+            rc = 1;
+            break;
+        }
+        rc = run_share(d, s, w, share);
+        Py_DECREF(share);
     }
+    worker_pop();
     return rc;
 }
 
@@ -238,34 +885,52 @@ static void progress_cb(void *ud, size_t done, size_t total)
     PyGILState_Release(st);
 }
 
-/* Ctrl-C during a map: set libpasha's cancel flag and chain to the
- * previous handler (Python's, which trips KeyboardInterrupt). */
-static volatile int cancel_flag;
+/* Ctrl-C during an in-process map in the main thread: cancel that map and
+ * chain to the previous handler (Python's, which trips KeyboardInterrupt). */
+static volatile int *volatile sigint_target;
 static struct sigaction old_sigint;
 
 static void on_sigint(int sig)
 {
-    __atomic_store_n((int *)&cancel_flag, 1, __ATOMIC_RELAXED);
+    volatile int *t = sigint_target;
+    if (t) __atomic_store_n((int *)t, 1, __ATOMIC_RELAXED);
     if (!(old_sigint.sa_flags & SA_SIGINFO) && old_sigint.sa_handler != SIG_DFL &&
         old_sigint.sa_handler != SIG_IGN && old_sigint.sa_handler != NULL)
         old_sigint.sa_handler(sig);
 }
 
-/* ctx.map_blocks(n, runner, mode, job, err, err_size, schedule, chunk,
- *                progress) -> (status, message)
- * job and err are uint8 ndarrays over psh arrays (or None). */
-static PyObject *ctx_map_blocks(CtxObject *self, PyObject *args)
+static const psh_functor_vtable items_vt = {sizeof(psh_functor_vtable), items_length, items_get,
+                                            items_begin, items_end};
+
+/* ctx.map(itemwise, n, function, functor, seq, shares, run_worker, mode,
+ *         job, serial, err, err_size, schedule, chunk, progress)
+ *   -> (status, message, errors)
+ * itemwise: n items of seq, else n shares. errors: [(index, exception)]
+ * raised in-process. job and err: uint8 ndarrays over psh arrays, or None. */
+static PyObject *ctx_map(CtxObject *self, PyObject *args)
 {
+    int itemwise, mode, schedule;
     Py_ssize_t n, err_size, chunk;
-    PyObject *runner, *job, *err, *progress;
-    int mode, schedule;
-    if (!PyArg_ParseTuple(args, "nOiOOninO", &n, &runner, &mode, &job, &err, &err_size,
-                          &schedule, &chunk, &progress))
+    long long serial;
+    PyObject *function, *functor, *seq, *shares, *run_worker, *job, *err, *progress;
+    if (!PyArg_ParseTuple(args, "pnOOOOOiOLOninO", &itemwise, &n, &function, &functor, &seq,
+                          &shares, &run_worker, &mode, &job, &serial, &err, &err_size, &schedule,
+                          &chunk, &progress))
         return NULL;
+    if (n < 0) return PyErr_Format(PyExc_ValueError, "map: negative length");
     MapData d;
     memset(&d, 0, sizeof d);
     d.mode = mode;
-    d.runner = runner;
+    d.itemwise = itemwise;
+    d.function = function;
+    d.functor = functor;
+    d.seq = seq;
+    d.shares = shares;
+    d.run_worker = run_worker == Py_None ? NULL : run_worker;
+    d.serial = serial;
+    d.progress = progress == Py_None ? NULL : progress;
+    d.num_slots = psh_context_num_workers(self->ctx);
+    if (d.num_slots < 1) d.num_slots = 1;
     if (job != Py_None) {
         if (!PyArray_Check(job)) return PyErr_Format(PyExc_TypeError, "job must be an ndarray");
         d.job = PyArray_BYTES((PyArrayObject *)job);
@@ -273,55 +938,85 @@ static PyObject *ctx_map_blocks(CtxObject *self, PyObject *args)
     }
     if (err != Py_None) {
         if (!PyArray_Check(err)) return PyErr_Format(PyExc_TypeError, "err must be an ndarray");
+        if ((size_t)PyArray_NBYTES((PyArrayObject *)err) <
+            ERR_HEADER + (size_t)d.num_slots * (size_t)err_size || err_size < 16)
+            return PyErr_Format(PyExc_ValueError, "err buffer too small");
         d.err = PyArray_BYTES((PyArrayObject *)err);
         d.err_size = (size_t)err_size;
+        memset(d.err, 0, ERR_HEADER);
+        for (int w = 0; w < d.num_slots; ++w) memset(slot_of(&d, w), 0xff, 16);
+        for (int w = 0; w < d.num_slots; ++w) ((int64_t *)slot_of(&d, w))[0] = 0;
+    } else if (mode != MODE_INPROC) {
+        return PyErr_Format(PyExc_ValueError, "process maps need an error buffer");
     }
-    d.progress = progress == Py_None ? NULL : progress;
+    d.errors = PyList_New(0);
+    if (!d.errors) return NULL;
 
     psh_map_options o;
     psh_map_options_init(&o);
     o.schedule = (psh_schedule)schedule;
     o.chunk = (size_t)chunk;
-    o.cancel = &cancel_flag;
+    o.cancel = &d.cancel;
     if (d.progress) {
         o.progress = progress_cb;
         o.progress_data = &d;
     }
     if (mode == MODE_POOL) o.user_data_size = sizeof d;
 
-    int main_thread = PyGILState_Check() && _PyOS_IsMainThread();
+    size_t len = (size_t)n;
+    d.num_items = len;
+    psh_functor *f = NULL;
+    RunReq r;
+    memset(&r, 0, sizeof r);
+    r.ctx = self->ctx;
+    r.ud = &d;
+    r.o = &o;
+    if (itemwise) {
+        int rc = psh_functor_custom(&f, &items_vt, &d);
+        if (rc != PSH_OK) {
+            Py_DECREF(d.errors);
+            return raise_psh(rc, "map");
+        }
+        r.k = item_kernel;
+        r.f = f;
+    } else {
+        r.bk = block_kernel;
+        r.n = len;
+    }
+
+    int main_thread = is_main_thread();
     struct sigaction sa, saved;
-    if (main_thread) {
-        __atomic_store_n((int *)&cancel_flag, 0, __ATOMIC_RELAXED);
+    volatile int *prev_target = NULL;
+    int hooked = 0;
+    if (main_thread && mode == MODE_INPROC) {
+        prev_target = sigint_target;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_sigint;
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGINT, &sa, &saved);
-        old_sigint = saved;
+        if (!prev_target) {
+            if (sigaction(SIGINT, &sa, &saved) == 0) {
+                old_sigint = saved;
+                hooked = 1;
+            }
+        }
+        sigint_target = &d.cancel;
     }
-    int rc;
-    if (mode == MODE_INPROC) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = psh_map_blocks_ext(self->ctx, block_kernel, &d, (size_t)n, &o);
-        Py_END_ALLOW_THREADS
-    } else {
-        /* Hold the GIL across the fork so the children own it. */
-        py_pid = getpid();
-        rc = psh_map_blocks_ext(self->ctx, block_kernel, &d, (size_t)n, &o);
+    int raised = run_released(&r, mode != MODE_INPROC, cancel_map, &d);
+    if (main_thread && mode == MODE_INPROC) {
+        sigint_target = prev_target;
+        if (hooked) sigaction(SIGINT, &saved, NULL);
     }
-    const char *msg = psh_last_error();
-    PyObject *res = Py_BuildValue("(is)", rc, rc == PSH_OK ? "" : msg);
-    int canceled = 0;
-    if (main_thread) {
-        sigaction(SIGINT, &saved, NULL);
-        canceled = __atomic_load_n((int *)&cancel_flag, __ATOMIC_RELAXED);
-    }
-    if (canceled) {
-        Py_XDECREF(res);
-        if (PyErr_CheckSignals() < 0) return NULL;
-        PyErr_SetNone(PyExc_KeyboardInterrupt);
+    psh_functor_destroy(f);
+    if (raised) {
+        Py_DECREF(d.errors);
         return NULL;
     }
+    if (d.cancel && PyErr_CheckSignals() < 0) {
+        Py_DECREF(d.errors);
+        return NULL;
+    }
+    PyObject *res = Py_BuildValue("(isO)", r.rc, r.rc == PSH_OK ? "" : r.msg, d.errors);
+    Py_DECREF(d.errors);
     return res;
 }
 
@@ -347,6 +1042,11 @@ static int npy_to_psh(int t, psh_dtype *out)
     case NPY_COMPLEX128: *out = PSH_COMPLEX128; return 0;
     default: return -1;
     }
+}
+
+static void cancel_flag_only(void *p)
+{
+    __atomic_store_n((int *)p, 1, __ATOMIC_RELAXED);
 }
 
 static PyObject *ctx_map_native(CtxObject *self, PyObject *args)
@@ -378,23 +1078,57 @@ static PyObject *ctx_map_native(CtxObject *self, PyObject *args)
         rc = psh_functor_strided(&f, PyArray_DATA(a), dt, nd, shape, strides, axis);
     }
     if (rc != PSH_OK) return raise_psh(rc, "map");
+    volatile int cancel = 0;
     psh_map_options o;
     psh_map_options_init(&o);
-    o.cancel = &cancel_flag;
-    __atomic_store_n((int *)&cancel_flag, 0, __ATOMIC_RELAXED);
-    Py_BEGIN_ALLOW_THREADS
-    rc = psh_map_ext(self->ctx, (psh_kernel)(uintptr_t)fn, (void *)(uintptr_t)ud, f, &o);
-    Py_END_ALLOW_THREADS
-    PyObject *res = Py_BuildValue("(is)", rc, rc == PSH_OK ? "" : psh_last_error());
+    o.cancel = &cancel;
+    RunReq r;
+    memset(&r, 0, sizeof r);
+    r.ctx = self->ctx;
+    r.k = (psh_kernel)(uintptr_t)fn;
+    r.ud = (void *)(uintptr_t)ud;
+    r.f = f;
+    r.o = &o;
+    int raised = run_released(&r, psh_context_kind(self->ctx) == PSH_PROCESSES,
+                              cancel_flag_only, (void *)&cancel);
     psh_functor_destroy(f);
-    return res;
+    if (raised) return NULL;
+    return Py_BuildValue("(is)", r.rc, r.rc == PSH_OK ? "" : r.msg);
 }
 
-static PyObject *py_set_pool_entry(PyObject *self, PyObject *fn)
+static PyObject *py_set_hooks(PyObject *self, PyObject *args)
 {
     (void)self;
-    Py_XINCREF(fn);
-    Py_XSETREF(pool_entry, fn);
+    PyObject *a, *b, *c;
+    if (!PyArg_ParseTuple(args, "OOO", &a, &b, &c)) return NULL;
+    Py_INCREF(a);
+    Py_INCREF(b);
+    Py_INCREF(c);
+    Py_XSETREF(pool_entry, a);
+    Py_XSETREF(store_exception, b);
+    Py_XSETREF(flush_stdio, c);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_at_exit(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    py_exiting = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_after_fork_child(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    main_ident = PyThread_get_thread_ident();
+    /* The helper thread is not in the child (and may have held its lock). */
+    pthread_mutex_init(&helper.mu, NULL);
+    pthread_cond_init(&helper.cv, NULL);
+    helper.started = 0;
+    helper.busy = 0;
+    helper.req = NULL;
     Py_RETURN_NONE;
 }
 
@@ -409,18 +1143,17 @@ static PyObject *py_default_num_workers(PyObject *self, PyObject *noargs)
 {
     (void)self;
     (void)noargs;
-    psh_context *c = NULL;
-    int rc = psh_context_create(&c, PSH_THREADS, 0);
-    if (rc != PSH_OK) return raise_psh(rc, "context");
+    psh_context *c = psh_default_context_ref();
+    if (!c) return raise_psh(PSH_ESYS, "context");
     int n = psh_context_num_workers(c);
     psh_context_destroy(c);
     return PyLong_FromLong(n);
 }
 
 static PyMethodDef ctx_methods[] = {
-    {"map_blocks", (PyCFunction)ctx_map_blocks, METH_VARARGS,
-     "map_blocks(n, runner, mode, job, err, err_size, schedule, chunk, progress)"
-     " -> (status, message): one psh_map_blocks_ext call"},
+    {"map", (PyCFunction)ctx_map, METH_VARARGS,
+     "map(itemwise, n, function, functor, seq, shares, run_worker, mode, job, serial, err,"
+     " err_size, schedule, chunk, progress) -> (status, message, errors)"},
     {"map_native", (PyCFunction)ctx_map_native, METH_VARARGS,
      "map_native(fnptr, user_data, n, array, axis) -> (status, message)"},
     {NULL, NULL, 0, NULL}};
@@ -447,13 +1180,17 @@ static PyTypeObject CtxType = {
 static PyMethodDef module_methods[] = {
     {"alloc_bytes", py_alloc_bytes, METH_VARARGS,
      "alloc_bytes(ctx, nbytes) -> uint8 ndarray viewing a new psh array"},
+    {"find_region", py_find_region, METH_O,
+     "find_region(array) -> (address, nbytes, offset) of the live psh array holding it, or None"},
     {"from_address", py_from_address, METH_VARARGS,
      "from_address(addr, nbytes) -> writable memoryview of psh memory"},
-    {"set_pool_entry", py_set_pool_entry, METH_O,
-     "set_pool_entry(fn): fn(job, err, share_index, worker_id) runs in pool workers"},
+    {"set_hooks", py_set_hooks, METH_VARARGS,
+     "set_hooks(pool_entry, store_exception, flush_stdio)"},
+    {"_at_exit", py_at_exit, METH_NOARGS, "the interpreter is exiting"},
+    {"_after_fork_child", py_after_fork_child, METH_NOARGS, "after os.fork() in the child"},
     {"version", py_version, METH_NOARGS, "libpasha's version"},
     {"default_num_workers", py_default_num_workers, METH_NOARGS,
-     "the default number of workers of libpasha"},
+     "the number of workers of libpasha's default context"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module_def = {
@@ -464,6 +1201,23 @@ PyMODINIT_FUNC PyInit__pasha(void)
 {
     import_array();
     if (PyType_Ready(&CtxType) < 0) return NULL;
+    static int once;
+    if (!once) {
+        if (pthread_key_create(&kept_key, kept_tstate_free) != 0)
+            return PyErr_Format(PyExc_RuntimeError, "pasha: pthread_key_create failed");
+        if (psh_register_fork_hooks(hook_prepare, hook_parent, hook_child, NULL) != PSH_OK)
+            return PyErr_Format(PyExc_RuntimeError, "pasha: %s", psh_last_error());
+        once = 1;
+    }
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *mt = threading ? PyObject_CallMethod(threading, "main_thread", NULL) : NULL;
+    PyObject *ident = mt ? PyObject_GetAttrString(mt, "ident") : NULL;
+    Py_XDECREF(threading);
+    Py_XDECREF(mt);
+    if (!ident) return NULL;
+    main_ident = PyLong_AsUnsignedLong(ident);
+    Py_DECREF(ident);
+    if (PyErr_Occurred()) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (!m) return NULL;
     Py_INCREF(&CtxType);
@@ -472,6 +1226,6 @@ PyMODINIT_FUNC PyInit__pasha(void)
     PyModule_AddIntConstant(m, "EKERNEL", PSH_EKERNEL);
     PyModule_AddIntConstant(m, "EWORKER", PSH_EWORKER);
     PyModule_AddIntConstant(m, "ECANCELED", PSH_ECANCELED);
-    py_pid = getpid();
+    PyModule_AddIntConstant(m, "ERR_HEADER", ERR_HEADER);
     return m;
 }

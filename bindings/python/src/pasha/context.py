@@ -9,36 +9,62 @@ Python call per share through ``psh_map_blocks``.
 import ctypes
 import io
 import pickle
+import re
 import struct
-import threading
+import sys
+import traceback
+import warnings
 from numbers import Integral
+from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _pasha
-from .functor import Functor
+from .functor import Functor, SequenceFunctor
+
+try:
+    import cloudpickle as _cloudpickle
+    _Pickler = _cloudpickle.CloudPickler
+except ImportError:  # pragma: no cover - cloudpickle is a dependency
+    _cloudpickle = None
+    _Pickler = pickle.Pickler
 
 __all__ = ['MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
            'WorkerError']
 
 _SERIAL, _THREADS, _PROCESSES = 0, 1, 2
 _SCHEDULES = {'static': 0, 'dynamic': 1, 'guided': 2}
+_SCHEDULE_CONTEXT = -1
 _MODE_INPROC, _MODE_FORK, _MODE_POOL = 0, 1, 2
 _ERR_SIZE = 1 << 16  # bytes per worker for a pickled exception
+_ERR_HEADER = _pasha.ERR_HEADER
+# An ordinary ndarray at least this large reaching a pool map by value is
+# copied once into shared memory for the map instead of being pickled.
+_BIG_ARRAY = 1 << 20
 
 
 class WorkerError(RuntimeError):
     """A worker process died (signal or exit) or the map failed in libpasha."""
 
 
+class _RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process (as
+    concurrent.futures attaches it: the __cause__ of the re-raised one)."""
+
+    def __init__(self, tb):
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self):
+        return self.tb
+
+
 def _array_root(a):
-    """The uint8 ndarray made by _pasha.alloc_bytes under `a`, or None."""
-    while isinstance(a, np.ndarray):
-        b = a.base
-        if type(b).__name__ == 'PyCapsule':
-            return a
-        a = b
-    return None
+    """(address, nbytes, offset) of the live libpasha array holding ndarray
+    a's memory, or None: by address range, whatever a's base objects are."""
+    if not isinstance(a, np.ndarray):
+        return None
+    return _pasha.find_region(a)
 
 
 def _rebuild_array(addr, nbytes, dtype, shape, strides, offset):
@@ -46,81 +72,188 @@ def _rebuild_array(addr, nbytes, dtype, shape, strides, offset):
     return np.ndarray(shape, dtype=dtype, buffer=buf, offset=offset, strides=strides)
 
 
-class _JobPickler(pickle.Pickler):
-    """Pickles arrays in libpasha shared memory by address: the pool's
-    workers see that memory live, so they write into the caller's array."""
+_warned_big = False
+
+
+class _JobPickler(_Pickler):
+    """Pickles a pool job with cloudpickle (closures, lambdas, functions
+    defined after the pool was made). Arrays in libpasha shared memory
+    travel by address: the workers see that memory live. A large ordinary
+    array is copied once into shared memory for this map."""
+
+    def __init__(self, file, ctx, temps):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._ctx = ctx
+        self._temps = temps
+        self._copies = {}
 
     def reducer_override(self, obj):
-        if isinstance(obj, np.ndarray):
-            root = _array_root(obj)
-            if root is not None:
-                base = root.ctypes.data
-                return _rebuild_array, (base, root.nbytes, obj.dtype, obj.shape,
-                                        obj.strides, obj.ctypes.data - base)
-        return NotImplemented
+        if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
+            region = _pasha.find_region(obj)
+            if region is None and obj.nbytes >= _BIG_ARRAY:
+                copy = self._copies.get(id(obj))
+                if copy is None:
+                    copy = self._ctx._alloc(obj.shape, obj.dtype, 'C', None)
+                    copy[...] = obj
+                    self._copies[id(obj)] = copy
+                    self._temps.append((obj, copy))
+                    _warn_big_copy(obj)
+                obj = copy
+                region = _pasha.find_region(obj)
+            if region is not None:
+                return _rebuild_array, (region[0], region[1], obj.dtype, obj.shape,
+                                        obj.strides, region[2])
+        parent = getattr(super(), 'reducer_override', None)
+        return parent(obj) if parent is not None else NotImplemented
 
 
-class _Stopped(BaseException):
-    """Raised asynchronously in the other worker threads when one fails."""
+def _warn_big_copy(obj):
+    global _warned_big
+    if _warned_big:
+        return
+    _warned_big = True
+    warnings.warn(
+        f'pasha: an ordinary numpy array of {obj.nbytes} bytes {obj.shape} reaches a pool '
+        'map by value: it is copied into shared memory for every map. Allocate it with '
+        'psh.alloc (or ctx.alloc) to share it without a copy.', ResourceWarning, stacklevel=5)
 
 
-def _async_raise(ident, exc_type):
-    obj = ctypes.py_object(exc_type) if exc_type is not None else ctypes.c_void_p(None)
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), obj)
-
-
-def _pickle_exception(exc):
+def _pickle_exception(exc, tb, index):
+    dumps = _cloudpickle.dumps if _cloudpickle is not None else pickle.dumps
     try:
-        data = pickle.dumps(exc)
+        data = dumps((exc, tb, index))
         pickle.loads(data)
     except Exception:
-        data = pickle.dumps(RuntimeError(f'{type(exc).__name__}: {exc}'))
+        data = pickle.dumps((RuntimeError(f'{type(exc).__name__}: {exc}'), tb, index))
     return data
 
 
-def _store_exception(err, exc):
-    data = _pickle_exception(exc)
-    if len(data) + 8 > len(err):
-        data = pickle.dumps(RuntimeError(f'{type(exc).__name__}: {str(exc)[:1000]}'))
-    err[8:8 + len(data)] = data
-    err[:8] = struct.pack('<Q', len(data))
+def _store_exception(slot, exc, index):
+    """In a worker process: pickle exc (and its traceback text) into slot."""
+    tb = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    data = _pickle_exception(exc, tb, index)
+    room = len(slot) - 16
+    if len(data) > room:
+        data = pickle.dumps((RuntimeError(f'{type(exc).__name__}: {str(exc)[:1000]}'),
+                             tb[-(room // 2):], index))
+    slot[16:16 + len(data)] = data
+    slot[:8] = struct.pack('<q', len(data))
 
 
-def _load_exception(err):
-    (n,) = struct.unpack('<Q', bytes(err[:8]))
-    if n == 0 or n + 8 > len(err):
+def _load_exception(slot, function=None):
+    (n,) = struct.unpack('<q', bytes(slot[:8]))
+    if n <= 0 or n + 16 > len(slot):
         return None
-    return pickle.loads(bytes(err[8:8 + n]))
+    exc, tb, index = pickle.loads(bytes(slot[16:16 + n]))
+    if tb and function is not None:
+        try:
+            tb = _fix_dynamic_frames(tb, function)
+        except Exception:  # the traceback as it came is still useful
+            pass
+    if tb:
+        exc.__cause__ = _RemoteTraceback('\n"""\n' + tb + '"""')
+    return index, exc
 
 
-def _pool_entry(job, err, share_index, worker_id):
-    """Runs one share inside a persistent-pool worker."""
-    try:
-        function, functor, shares, run_worker = pickle.loads(job)
-        run_worker(function, functor, shares[share_index], worker_id)
-    except BaseException as e:  # noqa: B902 - passed back to the caller
-        _store_exception(err, e)
-        return 1
-    return 0
+_DYNAMIC_FRAME = re.compile(r'  File "<dynamic-code>", line (\d+), in (\S+)\n')
 
 
-_pasha.set_pool_entry(_pool_entry)
+def _code_files(function):
+    """{code name: file name} of the code reachable from a kernel (itself,
+    the functions it defines and the global functions it names)."""
+    import functools
+    import types
+    f = function
+    while isinstance(f, functools.partial):
+        f = f.func
+    if not hasattr(f, '__code__'):
+        f = getattr(f, '__call__', f)
+    files = {}
+    stack = []
+    code = getattr(f, '__code__', None)
+    if code is not None:
+        stack.append(code)
+        glb = getattr(f, '__globals__', {})
+        for name in code.co_names:
+            g = glb.get(name)
+            if isinstance(g, types.FunctionType):
+                stack.append(g.__code__)
+    seen = set()
+    while stack:
+        c = stack.pop()
+        if id(c) in seen:
+            continue
+        seen.add(id(c))
+        files.setdefault(c.co_name, c.co_filename)
+        stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    return files
+
+
+def _fix_dynamic_frames(tb, function):
+    """cloudpickle names the file of code it ships by value "<dynamic-code>":
+    put back the kernel's file and source lines."""
+    if '<dynamic-code>' not in tb:
+        return tb
+    import linecache
+    files = _code_files(function)
+
+    def repl(m):
+        name = files.get(m.group(2))
+        if not name:
+            return m.group(0)
+        src = linecache.getline(name, int(m.group(1))).strip()
+        return f'  File "{name}", line {m.group(1)}, in {m.group(2)}\n' + \
+            (f'    {src}\n' if src else '')
+    return _DYNAMIC_FRAME.sub(repl, tb)
+
+
+def _pool_entry(job, serial):
+    """In a pool worker: the job of map `serial`."""
+    return pickle.loads(job)
+
+
+def _flush_stdio():
+    for f in (sys.stdout, sys.stderr):
+        try:
+            if f is not None:
+                f.flush()
+        except Exception:
+            pass
+
+
+_pasha.set_hooks(_pool_entry, _store_exception, _flush_stdio)
+
+
+def _exiting():
+    _pasha._at_exit()
+
+
+import atexit  # noqa: E402
+import os  # noqa: E402
+
+atexit.register(_exiting)
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_pasha._after_fork_child)
+
+_cffi = None  # the cffi module, False when it is not installed
 
 
 def _native_pointer(function):
     """The address of a native kernel, or None for a Python callable."""
+    global _cffi
     if isinstance(function, ctypes._CFuncPtr):
         return ctypes.cast(function, ctypes.c_void_p).value
     address = getattr(function, 'address', None)  # numba cfunc
     if isinstance(address, int) and hasattr(function, 'native_name'):
         return address
-    try:  # cffi function pointer
-        import cffi  # noqa: F401
-        ffi = cffi.FFI()
-        if isinstance(function, ffi.CData):
-            return int(ffi.cast('uintptr_t', function))
-    except ImportError:
-        pass
+    if _cffi is None:
+        # Look only when cffi is loaded: a cffi pointer implies it is.
+        if 'cffi' not in sys.modules:
+            return None
+        import cffi
+        _cffi = cffi.FFI()
+    if _cffi and isinstance(function, _cffi.CData):
+        return int(_cffi.cast('uintptr_t', function))
     return None
 
 
@@ -169,6 +302,15 @@ class MapContext:
             if int(s) < 0:
                 raise ValueError('negative dimensions are not allowed')
             count *= int(s)
+        if dtype.hasobject:
+            if getattr(self, '_kind', _SERIAL) == _PROCESSES:
+                raise TypeError(f'alloc: dtype {dtype} holds Python objects, which cannot be '
+                                'shared with worker processes; use a numeric dtype, or a '
+                                'SerialContext or ThreadContext')
+            array = np.empty(shape, dtype, order=order)
+            if fill is not None:
+                array[...] = fill
+            return array
         raw = _pasha.alloc_bytes(getattr(self, '_ctx', None), count * dtype.itemsize)
         array = raw.view(dtype).reshape(shape, order=order) if dtype.itemsize else \
             np.ndarray(shape, dtype, order=order)
@@ -176,8 +318,9 @@ class MapContext:
             array[...] = fill
         return array
 
-    def alloc(self, shape=None, dtype=None, *, order=None, fill=None, like=None,
-              per_worker=False):
+    def alloc(self, shape: Union[int, Tuple[int, ...], None] = None, dtype: Any = None, *,
+              order: Optional[str] = None, fill: Any = None, like: Any = None,
+              per_worker: bool = False) -> np.ndarray:
         """Allocate an array shared with all workers of this context.
 
         Args:
@@ -207,7 +350,9 @@ class MapContext:
         for entry in functor.iterate(share):
             function(worker_id, *entry)
 
-    def map(self, function, functor, *, progress=False, user_data=None):
+    def map(self, function: Callable[..., Any], functor: Any, *,
+            progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> None:
         """Apply function to every element of functor.
 
         Args:
@@ -230,8 +375,8 @@ class _PshContext(MapContext):
 
     _kind = _SERIAL
 
-    def __init__(self, num_workers=None, *, persistent=False, schedule='static', chunk=0,
-                 pin_cpus=False):
+    def __init__(self, num_workers: Optional[int] = None, *, persistent: bool = False,
+                 schedule: str = 'static', chunk: int = 0, pin_cpus: bool = False):
         if schedule not in _SCHEDULES:
             raise ValueError(f'unknown schedule {schedule!r}')
         if num_workers is not None and (not isinstance(num_workers, Integral) or
@@ -245,10 +390,11 @@ class _PshContext(MapContext):
         super().__init__(self._ctx.num_workers)
         self._err = None
         self._job = None
+        self._serial = 0
 
     def _err_buffer(self):
         if self._err is None:
-            self._err = _pasha.alloc_bytes(self._ctx, self.num_workers * _ERR_SIZE)
+            self._err = _pasha.alloc_bytes(self._ctx, _ERR_HEADER + self.num_workers * _ERR_SIZE)
         return self._err
 
     def _shares(self, functor):
@@ -257,27 +403,33 @@ class _PshContext(MapContext):
             n = n * 4
         return list(functor.split(n))
 
-    def map(self, function, functor, *, progress=False, user_data=None):
+    def map(self, function: Callable[..., Any], functor: Any, *,
+            progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> None:
         native = _native_pointer(function)
-        functor = Functor.try_wrap(functor) if not (native and isinstance(functor, np.ndarray)) \
-            else functor
-        progress_cb, done_cb = _make_progress(progress)
-        try:
-            if native is not None:
-                status, message = self._map_native(native, functor, user_data)
-            else:
-                status, message = self._map_python(function, functor, progress_cb)
-        finally:
-            if done_cb is not None:
-                done_cb()
-        if status == _pasha.OK:
-            return
-        if status == _pasha.ECANCELED:
-            raise KeyboardInterrupt
-        raise WorkerError(message)
+        if native is not None:
+            if not isinstance(functor, np.ndarray):
+                functor = Functor.try_wrap(functor)
+            status, message = self._map_native(native, functor, user_data)
+            if status == _pasha.OK:
+                return
+            if status == _pasha.ECANCELED:
+                raise KeyboardInterrupt
+            raise WorkerError(_describe_failure(message, None))
+        if not isinstance(functor, Functor):
+            functor = Functor.try_wrap(functor)
+        if progress:
+            progress_cb, done_cb = _make_progress(progress)
+            try:
+                self._map_python(function, functor, progress_cb)
+            finally:
+                if done_cb is not None:
+                    done_cb()
+        else:
+            self._map_python(function, functor, None)
 
     def _map_native(self, address, functor, user_data):
-        from .functor import NdarrayFunctor, SequenceFunctor
+        from .functor import NdarrayFunctor
         if isinstance(user_data, np.ndarray):
             ud = user_data.ctypes.data
         else:
@@ -296,80 +448,97 @@ class _PshContext(MapContext):
         raise ValueError('native kernels map over ndarrays and sequences only')
 
     def _map_python(self, function, functor, progress_cb):
-        shares = self._shares(functor)
-        schedule = 0 if self.schedule == 'static' else _SCHEDULES[self.schedule]
-        chunk = 0 if self.schedule == 'static' else 1
-        run_worker = self.run_worker
-        if self._kind != _PROCESSES:
-            errors = {}
-            running = {}
-
-            def runner(i, w):
-                running[w] = threading.get_ident()
-                try:
-                    run_worker(function, functor, shares[i], w)
-                except _Stopped:
-                    return 1
-                except BaseException as e:  # noqa: B902 - re-raised below
-                    errors[i] = e
-                    # Stop the other threads now (a share can be long).
-                    me = threading.get_ident()
-                    for ident in list(running.values()):
-                        if ident != me:
-                            _async_raise(ident, _Stopped)
-                    return 1
-                finally:
-                    running.pop(w, None)
-                return 0
-
-            idents = set()
-            track = runner
-
-            def runner(i, w):
-                idents.add(threading.get_ident())
-                return track(i, w)
-
-            try:
-                status, message = self._ctx.map_blocks(len(shares), runner, _MODE_INPROC, None,
-                                                       None, 0, schedule, chunk, progress_cb)
-            finally:
-                if errors:  # drop stop requests that arrived after a share ended
-                    for ident in idents:
-                        _async_raise(ident, None)
+        ftype = type(functor)
+        itemwise = _itemwise(ftype) and type(self).run_worker is MapContext.run_worker
+        if itemwise:
+            seq = functor.sequence
+            n = len(seq)
+            shares = None
+            schedule, chunk = _SCHEDULE_CONTEXT, 0
+        else:
+            seq = None
+            shares = self._shares(functor)
+            n = len(shares)
+            if self.schedule == 'static':
+                schedule, chunk = 0, 0
+            else:
+                schedule, chunk = _SCHEDULES[self.schedule], 1
+        run_worker = None if type(self).run_worker is MapContext.run_worker else self.run_worker
+        kind = self._kind
+        if kind != _PROCESSES:
+            status, message, errors = self._ctx.map(
+                itemwise, n, function, functor, seq, shares, run_worker, _MODE_INPROC, None, 0,
+                None, 0, schedule, chunk, progress_cb)
+            if status == _pasha.OK:
+                return
             if errors:
-                raise errors[min(errors)]
-            return status, message
+                raise min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
+            if status == _pasha.ECANCELED:
+                raise KeyboardInterrupt
+            raise WorkerError(_describe_failure(message, None))
 
         err = self._err_buffer()
-        err.reshape(self.num_workers, _ERR_SIZE)[:, :8] = 0
+        temps = []
         if self.persistent:
             buf = io.BytesIO()
-            _JobPickler(buf, protocol=pickle.HIGHEST_PROTOCOL).dump(
-                (function, functor, shares, run_worker))
+            _JobPickler(buf, self, temps).dump((function, functor, shares, run_worker))
             data = buf.getbuffer()
             if self._job is None or len(self._job) < len(data):
                 self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)
             self._job[:len(data)] = np.frombuffer(data, np.uint8)
             job = self._job[:len(data)]
-            status, message = self._ctx.map_blocks(len(shares), None, _MODE_POOL, job, err,
-                                                   _ERR_SIZE, schedule, chunk, progress_cb)
+            data.release()
+            self._serial += 1
+            status, message, _ = self._ctx.map(
+                itemwise, n, None, None, None, None, None, _MODE_POOL, job, self._serial,
+                err, _ERR_SIZE, schedule, chunk, progress_cb)
         else:
-            def runner(i, w):
-                try:
-                    run_worker(function, functor, shares[i], w)
-                except BaseException as e:  # noqa: B902 - passed back to the caller
-                    _store_exception(memoryview(err)[w * _ERR_SIZE:(w + 1) * _ERR_SIZE], e)
-                    return 1
-                return 0
+            status, message, _ = self._ctx.map(
+                itemwise, n, function, functor, seq, shares, run_worker, _MODE_FORK, None, 0,
+                err, _ERR_SIZE, schedule, chunk, progress_cb)
+        del temps
+        if status == _pasha.OK:
+            return
+        found = []
+        for w in range(self.num_workers):
+            slot = memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
+            got = _load_exception(slot, function)
+            if got is not None:
+                found.append(got)
+        if found:
+            raise min(found, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
+        if status == _pasha.ECANCELED:
+            raise KeyboardInterrupt
+        raise WorkerError(_describe_failure(message, err))
 
-            status, message = self._ctx.map_blocks(len(shares), runner, _MODE_FORK, None, None,
-                                                   0, schedule, chunk, progress_cb)
-        if status != _pasha.OK:
-            for w in range(self.num_workers):
-                exc = _load_exception(memoryview(err)[w * _ERR_SIZE:(w + 1) * _ERR_SIZE])
-                if exc is not None:
-                    raise exc
-        return status, message
+
+_ITEMWISE = {}
+
+
+def _itemwise(ftype):
+    """Whether a functor type iterates its sequence item by item (as
+    SequenceFunctor does): then the map runs item by item in C."""
+    r = _ITEMWISE.get(ftype)
+    if r is None:
+        r = _ITEMWISE[ftype] = (issubclass(ftype, SequenceFunctor) and
+                                ftype.split is SequenceFunctor.split and
+                                ftype.iterate is SequenceFunctor.iterate)
+    return r
+
+
+def _describe_failure(message, err):
+    """A WorkerError message from libpasha's, naming the item index (not
+    the share) and the Python call (map)."""
+    message = re.sub(r'^psh_map(_blocks)?(_ext)?: ', '', message or 'failed')
+    m = re.search(r'worker (\d+)', message)
+    if m is not None and err is not None:
+        w = int(m.group(1))
+        off = _ERR_HEADER + w * _ERR_SIZE
+        (index,) = struct.unpack('<q', bytes(err[off + 8:off + 16]))
+        message = re.sub(r' at index \d+', '', message)
+        if index >= 0:
+            return f'map: on item {index}: {message}'
+    return f'map: {message}'
 
 
 def _make_progress(progress):
@@ -386,12 +555,12 @@ def _make_progress(progress):
 
     def cb(done, total):
         if tqdm is None:
-            print(f'\rpasha: {done}/{total} shares', end='', flush=True)
+            print(f'\rpasha: {done}/{total}', end='', flush=True)
             state['printed'] = True
             return
         bar = state.get('bar')
         if bar is None:
-            bar = state['bar'] = tqdm(total=total, unit='share')
+            bar = state['bar'] = tqdm(total=total)
         bar.update(done - bar.n)
 
     def finish():
