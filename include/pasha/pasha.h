@@ -466,8 +466,11 @@ PSH_API int psh_map_blocks_ext(psh_context *ctx, psh_block_kernel kernel, void *
  * print to stdout and stderr is flushed when the worker ends, and after
  * each map in a pool. Output a kernel writes to other FILE streams must be
  * flushed by the kernel. A pool's workers end with the process that made
- * them, not with the thread that made them; a worker that dies between
- * maps is replaced at the next map, which then runs normally.
+ * them, not with the thread that made them (a pool worker's parent-death
+ * signal is SIGRTMIN+5, whose handler ends it only when the parent process
+ * is gone: kernels must leave that signal's disposition alone); a worker
+ * that dies between maps is replaced at the next map, which then runs
+ * normally.
  *
  * The program's own forks. A program may call fork() while other threads
  * are inside libpasha, even inside psh_map: in the child, every context
