@@ -54,12 +54,15 @@
 #ifndef PASHA_PASHA_HPP
 #define PASHA_PASHA_HPP
 
+#include <cxxabi.h>
 #include <sys/mman.h>
 
 #include <atomic>
 #include <complex>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -692,15 +695,61 @@ struct exception_slot {
     }
 };
 
-inline void record(shm_error *e, const char *what) noexcept
+/* The item a lambda threw at, set by the item adapters as the exception
+ * passes (SIZE_MAX: not known, e.g. a block map). Per thread: a worker
+ * process or thread runs one block at a time. */
+inline std::size_t &failed_item() noexcept
 {
+    static thread_local std::size_t item = SIZE_MAX;
+    return item;
+}
+
+/* Run the loop of an item adapter; if an item throws, remember which. */
+template <class Body>
+inline void items_loop(std::size_t begin, std::size_t end, Body body)
+{
+    std::size_t i = begin;
+    try {
+        for (; i < end; ++i) body(i);
+    } catch (...) {
+        failed_item() = i;
+        throw;
+    }
+}
+
+/* Record the exception being handled (call in a catch block) on the error
+ * page: "type: what() at index i (worker w)", or "in items [b, e)" when the
+ * item is not known. The first one wins. */
+inline void record(shm_error *e, int worker_id, std::size_t begin, std::size_t end) noexcept
+{
+    std::size_t item = failed_item();
+    failed_item() = SIZE_MAX;
     if (!e) return;
     int expected = 0;
-    if (__atomic_compare_exchange_n(&e->state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
-        std::strncpy(e->text, what ? what : "", sizeof e->text - 1);
-        e->text[sizeof e->text - 1] = '\0';
-        __atomic_store_n(&e->state, 2, __ATOMIC_RELEASE);
+    if (!__atomic_compare_exchange_n(&e->state, &expected, 1, false, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) return;
+    const char *type = nullptr;
+    char *demangled = nullptr;
+    if (std::type_info *t = abi::__cxa_current_exception_type()) {
+        int status = 0;
+        demangled = abi::__cxa_demangle(t->name(), nullptr, nullptr, &status);
+        type = status == 0 && demangled ? demangled : t->name();
     }
+    const char *what = nullptr;
+    try {
+        throw;
+    } catch (const std::exception &x) {
+        what = x.what();
+    } catch (...) {
+    }
+    char where[96];
+    if (item != SIZE_MAX)
+        std::snprintf(where, sizeof where, "at index %zu (worker %d)", item, worker_id);
+    else
+        std::snprintf(where, sizeof where, "in items [%zu, %zu) (worker %d)", begin, end, worker_id);
+    std::snprintf(e->text, sizeof e->text, "%s%s%s %s", type ? type : "an exception of unknown type",
+                  what ? ": " : "", what ? what : "", where);
+    std::free(demangled);
+    __atomic_store_n(&e->state, 2, __ATOMIC_RELEASE);
 }
 
 /* The error page of a processes or MPI context, made on first use: a psh
@@ -786,11 +835,8 @@ int shared_trampoline(void *ud, int worker_id, std::size_t begin, std::size_t en
     try {
         call_block(p->f, p->a, worker_id, begin, end);
         return 0;
-    } catch (const std::exception &e) {
-        record(p->err, e.what());
-        return 1;
     } catch (...) {
-        record(p->err, "an exception not derived from std::exception");
+        record(p->err, worker_id, begin, end);
         return 1;
     }
 }
@@ -818,7 +864,7 @@ struct items_adapter {
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
     {
-        for (std::size_t i = begin; i < end; ++i) f(w, i);
+        items_loop(begin, end, [&](std::size_t i) { f(w, i); });
     }
 };
 
@@ -837,7 +883,7 @@ struct range_adapter {
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
     {
         T *d = data;
-        for (std::size_t i = begin; i < end; ++i) f(w, i, d[i]);
+        items_loop(begin, end, [&](std::size_t i) { f(w, i, d[i]); });
     }
 };
 
@@ -851,9 +897,10 @@ struct axis_adapter {
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
     {
-        for (std::size_t i = begin; i < end; ++i)
+        items_loop(begin, end, [&](std::size_t i) {
             f(w, i,
               view<T>(reinterpret_cast<T *>(base + static_cast<std::ptrdiff_t>(i) * step), rank, extents, strides));
+        });
     }
 };
 
@@ -904,10 +951,10 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
         o.user_data_size = sizeof p;
         rc = psh_map_blocks_ext(c, &shared_trampoline<F, A>, &p, n, &o);
         if (rc == PSH_EKERNEL) {
-            std::string detail = psh_last_error();
             if (err && __atomic_load_n(&err->state, __ATOMIC_ACQUIRE) == 2)
-                throw error(PSH_EKERNEL, std::string("a kernel threw: ") + err->text + " (" + detail + ")");
-            throw error(PSH_EKERNEL, "a kernel threw (its text could not be passed back) (" + detail + ")");
+                throw error(PSH_EKERNEL, std::string("the kernel threw ") + err->text);
+            throw error(PSH_EKERNEL, std::string("the kernel threw (its text could not be passed back): ") +
+                                         psh_last_error());
         }
     }
     if (ps.exc) std::rethrow_exception(ps.exc);

@@ -488,15 +488,18 @@ static void test_exceptions(pasha::context &ctx, bool processes)
             CHECK(ran == 1717);
         }
     } else {
-        // pasha::error with PSH_EKERNEL and the original text.
-        EXPECT_PASHA_ERROR(pasha::map(ctx, n, kernel), PSH_EKERNEL, "bad index 1717");
-        EXPECT_PASHA_ERROR(pasha::map(ctx, n, odd), PSH_EKERNEL, "not derived from std::exception");
+        // pasha::error with PSH_EKERNEL, the type, the original text and the
+        // item that threw (regression: the block's first index, the C
+        // layer's return code and psh_map_blocks_ext, no type).
+        EXPECT_PASHA_ERROR(pasha::map(ctx, n, kernel), PSH_EKERNEL,
+                           "the kernel threw std::out_of_range: bad index 1717 at index 1717 (worker ");
+        EXPECT_PASHA_ERROR(pasha::map(ctx, n, odd), PSH_EKERNEL, "odd_exception at index 99 (worker ");
         auto m = pasha::alloc<double>(ctx, {10, 2});
         EXPECT_PASHA_ERROR(pasha::map(ctx, m,
                                       [](int, std::size_t i, pasha::view<double>) {
                                           if (i == 3) throw std::runtime_error("row three");
                                       }),
-                           PSH_EKERNEL, "row three");
+                           PSH_EKERNEL, "std::runtime_error: row three at index 3 (worker ");
         // Caught as a std::runtime_error too.
         bool caught = false;
         try {
