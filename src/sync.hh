@@ -53,58 +53,80 @@ long long spin_ns();
 // The number of CPUs this process may run on (its affinity mask), cached.
 int usable_cpus();
 
-// Throttled spinning, as libgomp's throttled spin count. A waiter first
-// spins without a system call (kPureSpinNs at most): on an idle machine
-// with a CPU per thread the other side answers within a microsecond, so a
-// map whose workers are awake makes no system call at all. After that, and
-// from the start when spinning is throttled, it yields the CPU every 16th
-// step, so that a caller and a worker that share one CPU hand it over
-// (sched_yield) instead of each burning a time slice.
+// Throttled spinning, as libgomp's throttled spin count. Three cases:
 //
-// Spinning is throttled (1) statically, when the threads spinning on one
-// map exceed the usable CPUs (Control::throttle_spin), and (2) dynamically,
-// when a pure spinner finds that it was preempted (the clock jumped by more
-// than kPreemptedNs between two of its checks, a few hundred ns apart), or
-// a caller's pure spin ends while one of its workers has not even started
-// the job: the runnable threads then exceed the free CPUs (another process
-// holds one).
+// - Normal: a waiter spins without a system call (kPureSpinNs at most): on
+//   a machine with a CPU free for each thread the other side answers within
+//   a microsecond, so a map whose workers are awake makes no system call.
+//   Past that (long work on the other side) it yields the CPU every 16th
+//   step until spin_ns(), then sleeps.
+// - Our own threads exceed the usable CPUs (Control::throttle_spin: a pool's
+//   caller and its workers on 2 CPUs): yield every 16th step from the
+//   start, so that the caller and a worker sharing a CPU hand it over
+//   instead of each burning a time slice.
+// - Another process holds a CPU (oversubscription seen at run time): spin
+//   only kThrottledSpinNs, then sleep on the futex. Yielding would hand the
+//   CPU to the other process for a whole time slice (~1.4 ms measured with
+//   a busy-loop process, bench (b')); a sleeper that is woken preempts it.
+//
+// The evidence of oversubscription: a pure spinner finds that it was
+// preempted (the clock jumped by more than kPreemptedNs between two of its
+// checks, a few hundred ns apart), or a caller's pure spin ends while one
+// of its workers has not even started the job; twice within kEvidenceNs.
 // The process then spins throttled for kThrottleNs, after which pure
 // spinning is tried again.
 const long long kPureSpinNs = 10000;
+const long long kThrottledSpinNs = 2000;
 const long long kPreemptedNs = 30000;
-const long long kThrottleNs = 50000000;
+const long long kThrottleNs = 20000000;
 
 // Until when (monotonic_ns) the process spins throttled; 0: not throttled.
 inline std::atomic<long long> spin_throttled_until{0};
+// When the last evidence was seen: one alone (a virtual CPU stolen by the
+// host, an interrupt) does not throttle, two within kEvidenceNs do.
+inline std::atomic<long long> spin_last_evidence{0};
+const long long kEvidenceNs = 5000000;
+
+// Oversubscription seen at `now`; true if spinning is now throttled.
+inline bool spin_evidence(long long now)
+{
+    long long prev = spin_last_evidence.exchange(now, std::memory_order_relaxed);
+    if (!prev || now - prev > kEvidenceNs) return false;
+    spin_throttled_until.store(now + kThrottleNs, std::memory_order_relaxed);
+    return true;
+}
 
 inline bool never() { return false; }
 
-// Spin until done() or spin_ns() passed; returns done()'s last value. The
-// bound is in time, not steps: yields can take a whole time slice.
-// throttled: yield from the start. not_running(): called once if the pure
-// spin ends unanswered; true if the other side is known not to have run
-// (evidence of oversubscription).
+// Spin until done() or spin_ns() passed; returns done()'s last value (false:
+// the caller goes to sleep). The bound is in time, not steps: yields can
+// take a whole time slice. yield_only: our own threads exceed the CPUs.
+// not_running(): called once if the pure spin ends unanswered; true if the
+// other side is known not to have run (evidence of oversubscription).
 template <class F, class G = bool (*)()>
-inline bool spin_until(F done, bool throttled = false, G not_running = never)
+inline bool spin_until(F done, bool yield_only = false, G not_running = never)
 {
     long long limit = spin_ns();
     if (limit <= 0) return done();
     if (done()) return true;
     long long start = monotonic_ns(), last = start, deadline = start + limit;
-    long long pure_end = start;
-    if (!throttled) {
+    long long pure_end = start;  // yield_only: no pure phase
+    if (!yield_only) {
         long long until = spin_throttled_until.load(std::memory_order_relaxed);
-        if (!until || start >= until) pure_end = start + (limit < kPureSpinNs ? limit : kPureSpinNs);
+        bool throttled = until && start < until;
+        long long pure = throttled ? kThrottledSpinNs : kPureSpinNs;
+        pure_end = start + (limit < pure ? limit : pure);
+        if (throttled) deadline = pure_end;  // then sleep
     }
     for (unsigned i = 1;; ++i) {
         if (done()) return true;
         if ((i & 15) == 0) {
             long long now = monotonic_ns();
-            if (now > deadline) return done();
+            if (now >= deadline) return done();
             if (now < pure_end) {
                 if (now - last > kPreemptedNs) {
                     // Preempted while spinning: another thread wanted this CPU.
-                    spin_throttled_until.store(now + kThrottleNs, std::memory_order_relaxed);
+                    if (spin_evidence(now)) return done();
                     pure_end = now;
                 }
                 last = now;
@@ -114,7 +136,9 @@ inline bool spin_until(F done, bool throttled = false, G not_running = never)
                     // The other side did not answer within the pure spin.
                     // If it has not even started (not scheduled), the
                     // runnable threads exceed the free CPUs: throttle.
-                    if (not_running()) spin_throttled_until.store(now + kThrottleNs, std::memory_order_relaxed);
+                    if (not_running() && spin_evidence(now)) {
+                        return done();
+                    }
                     pure_end = start;
                 }
                 sched_yield();
