@@ -53,30 +53,29 @@ long long spin_ns();
 // The number of CPUs this process may run on (its affinity mask), cached.
 int usable_cpus();
 
-// Throttled spinning, as libgomp's throttled spin count. Three cases:
+// Throttled spinning, as libgomp's throttled spin count.
 //
 // - Normal: a waiter spins without a system call (kPureSpinNs at most): on
 //   a machine with a CPU free for each thread the other side answers within
 //   a microsecond, so a map whose workers are awake makes no system call.
 //   Past that (long work on the other side) it yields the CPU every 16th
 //   step until spin_ns(), then sleeps.
-// - Our own threads exceed the usable CPUs (Control::throttle_spin: a pool's
-//   caller and its workers on 2 CPUs): yield every 16th step from the
-//   start, so that the caller and a worker sharing a CPU hand it over
-//   instead of each burning a time slice.
-// - Another process holds a CPU (oversubscription seen at run time): spin
-//   only kThrottledSpinNs, then sleep on the futex. Yielding would hand the
-//   CPU to the other process for a whole time slice (~1.4 ms measured with
-//   a busy-loop process, bench (b')); a sleeper that is woken preempts it.
+// - Throttled: the waiter yields every 16th step from the start, so that a
+//   caller and a worker that share one CPU hand it over instead of each
+//   burning a time slice in a pure spin. Statically, when our own threads
+//   exceed the usable CPUs (Control::throttle_spin: a pool's caller and its
+//   workers on 2 CPUs); dynamically, when oversubscription is seen at run
+//   time (another process holds a CPU).
 //
 // The evidence of oversubscription: a pure spinner finds that it was
 // preempted (the clock jumped by more than kPreemptedNs between two of its
 // checks, a few hundred ns apart), or a caller's pure spin ends while one
 // of its workers has not even started the job; twice within kEvidenceNs.
 // The process then spins throttled for kThrottleNs, after which pure
-// spinning is tried again.
+// spinning is tried again. (Sleeping on the futex after a short spin
+// instead of yielding, as libgomp does, was measured too: bench (b') under
+// a busy-loop process, it cost 2-3x more per map on this 2-CPU machine.)
 const long long kPureSpinNs = 10000;
-const long long kThrottledSpinNs = 2000;
 const long long kPreemptedNs = 30000;
 const long long kThrottleNs = 20000000;
 
@@ -113,10 +112,7 @@ inline bool spin_until(F done, bool yield_only = false, G not_running = never)
     long long pure_end = start;  // yield_only: no pure phase
     if (!yield_only) {
         long long until = spin_throttled_until.load(std::memory_order_relaxed);
-        bool throttled = until && start < until;
-        long long pure = throttled ? kThrottledSpinNs : kPureSpinNs;
-        pure_end = start + (limit < pure ? limit : pure);
-        if (throttled) deadline = pure_end;  // then sleep
+        if (!until || start >= until) pure_end = start + (limit < kPureSpinNs ? limit : kPureSpinNs);
     }
     for (unsigned i = 1;; ++i) {
         if (done()) return true;
@@ -126,7 +122,7 @@ inline bool spin_until(F done, bool yield_only = false, G not_running = never)
             if (now < pure_end) {
                 if (now - last > kPreemptedNs) {
                     // Preempted while spinning: another thread wanted this CPU.
-                    if (spin_evidence(now)) return done();
+                    spin_evidence(now);
                     pure_end = now;
                 }
                 last = now;
@@ -136,9 +132,7 @@ inline bool spin_until(F done, bool yield_only = false, G not_running = never)
                     // The other side did not answer within the pure spin.
                     // If it has not even started (not scheduled), the
                     // runnable threads exceed the free CPUs: throttle.
-                    if (not_running() && spin_evidence(now)) {
-                        return done();
-                    }
+                    if (not_running()) spin_evidence(now);
                     pure_end = start;
                 }
                 sched_yield();
