@@ -75,8 +75,8 @@ struct Control {
     Job job;
     int num_slots;
     WorkerSlot *slots;
-    bool throttle_spin = false;
-    bool woke_sleepers = false;  // the caller's own: publish had to wake workers from a futex  // more threads spin on this block than there are usable CPUs
+    bool throttle_spin = false;  // more threads spin on this block than there are usable CPUs
+    bool woke_sleepers = false;  // the caller's own: publish had to wake workers from a futex
     int wake_fd = -1;  // process workers: an eventfd the last one writes when the caller sleeps
     dev_t wake_dev = 0;
     ino_t wake_ino = 0;

@@ -73,8 +73,9 @@ int usable_cpus();
 // of its workers has not even started the job; twice within kEvidenceNs.
 // The process then spins throttled for kThrottleNs, after which pure
 // spinning is tried again. (Sleeping on the futex after a short spin
-// instead of yielding, as libgomp does, was measured too: bench (b') under
-// a busy-loop process, it cost 2-3x more per map on this 2-CPU machine.)
+// instead of yielding, as libgomp does, was measured too, bench (b) and
+// (b'): a futex round trip cost more per map than the yields on a 2-CPU
+// machine in most runs; see docs/performance.md.)
 const long long kPureSpinNs = 10000;
 const long long kPreemptedNs = 30000;
 const long long kThrottleNs = 20000000;
