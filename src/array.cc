@@ -80,9 +80,13 @@ std::unique_ptr<psh_array> make_array(Context &ctx, int dtype, int ndim, const s
     // offset in the page with the page-aligned inputs a kernel reads while
     // it adds into its row; loads then wait on unrelated stores with the
     // same low 12 address bits (4K aliasing), ~4% of a reduction such as
-    // bench (f). The colour depends only on the size, so MPI ranks agree;
-    // strides stay contiguous (rows are indexed as data + worker * row).
-    size_t colour = per_worker ? 64 * (1 + (a->nbytes / 64) % 63) : 0;
+    // bench (f). The offset is a multiple of 128 bytes: the L2 prefetcher
+    // of x86 CPUs fetches cache lines in 128-byte pairs, and rows whose
+    // size is a multiple of 128 must not share a pair with their neighbour
+    // (false sharing of a histogram's last and the next row's first bin).
+    // It depends only on the size, so MPI ranks agree; strides stay
+    // contiguous (rows are indexed as data + worker * row).
+    size_t colour = per_worker ? 128 * (1 + (a->nbytes / 128) % 31) : 0;
     a->block = ctx.allocate(a->nbytes + colour);
     a->data = static_cast<char *>(a->block->data()) + colour;
     if (fill) fill_elements((char *)a->data, size, dtype_size(dtype), fill);
