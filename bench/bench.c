@@ -10,12 +10,15 @@
  *   c  per-item overhead: an empty kernel over a 10^8-item range
  *   d  imbalanced items (cost proportional to the index): schedules
  *   e  zero copy: memory of the process tree when processes fill a 1 GiB array
+ *   b' per-map latency of (b) while a busy-loop process holds one core
+ *   f  reduction: 64-bin histogram + sum of 1000 frames into per-worker rows
  */
 
 #include <dirent.h>
 #include <omp.h>
 #include <pthread.h>
 #include <pasha/pasha.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +29,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_w4.h"
+
+#ifdef HAVE_TBB
+void w4_tbb(const float *frames, size_t n, float *sum, int64_t *hist, int workers, int static_part);
+#endif
+
 /* ---- options and results ---------------------------------------------- */
 
 static int opt_workers = 2, opt_rounds = 7, opt_quick = 0;
-static const char *opt_only = "abcde", *opt_json = NULL, *opt_omp_wait = NULL;
+static const char *opt_only = "a,b,b',c,d,e,f", *opt_json = NULL, *opt_omp_wait = NULL;
 
 #define MAX_VARIANTS 16
 #define MAX_ROUNDS 64
@@ -138,6 +147,16 @@ static void check(int rc, const char *what)
         fprintf(stderr, "%s: %s (%s)\n", what, psh_strerror(rc), psh_last_error());
         exit(1);
     }
+}
+
+/* Is workload `id` ("a", "b'", ...) in --only? A letter counts only when no
+ * prime follows it, so "b'" selects (b') and not (b). */
+static int selected(const char *id)
+{
+    size_t len = strlen(id);
+    for (const char *p = opt_only; (p = strstr(p, id)) != NULL; ++p)
+        if (p[len] != '\'') return 1;
+    return 0;
 }
 
 /* ---- contexts ----------------------------------------------------------- */
@@ -365,6 +384,57 @@ static void workload_b(struct workload *w)
     psh_array_free(out);
 }
 
+/* ---- (b') latency with one core busy ------------------------------------ */
+
+/* A CPU hog: a forked child in a busy loop, not pinned, nice 0, as another
+ * user's job would be. Killed after the workload. */
+static pid_t hog_start(void)
+{
+    fflush(stdout);
+    pid_t p = fork();
+    if (p == 0) {
+        volatile unsigned long x = 0;
+        for (;;) ++x;
+    }
+    if (p < 0) {
+        perror("fork");
+        exit(1);
+    }
+    return p;
+}
+
+static void hog_stop(pid_t p)
+{
+    kill(p, SIGKILL);
+    waitpid(p, NULL, 0);
+}
+
+static void workload_b_busy(struct workload *w)
+{
+    static struct latency l[3];
+    psh_array *out;
+    size_t n = LAT_ITEMS;
+    check(psh_alloc(&out, ctx_serial, PSH_INT64, 1, &n, NULL), "alloc");
+    psh_functor *f;
+    check(psh_functor_range(&f, LAT_ITEMS), "functor");
+    int maps = opt_quick ? 100 : 1000;
+    w->id = "b'";
+    w->title = "per-map latency with one core busy (a busy-loop process), 100 items, us per map";
+    l[0] = (struct latency){NULL, f, psh_array_data(out), maps};
+    add(w, "OpenMP parallel for", lat_omp, &l[0], maps, "us");
+    l[1] = (struct latency){ctx_threads, f, psh_array_data(out), maps};
+    add(w, "libpasha threads", lat_psh, &l[1], maps, "us");
+    l[2] = (struct latency){ctx_pool, f, psh_array_data(out), maps};
+    add(w, "libpasha persistent pool", lat_psh, &l[2], maps, "us");
+    pid_t hog = hog_start();
+    measure(w);
+    hog_stop(hog);
+    for (size_t i = 0; i < n; ++i)
+        if (((int64_t *)psh_array_data(out))[i] != (int64_t)i) exit(1);
+    psh_functor_destroy(f);
+    psh_array_free(out);
+}
+
 /* ---- (c) per-item overhead ---------------------------------------------- */
 
 struct overhead {
@@ -517,6 +587,147 @@ static void workload_d(struct workload *w, psh_context **extra)
         if (d[i] != spin_work(i)) exit(1);
     psh_functor_destroy(f);
     psh_array_free(out);
+}
+
+/* ---- (f) reduction into per-worker rows ---------------------------------- */
+
+struct w4 {
+    const float *frames;
+    size_t n;
+    float *sum;       /* the result */
+    int64_t *hist;
+    float *rows;      /* libpasha: per_worker arrays, row r at rows + r * row_stride */
+    int64_t *hrows;
+    size_t row_stride, hrow_stride; /* in elements, from psh_array_strides */
+    int tbb_static;
+    psh_context *ctx;
+    psh_functor *f;
+};
+
+static double w4_loop(void *arg)
+{
+    struct w4 *w = arg;
+    double t0 = now();
+    memset(w->sum, 0, sizeof(float) * W4_PIXELS);
+    memset(w->hist, 0, sizeof(int64_t) * W4_BINS);
+    for (size_t i = 0; i < w->n; ++i) w4_frame(w->frames + i * W4_PIXELS, w->sum, w->hist);
+    return now() - t0;
+}
+
+static double w4_omp(void *arg)
+{
+    struct w4 *w = arg;
+    double t0 = now();
+    float *sum = w->sum;
+    int64_t *hist = w->hist;
+    const float *frames = w->frames;
+    memset(sum, 0, sizeof(float) * W4_PIXELS);
+    memset(hist, 0, sizeof(int64_t) * W4_BINS);
+#pragma omp parallel for schedule(static) num_threads(opt_workers) reduction(+ : sum[:W4_PIXELS], hist[:W4_BINS])
+    for (size_t i = 0; i < w->n; ++i) w4_frame(frames + i * W4_PIXELS, sum, hist);
+    return now() - t0;
+}
+
+#ifdef HAVE_TBB
+static double w4_run_tbb(void *arg)
+{
+    struct w4 *w = arg;
+    double t0 = now();
+    w4_tbb(w->frames, w->n, w->sum, w->hist, opt_workers, w->tbb_static);
+    return now() - t0;
+}
+#endif
+
+static int w4_kernel(void *ud, int worker, size_t index, const void *value)
+{
+    const struct w4 *w = ud;
+    const psh_view *v = value;
+    (void)index;
+    w4_frame(v->data, w->rows + (size_t)worker * w->row_stride, w->hrows + (size_t)worker * w->hrow_stride);
+    return 0;
+}
+
+static double w4_psh(void *arg)
+{
+    struct w4 *w = arg;
+    double t0 = now();
+    /* Zero every worker's rows, map, then add the rows up: all timed, as
+     * OpenMP's private copies and their combination are. */
+    for (int r = 0; r < opt_workers; ++r) {
+        memset(w->rows + (size_t)r * w->row_stride, 0, sizeof(float) * W4_PIXELS);
+        memset(w->hrows + (size_t)r * w->hrow_stride, 0, sizeof(int64_t) * W4_BINS);
+    }
+    check(psh_map(w->ctx, w4_kernel, w, w->f), "reduction map");
+    memcpy(w->sum, w->rows, sizeof(float) * W4_PIXELS);
+    memcpy(w->hist, w->hrows, sizeof(int64_t) * W4_BINS);
+    for (int r = 1; r < opt_workers; ++r)
+        w4_add_rows(w->sum, w->hist, w->rows + (size_t)r * w->row_stride, w->hrows + (size_t)r * w->hrow_stride);
+    return now() - t0;
+}
+
+static void w4_check(const struct w4 *ref, const struct w4 *got, const char *name)
+{
+    for (size_t b = 0; b < W4_BINS; ++b)
+        if (ref->hist[b] != got->hist[b]) {
+            fprintf(stderr, "reduction (%s): histogram bin %zu is %lld, not %lld\n", name, b, (long long)got->hist[b],
+                    (long long)ref->hist[b]);
+            exit(1);
+        }
+    for (size_t p = 0; p < W4_PIXELS; ++p) {
+        float d = ref->sum[p] - got->sum[p];
+        if (d < 0) d = -d;
+        if (d > 1e-4f * (ref->sum[p] > 1 ? ref->sum[p] : 1)) {
+            fprintf(stderr, "reduction (%s): sum at pixel %zu is %g, not %g\n", name, p, got->sum[p], ref->sum[p]);
+            exit(1);
+        }
+    }
+}
+
+static void workload_f(struct workload *w)
+{
+    static struct w4 v[5];
+    static float sums[5][W4_PIXELS];
+    static int64_t hists[5][W4_BINS];
+    size_t frames = opt_quick ? 40 : 1000;
+    size_t shape[3] = {frames, 512, 128}, row[2] = {512, 128}, bins = W4_BINS;
+    psh_array *raw, *rows, *hrows;
+    check(psh_alloc(&raw, ctx_serial, PSH_FLOAT32, 3, shape, NULL), "alloc frames");
+    psh_alloc_options pw;
+    psh_alloc_options_init(&pw);
+    pw.per_worker = 1;
+    check(psh_alloc(&rows, ctx_threads, PSH_FLOAT32, 2, row, &pw), "alloc per-worker sums");
+    check(psh_alloc(&hrows, ctx_threads, PSH_INT64, 1, &bins, &pw), "alloc per-worker histograms");
+    float *r = psh_array_data(raw);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < frames * W4_PIXELS; ++i) {
+        x = x * 1664525u + 1013904223u; /* detector-like noise over [0, 4096) */
+        r[i] = (float)(x >> 8) * (4096.0f / 16777216.0f);
+    }
+    psh_functor *f;
+    check(psh_functor_array(&f, raw, 0), "functor");
+    for (int k = 0; k < 5; ++k)
+        v[k] = (struct w4){r, frames, sums[k], hists[k], psh_array_data(rows), psh_array_data(hrows),
+                           (size_t)psh_array_strides(rows)[0] / sizeof(float),
+                           (size_t)psh_array_strides(hrows)[0] / sizeof(int64_t), 0, ctx_threads, f};
+    v[4].tbb_static = 1;
+    w->id = "f";
+    w->title = opt_quick ? "reduction: 64-bin histogram + sum of 40 frames of 512x128 float32, ms per map"
+                         : "reduction: 64-bin histogram + sum of 1000 frames of 512x128 float32, ms per map";
+    add(w, "plain loop", w4_loop, &v[0], 1, "ms");
+    add(w, "OpenMP reduction(+: array sections)", w4_omp, &v[1], 1, "ms");
+    add(w, "libpasha threads, per_worker rows", w4_psh, &v[2], 1, "ms");
+#ifdef HAVE_TBB
+    add(w, "oneTBB parallel_reduce", w4_run_tbb, &v[3], 1, "ms");
+    add(w, "oneTBB parallel_reduce, static", w4_run_tbb, &v[4], 1, "ms");
+#else
+    printf("\n(oneTBB not found at build time: no TBB rows in (f))\n");
+#endif
+    measure(w);
+    for (int k = 1; k < w->nvar; ++k) w4_check(&v[0], &v[k], w->v[k].name);
+    psh_functor_destroy(f);
+    psh_array_free(raw);
+    psh_array_free(rows);
+    psh_array_free(hrows);
 }
 
 /* ---- (e) zero copy ------------------------------------------------------- */
@@ -709,7 +920,7 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) opt_json = argv[++i];
         else if (strcmp(argv[i], "--omp-wait") == 0 && i + 1 < argc) opt_omp_wait = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--workers N] [--rounds R] [--quick] [--only a,b,c,d,e] [--json FILE|-]\n"
+            fprintf(stderr, "usage: %s [--workers N] [--rounds R] [--quick] [--only a,b,b',c,d,e,f] [--json FILE|-]\n"
                             "          [--omp-wait active|passive]\n", argv[0]);
             return 2;
         }
@@ -770,10 +981,10 @@ int main(int argc, char **argv)
                              make_ctx(PSH_PROCESSES, 1, PSH_SCHEDULE_DYNAMIC, 0),
                              make_ctx(PSH_PROCESSES, 0, PSH_SCHEDULE_DYNAMIC, 0)};
 
-    static struct workload wa, wb, wc, wd;
-    struct target t[8];
+    static struct workload wa, wb, wc, wd, wb2, wf;
+    struct target t[12];
     int nt = 0;
-    if (strchr(opt_only, 'a')) {
+    if (selected("a")) {
         workload_a(&wa);
         double th = median_of(&wa, "libpasha threads");
         double thm = min_of(&wa, "libpasha threads");
@@ -782,7 +993,7 @@ int main(int argc, char **argv)
         t[nt++] = (struct target){"persistent pool vs threads, (a)", median_of(&wa, "libpasha persistent pool") / th, 1.10,
                                   "x", min_of(&wa, "libpasha persistent pool") / thm};
     }
-    if (strchr(opt_only, 'b')) {
+    if (selected("b")) {
         workload_b(&wb);
         double th = median_of(&wb, "libpasha threads");
         double thm = min_of(&wb, "libpasha threads");
@@ -794,30 +1005,50 @@ int main(int argc, char **argv)
         t[nt++] = (struct target){"persistent pool vs threads, (b)", median_of(&wb, "libpasha persistent pool") / th, 3.0,
                                   "x", min_of(&wb, "libpasha persistent pool") / thm};
     }
-    if (strchr(opt_only, 'c')) {
+    if (selected("c")) {
         workload_c(&wc);
         t[nt++] = (struct target){"serial psh_map per-item overhead, (c)", median_of(&wc, "libpasha serial psh_map"), 2.0,
                                   "ns", min_of(&wc, "libpasha serial psh_map")};
     }
-    if (strchr(opt_only, 'd')) {
+    if (selected("d")) {
         workload_d(&wd, extra);
         t[nt++] = (struct target){"dynamic vs OpenMP dynamic,1, (d)",
                                   median_of(&wd, "libpasha threads dynamic") / median_of(&wd, "OpenMP schedule(dynamic,1)"), 1.10,
                                   "x", min_of(&wd, "libpasha threads dynamic") / min_of(&wd, "OpenMP schedule(dynamic,1)")};
     }
+    if (selected("b'")) {
+        workload_b_busy(&wb2);
+        t[nt++] = (struct target){"threads vs OpenMP, one core busy, (b')",
+                                  median_of(&wb2, "libpasha threads") / median_of(&wb2, "OpenMP parallel for"), 1.5,
+                                  "x", min_of(&wb2, "libpasha threads") / min_of(&wb2, "OpenMP parallel for")};
+    }
+    if (selected("f")) {
+        workload_f(&wf);
+        double best = median_of(&wf, "OpenMP reduction(+: array sections)"),
+               bestm = min_of(&wf, "OpenMP reduction(+: array sections)");
+#ifdef HAVE_TBB
+        if (median_of(&wf, "oneTBB parallel_reduce") < best) best = median_of(&wf, "oneTBB parallel_reduce");
+        if (median_of(&wf, "oneTBB parallel_reduce, static") < best) best = median_of(&wf, "oneTBB parallel_reduce, static");
+        if (min_of(&wf, "oneTBB parallel_reduce") < bestm) bestm = min_of(&wf, "oneTBB parallel_reduce");
+        if (min_of(&wf, "oneTBB parallel_reduce, static") < bestm) bestm = min_of(&wf, "oneTBB parallel_reduce, static");
+#endif
+        t[nt++] = (struct target){"threads vs best of OpenMP/TBB, (f)",
+                                  median_of(&wf, "libpasha threads, per_worker rows") / best, 1.05, "x",
+                                  min_of(&wf, "libpasha threads, per_worker rows") / bestm};
+    }
     if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
     if (json) fflush(json); /* nothing pending when (e) forks */
-    if (strchr(opt_only, 'e')) workload_e(json);
+    if (selected("e")) workload_e(json);
 
     printf("\nTargets (ratios of medians from this run, %d workers)\n", opt_workers);
     for (int i = 0; i < nt; ++i)
         printf("  %-40s %7.3f%-2s  target <= %5.2f%-2s  %-7s  (fastest rounds: %.3f%s)\n", t[i].what, t[i].value,
                t[i].unit, t[i].limit, t[i].unit, t[i].value <= t[i].limit ? "met" : "NOT met", t[i].best, t[i].unit);
     if (json) {
-        struct workload *all[4] = {&wa, &wb, &wc, &wd};
+        struct workload *all[6] = {&wa, &wb, &wb2, &wc, &wd, &wf};
         fprintf(json, "  \"workloads\": {");
         int first = 1;
-        for (int k = 0; k < 4; ++k) {
+        for (int k = 0; k < 6; ++k) {
             if (!all[k]->nvar) continue;
             fprintf(json, "%s\n    \"%s\": {", first ? "" : ",", all[k]->id);
             first = 0;

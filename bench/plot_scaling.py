@@ -22,6 +22,7 @@ TITLES = {
     "b": "(b) per-map latency, 100 trivial items",
     "c": "(c) per-item overhead, empty kernel",
     "d": "(d) imbalanced items (cost ~ index)",
+    "f": "(f) reduction: histogram + sum of 1000 frames into per-worker rows",
 }
 
 
@@ -143,7 +144,7 @@ def main(argv):
     os.makedirs(out, exist_ok=True)
     md = ["# libpasha scaling", "",
           "Made by bench/scaling.sh from " + ", ".join(os.path.basename(p) for p in argv[2:]) + ".", ""]
-    for wid in "abcd":
+    for wid in "abcdf":  # (b') runs under a busy-loop process: not a scaling figure
         data, unit = series(runs, wid)
         if not data:
             continue

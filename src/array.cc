@@ -75,8 +75,20 @@ std::unique_ptr<psh_array> make_array(Context &ctx, int dtype, int ndim, const s
     a->nbytes = size * dtype_size(dtype);
     memcpy(a->shape, full, n * sizeof *full);
     contiguous_strides(dtype_size(dtype), n, a->shape, fortran, a->strides);
-    a->block = ctx.allocate(a->nbytes);
-    a->data = a->block->data();
+    // Per-worker rows start a few cache lines past a page boundary. Arrays
+    // are page-aligned, so rows of a page-multiple size would share their
+    // offset in the page with the page-aligned inputs a kernel reads while
+    // it adds into its row; loads then wait on unrelated stores with the
+    // same low 12 address bits (4K aliasing), ~4% of a reduction such as
+    // bench (f). The offset is a multiple of 128 bytes: the L2 prefetcher
+    // of x86 CPUs fetches cache lines in 128-byte pairs, and rows whose
+    // size is a multiple of 128 must not share a pair with their neighbour
+    // (false sharing of a histogram's last and the next row's first bin).
+    // It depends only on the size, so MPI ranks agree; strides stay
+    // contiguous (rows are indexed as data + worker * row).
+    size_t colour = per_worker ? 128 * (1 + (a->nbytes / 128) % 31) : 0;
+    a->block = ctx.allocate(a->nbytes + colour);
+    a->data = static_cast<char *>(a->block->data()) + colour;
     if (fill) fill_elements((char *)a->data, size, dtype_size(dtype), fill);
     return a;
 }

@@ -107,6 +107,8 @@ private:
     {
         shm_arena_capacity();  // map the arena before forking, so later arrays are shared
         control_ = Control::create_shared(cfg_.num_workers);
+        // The caller, not a worker, spins too while the workers run.
+        control_->throttle_spin = cfg_.num_workers + 1 > usable_cpus();
         control_->open_wake_fd();
         user_copy_ = mmap(nullptr, kUserCopy, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (user_copy_ == MAP_FAILED) {

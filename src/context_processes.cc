@@ -59,6 +59,7 @@ private:
     void make_control()
     {
         control_ = Control::create_shared(cfg_.num_workers);
+        control_->throttle_spin = cfg_.num_workers + 1 > usable_cpus();  // the caller waits too
         control_->open_wake_fd();
         workers_.clear();
         workers_.resize(cfg_.num_workers);  // no allocation per map

@@ -71,6 +71,7 @@ private:
     void start()
     {
         control_ = Control::create_shared(cfg_.num_workers);
+        control_->throttle_spin = cfg_.num_workers > usable_cpus();
         for (int w = 1; w < cfg_.num_workers; ++w) {
             pthread_t t;
             auto *s = new Start{this, w};

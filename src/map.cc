@@ -195,6 +195,17 @@ long long spin_ns()
     return ns;
 }
 
+int usable_cpus()
+{
+    static int n = [] {
+        cpu_set_t set;
+        if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        return online > 0 ? (int)online : 1;
+    }();
+    return n;
+}
+
 void describe_current_exception(char *buf, size_t size)
 {
     const char *type = nullptr;
@@ -397,7 +408,8 @@ void finish_worker(Control &c, int w, uint32_t gen, uint32_t expected)
 
 bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)
 {
-    if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; })) return true;
+    if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; }, c.throttle_spin))
+        return true;
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     bool changed;
     while (!(changed = c.generation.load(std::memory_order_seq_cst) != seen)) {
@@ -414,7 +426,8 @@ bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)
 void publish(Control &c)
 {
     c.generation.fetch_add(1, std::memory_order_seq_cst);
-    if (c.sleepers.load(std::memory_order_seq_cst) > 0) futex_wake_all(&c.generation);
+    c.woke_sleepers = c.sleepers.load(std::memory_order_seq_cst) > 0;
+    if (c.woke_sleepers) futex_wake_all(&c.generation);
 }
 
 }  // namespace psh

@@ -75,6 +75,8 @@ struct Control {
     Job job;
     int num_slots;
     WorkerSlot *slots;
+    bool throttle_spin = false;  // more threads spin on this block than there are usable CPUs
+    bool woke_sleepers = false;  // the caller's own: publish had to wake workers from a futex
     int wake_fd = -1;  // process workers: an eventfd the last one writes when the caller sleeps
     dev_t wake_dev = 0;
     ino_t wake_ino = 0;
@@ -135,8 +137,9 @@ bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns);
 // Caller: publish c.job to the pool.
 void publish(Control &c);
 
-// Caller: wait until `expected` workers finished, calling on_tick every
-// tick_ns (< 0: never) while waiting.
+// Caller of a threads context (worker 0): wait until `expected` workers
+// (slots 1..expected) finished, calling on_tick every tick_ns (< 0: never)
+// while waiting.
 template <class F>
 void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick);
 
@@ -163,7 +166,22 @@ namespace psh {
 template <class F>
 void wait_finished(Control &c, uint32_t expected, long long tick_ns, F on_tick)
 {
-    if (spin_until([&] { return c.finished.load(std::memory_order_acquire) >= expected; })) return;
+    // Evidence of oversubscription: a worker that has neither started an
+    // item nor finished (slot 0 is the caller itself). Not on the first job
+    // (new threads may not have been scheduled yet), nor when the workers
+    // were asleep (a futex wake-up takes tens of microseconds).
+    auto not_running = [&] {
+        uint32_t gen = c.generation.load(std::memory_order_relaxed);
+        if (gen <= 1 || c.woke_sleepers) return false;
+        for (int w = 1; w < c.num_slots && w <= (int)expected; ++w)
+            if (c.slots[w].current.load(std::memory_order_relaxed) == SIZE_MAX &&
+                c.slots[w].done_gen.load(std::memory_order_acquire) != gen)
+                return true;
+        return false;
+    };
+    if (spin_until([&] { return c.finished.load(std::memory_order_acquire) >= expected; }, c.throttle_spin,
+                   not_running))
+        return;
     for (;;) {
         // Announce the sleep, then look again (the last worker wakes us only
         // if it sees the announcement: both sides are seq_cst).

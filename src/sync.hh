@@ -50,26 +50,94 @@ inline long long monotonic_ns()
 // (PASHA_SPIN_US overrides the default of 200 us; 0 disables spinning).
 long long spin_ns();
 
-// Spin until done() or spin_ns() passed; returns done()'s last value. Every
-// 16th step checks the clock and yields the CPU, so that on a machine with
-// fewer cores than runnable threads (a caller waiting on its worker
-// processes) the spinner does not hold back the work it waits for. The
-// bound is in time, not steps: yields can take a whole time slice.
-template <class F>
-inline bool spin_until(F done)
+// The number of CPUs this process may run on (its affinity mask), cached.
+int usable_cpus();
+
+// Throttled spinning, as libgomp's throttled spin count.
+//
+// - Normal: a waiter spins without a system call (kPureSpinNs at most): on
+//   a machine with a CPU free for each thread the other side answers within
+//   a microsecond, so a map whose workers are awake makes no system call.
+//   Past that (long work on the other side) it yields the CPU every 16th
+//   step until spin_ns(), then sleeps.
+// - Throttled: the waiter yields every 16th step from the start, so that a
+//   caller and a worker that share one CPU hand it over instead of each
+//   burning a time slice in a pure spin. Statically, when our own threads
+//   exceed the usable CPUs (Control::throttle_spin: a pool's caller and its
+//   workers on 2 CPUs); dynamically, when oversubscription is seen at run
+//   time (another process holds a CPU).
+//
+// The evidence of oversubscription: a pure spinner finds that it was
+// preempted (the clock jumped by more than kPreemptedNs between two of its
+// checks, a few hundred ns apart), or a caller's pure spin ends while one
+// of its workers has not even started the job; twice within kEvidenceNs.
+// The process then spins throttled for kThrottleNs, after which pure
+// spinning is tried again. (Sleeping on the futex after a short spin
+// instead of yielding, as libgomp does, was measured too, bench (b) and
+// (b'): a futex round trip cost more per map than the yields on a 2-CPU
+// machine in most runs; see docs/performance.md.)
+const long long kPureSpinNs = 10000;
+const long long kPreemptedNs = 30000;
+const long long kThrottleNs = 20000000;
+
+// Until when (monotonic_ns) the process spins throttled; 0: not throttled.
+inline std::atomic<long long> spin_throttled_until{0};
+// When the last evidence was seen: one alone (a virtual CPU stolen by the
+// host, an interrupt) does not throttle, two within kEvidenceNs do.
+inline std::atomic<long long> spin_last_evidence{0};
+const long long kEvidenceNs = 5000000;
+
+// Oversubscription seen at `now`; true if spinning is now throttled.
+inline bool spin_evidence(long long now)
+{
+    long long prev = spin_last_evidence.exchange(now, std::memory_order_relaxed);
+    if (!prev || now - prev > kEvidenceNs) return false;
+    spin_throttled_until.store(now + kThrottleNs, std::memory_order_relaxed);
+    return true;
+}
+
+inline bool never() { return false; }
+
+// Spin until done() or spin_ns() passed; returns done()'s last value (false:
+// the caller goes to sleep). The bound is in time, not steps: yields can
+// take a whole time slice. yield_only: our own threads exceed the CPUs.
+// not_running(): called once if the pure spin ends unanswered; true if the
+// other side is known not to have run (evidence of oversubscription).
+template <class F, class G = bool (*)()>
+inline bool spin_until(F done, bool yield_only = false, G not_running = never)
 {
     long long limit = spin_ns();
     if (limit <= 0) return done();
-    long long deadline = 0;
+    if (done()) return true;
+    long long start = monotonic_ns(), last = start, deadline = start + limit;
+    long long pure_end = start;  // yield_only: no pure phase
+    if (!yield_only) {
+        long long until = spin_throttled_until.load(std::memory_order_relaxed);
+        if (!until || start >= until) pure_end = start + (limit < kPureSpinNs ? limit : kPureSpinNs);
+    }
     for (unsigned i = 1;; ++i) {
         if (done()) return true;
         if ((i & 15) == 0) {
             long long now = monotonic_ns();
-            if (!deadline)
-                deadline = now + limit;
-            else if (now > deadline)
-                return done();
-            sched_yield();
+            if (now >= deadline) return done();
+            if (now < pure_end) {
+                if (now - last > kPreemptedNs) {
+                    // Preempted while spinning: another thread wanted this CPU.
+                    spin_evidence(now);
+                    pure_end = now;
+                }
+                last = now;
+                cpu_relax();
+            } else {
+                if (pure_end > start) {
+                    // The other side did not answer within the pure spin.
+                    // If it has not even started (not scheduled), the
+                    // runnable threads exceed the free CPUs: throttle.
+                    if (not_running()) spin_evidence(now);
+                    pure_end = start;
+                }
+                sched_yield();
+            }
         } else {
             cpu_relax();
         }

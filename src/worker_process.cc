@@ -288,7 +288,7 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
         return accounted == n;
     };
 
-    if (spin_until([&] { return c.finished.load(std::memory_order_acquire) >= n; })) return;
+    if (spin_until([&] { return c.finished.load(std::memory_order_acquire) >= n; }, c.throttle_spin)) return;
 
     long long stopped_at = 0;
     std::vector<struct pollfd> fds;

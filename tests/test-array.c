@@ -107,6 +107,40 @@ static void test_alloc_per_worker_axis(void **state)
     psh_context_destroy(ctx);
 }
 
+/* Per-worker rows of a page-multiple size start off a page boundary (4K
+ * aliasing with page-aligned inputs, bench (f)), still 64-byte aligned, with
+ * contiguous strides, and every row is writable. */
+static void test_per_worker_rows_start_off_page(void **state)
+{
+    (void)state;
+    psh_context *ctx;
+    assert_int_equal(psh_context_create(&ctx, PSH_THREADS, 2), PSH_OK);
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    o.per_worker = 1;
+    const size_t row[2] = {512, 128}, bins = 64;
+    psh_array *sums, *hist, *plain;
+    assert_int_equal(psh_alloc(&sums, ctx, PSH_FLOAT32, 2, row, &o), PSH_OK);
+    assert_int_equal(psh_alloc(&hist, ctx, PSH_INT64, 1, &bins, &o), PSH_OK);
+    assert_int_equal(psh_alloc(&plain, ctx, PSH_FLOAT32, 2, row, NULL), PSH_OK);
+    uintptr_t s = (uintptr_t)psh_array_data(sums), h = (uintptr_t)psh_array_data(hist);
+    assert_int_equal(s % 128, 0); /* rows of 128-byte multiples never share a 128-byte line pair */
+    assert_int_equal(h % 128, 0);
+    assert_int_not_equal(s % 4096, 0);
+    assert_int_not_equal(s % 4096, h % 4096); /* the two row arrays do not alias each other either */
+    assert_int_equal((uintptr_t)psh_array_data(plain) % 4096, 0); /* other arrays stay page-aligned */
+    assert_int_equal(psh_array_strides(sums)[0], 512 * 128 * 4);
+    assert_int_equal(psh_array_strides(hist)[0], 64 * 8);
+    assert_int_equal(psh_array_nbytes(sums), 2 * 512 * 128 * 4);
+    float *d = psh_array_data(sums);
+    for (size_t i = 0; i < 2 * 512 * 128; ++i) d[i] = (float)i;
+    for (size_t i = 0; i < 2 * 512 * 128; i += 4097) assert_true(d[i] == (float)i);
+    psh_array_free(sums);
+    psh_array_free(hist);
+    psh_array_free(plain);
+    psh_context_destroy(ctx);
+}
+
 static void test_alloc_like_takes_shape_dtype_and_order(void **state)
 {
     (void)state;
@@ -277,6 +311,7 @@ int main(void)
         cmocka_unit_test(test_alloc_c_and_f_order_shapes_and_strides),
         cmocka_unit_test(test_alloc_fill_every_dtype),
         cmocka_unit_test(test_alloc_per_worker_axis),
+        cmocka_unit_test(test_per_worker_rows_start_off_page),
         cmocka_unit_test(test_alloc_like_takes_shape_dtype_and_order),
         cmocka_unit_test(test_alloc_zero_length_and_zero_dimensions),
         cmocka_unit_test(test_alloc_bad_arguments),

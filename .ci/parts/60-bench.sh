@@ -17,11 +17,11 @@ out = sys.argv[1]
 for w in (1, 2):
     d = json.load(open(f"{out}/workers-{w}.json"))
     assert d["workers"] == w, d["workers"]
-    assert set(d["workloads"]) == set("abcd"), d["workloads"].keys()
-    assert len(d["targets"]) == 7, d["targets"]
-    assert all(v["median"] > 0 for k in "abd" for v in d["workloads"][k].values())
+    assert set(d["workloads"]) == {"a", "b", "b'", "c", "d", "f"}, d["workloads"].keys()
+    assert len(d["targets"]) == 9, d["targets"]
+    assert all(v["median"] > 0 for k in ("a", "b", "b'", "d", "f") for v in d["workloads"][k].values())
     assert 0.5 < d["e"]["workers_pss_gib"] / d["e"]["array_gib"] < 1.5, d["e"]
-for f in ("scaling.md", "scaling-a.svg", "scaling-d.svg"):
+for f in ("scaling.md", "scaling-a.svg", "scaling-d.svg", "scaling-f.svg"):
     assert open(f"{out}/{f}").read().strip(), f
 PY
 echo "bench: ok"

@@ -218,7 +218,8 @@ PSH_API psh_schedule psh_context_schedule(const psh_context *ctx);
  *     a program that closes descriptors it does not own cannot make
  *     libpasha write into one of its files. Every descriptor libpasha opens
  *     is close-on-exec.
- *   - Aligned to at least 64 bytes (a page), zero-filled unless a fill
+ *   - Aligned to at least 64 bytes (a page; per_worker arrays start 128 to
+ *     3968 bytes past one, see psh_alloc_options), zero-filled unless a fill
  *     value is given; excluded from core dumps except for the part arrays
  *     have used. */
 typedef struct psh_array psh_array;
@@ -246,7 +247,10 @@ typedef struct psh_alloc_options {
                               of the dtype, copied into every element */
     int per_worker;      /**< non-zero: add an axis of length num_workers of
                               the context, first in C order, last in F order,
-                              to be indexed by worker_id */
+                              to be indexed by worker_id; the data starts
+                              128..3968 bytes (a multiple of 128) past a page
+                              boundary (no 4K aliasing with page-aligned
+                              inputs), strides stay contiguous */
 } psh_alloc_options;
 
 /** Fill opts with the defaults and set struct_size. NULL is a no-op. */
