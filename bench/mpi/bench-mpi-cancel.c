@@ -22,33 +22,9 @@
 
 #include "pasha/pasha_mpi.h"
 
-enum { PIXELS = 512 * 128, TINY = 200 };
+#include "calib_kernels.h"
 
-struct calib {
-    const float *raw, *offset, *gain;
-    float *out;
-};
-
-static int calibrate(void *ud, int worker, size_t i, const void *value)
-{
-    struct calib *c = ud;
-    (void)worker;
-    (void)value;
-    const float *raw = c->raw + i * PIXELS;
-    float *out = c->out + i * PIXELS;
-    for (size_t p = 0; p < PIXELS; ++p) out[p] = (raw[p] - c->offset[p]) * c->gain[p];
-    return 0;
-}
-
-static int make_frame(void *ud, int worker, size_t i, const void *value)
-{
-    struct calib *c = ud;
-    (void)worker;
-    (void)value;
-    float *raw = (float *)c->raw + i * PIXELS;
-    for (size_t p = 0; p < PIXELS; ++p) raw[p] = (float)((i * 31 + p) % 4096);
-    return 0;
-}
+enum { TINY = 200 };
 
 static int nothing(void *ud, int worker, size_t i, const void *value)
 {
