@@ -13,7 +13,7 @@ protected:
     void run(Job &job, Monitor &mon, Outcome &out) override
     {
         job.cancel = mon.cancel;
-        run_inline(job, mon, 0, out);
+        run_inline(job, mon, job.worker_base, out);  // 0, or a rank's first global id (MPI)
     }
 };
 

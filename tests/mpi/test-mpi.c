@@ -295,6 +295,30 @@ static void test_create(void)
     CHECK(psh_mpi_rank(ctx) == rank);
     CHECK(psh_mpi_size(ctx) == nranks);
     CHECK(psh_mpi_rank(NULL) == -1);
+    {
+        /* A serial local context keeps the global worker ids: rank r's
+         * worker is worker r (regression: the serial context reset every
+         * rank's to 0, and per_worker rows of all ranks were the same one). */
+        const size_t m = 101;
+        psh_array *who, *rk, *out;
+        CHECK_OK(psh_alloc(&who, ctx, PSH_INT32, 1, &m, NULL));
+        CHECK_OK(psh_alloc(&rk, ctx, PSH_INT32, 1, &m, NULL));
+        CHECK_OK(psh_alloc(&out, ctx, PSH_FLOAT64, 1, &m, NULL));
+        struct fill_args a = {psh_array_data(out), psh_array_data(who), psh_array_data(rk), SIZE_MAX, 0};
+        psh_functor *f;
+        CHECK_OK(psh_functor_range(&f, m));
+        CHECK_OK(psh_map(ctx, fill_kernel, &a, f));
+        CHECK_OK(psh_mpi_allgather(ctx, who));
+        CHECK_OK(psh_mpi_allgather(ctx, rk));
+        for (size_t i = 0; i < m; ++i) {
+            CHECK(a.rank_of[i] == owner(m, i));
+            CHECK(a.who[i] == owner(m, i));
+        }
+        psh_functor_destroy(f);
+        psh_array_free(out);
+        psh_array_free(rk);
+        psh_array_free(who);
+    }
     psh_context_destroy(ctx);
     /* uneven local counts (rank r has r + 1 threads): ids stay global and
      * contiguous, rank r's are r(r+1)/2 .. r(r+1)/2 + r */
