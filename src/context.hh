@@ -5,8 +5,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-#include <pthread.h>
-
 #include <atomic>
 #include <memory>
 #include <mutex>

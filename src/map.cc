@@ -229,7 +229,7 @@ int current_worker() { return tls_worker; }
 
 size_t resolve_chunk(psh_schedule s, size_t chunk, size_t n, int workers)
 {
-    if (chunk) return n && chunk > n ? n : chunk;
+    if (chunk) return chunk;  // do_map clamps it to the map
     if (s == PSH_SCHEDULE_DYNAMIC) {
         size_t c = n / (256 * (size_t)workers);
         return c < 1 ? 1 : c > 4096 ? 4096 : c;
@@ -340,7 +340,7 @@ void Monitor::final_progress(size_t total_items)
     try {
         progress(progress_data, total_items, total_items);
     } catch (...) {
-        char what[240];
+        char what[sizeof(Outcome::what)];
         describe_current_exception(what, sizeof what);
         fail(PSH_EKERNEL, "the progress callback threw %s", what);
     }
@@ -356,8 +356,7 @@ void run_worker(Control &c, const Job &job, int w, Monitor *mon)
     // Every user callback may throw (a C++ kernel behind a C function
     // pointer): the exception stops the map like a non-zero return and
     // never leaves this function.
-    int callback = CB_BEGIN;
-    bool in_items = false;
+    int callback = CB_BEGIN;  // which one is running: CB_BEGIN, an item callback, CB_END
     try {
         if (custom && f.vt.worker_begin) {
             int rc = f.vt.worker_begin(f.self, id);
@@ -368,7 +367,6 @@ void run_worker(Control &c, const Job &job, int w, Monitor *mon)
         }
         Scheduler sched(c, job, w, job.block_kernel != nullptr);
         size_t b, e;
-        in_items = true;
         callback = job.block_kernel ? CB_BLOCK_KERNEL : CB_KERNEL;
         while (!c.stop.load(std::memory_order_relaxed) && sched.next(b, e)) {
             if (!run_block(c, job, id, slot, b, e, callback)) break;
@@ -376,10 +374,10 @@ void run_worker(Control &c, const Job &job, int w, Monitor *mon)
             if (cancelled(job.cancel)) c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
             if (mon) mon->tick(c);
         }
-        in_items = false;
         callback = CB_END;
         if (custom && f.vt.worker_end) f.vt.worker_end(f.self, id);
     } catch (...) {
+        bool in_items = callback != CB_BEGIN && callback != CB_END;
         c.record_exception(callback, in_items ? slot.current.load(std::memory_order_relaxed) : SIZE_MAX, id);
         if (callback != CB_END && custom && f.vt.worker_end) {
             try {

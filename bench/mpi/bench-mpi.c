@@ -16,30 +16,9 @@
 
 #include "pasha/pasha_mpi.h"
 
-#include "calib_kernels.h"
+#include "bench_mpi.h"
 
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-#define TRY(call)                                                                       \
-    do {                                                                                \
-        int rc_ = (call);                                                               \
-        if (rc_) {                                                                      \
-            fprintf(stderr, "%s: %s\n", psh_strerror(rc_), psh_last_error());           \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                               \
-        }                                                                               \
-    } while (0)
 
 /* Time `rounds` maps of the workload on ctx; comm synchronises the ranks
  * (MPI_COMM_SELF for a local context). Results in ms, sorted. */
@@ -87,21 +66,12 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     size_t frames = 1000;
     int rounds = 7, threads = 0;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--frames")) frames = strtoul(argv[i + 1], NULL, 10);
-        else if (!strcmp(argv[i], "--rounds")) rounds = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-    }
-    if (frames < 1 || rounds < 1 || rounds > 1000) {
-        if (rank == 0) fprintf(stderr, "usage: bench-mpi [--frames N>=1] [--rounds 1..1000] [--threads T]\n");
+    if (parse_args(argc, argv, "bench-mpi", rank, &frames, &rounds, &threads)) {
         MPI_Finalize();
         return 2;
     }
-    float *off = malloc(PIXELS * sizeof *off), *gn = malloc(PIXELS * sizeof *gn);
-    for (size_t p = 0; p < PIXELS; ++p) {
-        off[p] = (float)(p % 17);
-        gn[p] = 1.0f + 0.25f * (float)(p % 5);
-    }
+    float *off, *gn;
+    make_constants(&off, &gn);
     double *ms = malloc((size_t)rounds * sizeof *ms);
     psh_context *ctx;
     TRY(psh_context_create_mpi(&ctx, MPI_COMM_WORLD, PSH_THREADS, threads));
