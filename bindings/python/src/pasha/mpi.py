@@ -19,6 +19,7 @@ mpi4py is imported when the first context is made, never by ``import pasha``.
 
 import ctypes
 import os
+import sys
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
 
@@ -59,6 +60,7 @@ _ALIGN = 64              # where data starts in a window (psh arrays: at least 6
 _MADV_POPULATE_WRITE = 23
 _MAX_MSG = 1 << 30       # bytes per message (MPI counts are ints)
 _TAG = 0x5053            # point-to-point tag on the context's own communicator
+_KEPT = []               # windows of closed contexts that arrays still use
 
 
 def _local_class(base):
@@ -222,7 +224,7 @@ class MpiContext(MapContext):
         if not isinstance(comm, MPI.Intracomm):
             raise TypeError(f'comm must be an mpi4py intracommunicator, not {type(comm).__name__}')
         self._comm = None
-        self._windows = {}
+        self._windows = []  # [window, root ndarray of its memory], in allocation order
         self._shared = []
         self._closed = False
         error = None
@@ -340,15 +342,13 @@ class MpiContext(MapContext):
         self._agree('alloc', error, (nbytes,), ("the array's size in bytes",))
         if self.node_size == 1:
             array = self.local._alloc(shape, dtype, order, None)
-            win = None
         else:
-            raw, win = self._node_window(nbytes)
+            self._reclaim()
+            raw = self._node_window(nbytes)
             array = raw.view(dtype).reshape(shape, order=order) if dtype.itemsize else \
                 np.ndarray(shape, dtype, order=order)
-        base = array.__array_interface__['data'][0]
-        self._shared.append((base, nbytes))
-        if win is not None:
-            self._windows[base] = win
+            del raw
+        self._shared.append((array.__array_interface__['data'][0], nbytes))
         if fill is not None and not (np.isscalar(fill) and fill == 0):
             if self.node_rank == 0:
                 array[...] = fill
@@ -356,8 +356,8 @@ class MpiContext(MapContext):
         return array
 
     def _node_window(self, nbytes):
-        """This node's window of nbytes, agreed on every rank: (uint8 view,
-        window). The nodes that made theirs free them when another did not."""
+        """This node's window of nbytes, agreed on every rank: a uint8 view
+        of it. The nodes that made theirs free them when another did not."""
         MPI = self._MPI
         want = nbytes + _ALIGN
         error = None
@@ -383,13 +383,15 @@ class MpiContext(MapContext):
             else:
                 win.Set_errhandler(MPI.ERRORS_RETURN)
                 mem, _ = win.Shared_query(0)
-                raw = np.frombuffer(mem, np.uint8)
-                address = raw.__array_interface__['data'][0]
+                root = np.frombuffer(mem, np.uint8)
+                del mem
+                address = root.__array_interface__['data'][0]
                 start = (-address) % _ALIGN
-                raw = raw[start:start + nbytes]
+                raw = root[start:start + nbytes]
                 err = _commit(address, want) if self.node_rank == 0 else 0
                 err = self._node.bcast(err, root=0)
                 if err:
+                    del raw, root
                     win.Free()
                     win = None
                     error = MemoryError(f'cannot commit {want} bytes of MPI shared memory on '
@@ -398,33 +400,43 @@ class MpiContext(MapContext):
             self._agree('alloc', error)
         except BaseException:
             if win is not None:
+                del raw, root
                 win.Free()
             raise
-        return raw, win
+        # Views of the window's memory keep `root` alive (numpy points them
+        # at it): its reference count says whether any array still uses it.
+        self._windows.append([win, root])
+        return raw
+
+    def _reclaim(self, everything=False):
+        """Free the windows that no rank of the node uses any more
+        (collective over the node; the list of windows is the same on all
+        its ranks). everything: keep the ones still used for good (MPI
+        frees them when it is finalised), so that an array kept past
+        close() stays valid memory instead of crashing."""
+        if not self._windows:
+            return
+        used = np.array([sys.getrefcount(w[1]) > 2 for w in self._windows], np.int32)
+        anywhere = np.empty_like(used)
+        self._node.Allreduce(used, anywhere, op=self._MPI.MAX)
+        keep = []
+        for entry, busy in zip(self._windows, anywhere):
+            if not busy:
+                address = entry[1].__array_interface__['data'][0]
+                self._shared = [(b, n) for b, n in self._shared
+                                if not address <= b < address + entry[1].nbytes]
+                entry[1] = None
+                entry[0].Free()
+            elif everything:
+                _KEPT.append(entry)
+            else:
+                keep.append(entry)
+        self._windows = keep
 
     def _is_shared(self, a):
         """Whether a lies in a buffer of this context (one per node)."""
         address = a.__array_interface__['data'][0]
         return any(b <= address and address + a.nbytes <= b + n for b, n in self._shared)
-
-    def free(self, array: np.ndarray) -> None:
-        """Release an array of this context's alloc now (collective; the
-        array must not be used afterwards). Arrays are otherwise kept until
-        close()."""
-        error = None
-        base = None
-        try:
-            address = array.__array_interface__['data'][0]
-            base = next((b for b, n in self._shared if b == address), None)
-            if base is None:
-                raise ValueError('free: not an array returned by this context\'s alloc')
-        except Exception as e:
-            error = e
-        self._agree('free', error)
-        self._shared = [(b, n) for b, n in self._shared if b != base]
-        win = self._windows.pop(base, None)
-        if win is not None:
-            win.Free()
 
     # ---- map ----------------------------------------------------------
 
@@ -607,15 +619,15 @@ class MpiContext(MapContext):
     # ---- lifetime -----------------------------------------------------
 
     def close(self) -> None:
-        """Free every window and communicator of the context (collective;
-        its arrays must not be used afterwards). Call it, or use the
-        context in a with block, before MPI is finalised."""
+        """Free the context's communicators and the node buffers no array
+        uses any more (collective). Buffers still used by arrays stay valid
+        until MPI is finalised. Call it, or use the context in a with
+        block, before MPI is finalised."""
         if self._closed or self._comm is None:
             return
         self._agree('close')
-        for win in self._windows.values():
-            win.Free()
-        self._windows.clear()
+        self._reclaim(everything=True)
+        self._windows = []
         self._shared.clear()
         if self._leaders != self._MPI.COMM_NULL:
             self._leaders.Free()
