@@ -130,6 +130,14 @@ def run_mpi(python, env, build_dir, src, runs, pytest_args):
                 '--rootdir', tests, tests] + pytest_args
         if subprocess.run(cmd, cwd=build_dir, env=env).returncode != 0:
             failed.append(run)
+    # The example a new user starts from (it checks the gathered train ids).
+    example = os.path.join(src, '..', '..', 'examples', 'mpi', 'trains.py')
+    if os.path.exists(example):
+        env['PASHA_MPI_NODE_SIZE'] = ''
+        print('run_pytest: mpirun -n 2 examples/mpi/trains.py', flush=True)
+        cmd = [mpirun, '-n', '2', '--oversubscribe', '-x', 'PYTHONPATH', python, example]
+        if subprocess.run(cmd, cwd=build_dir, env=env).returncode != 0:
+            failed.append('examples/mpi/trains.py')
     if failed:
         print('run_pytest: MPI runs failed: ' + ', '.join(failed))
     return 1 if failed else 0
