@@ -435,3 +435,29 @@ def test_extra_data_keydata(comm, ctx, run_dir):
     ctx.allgather(vals)
     np.testing.assert_array_equal(tids, np.asarray(kd.train_ids, dtype=np.uint64))
     np.testing.assert_allclose(vals, kd.ndarray())  # one value per train
+
+
+# ---- a container-sized /dev/shm (run_pytest.py --mpirun 2s) -----------------
+
+def test_small_shm_array_that_does_not_fit(comm):
+    limit = int(os.environ.get('PASHA_TEST_SMALL_SHM') or 0)
+    if not limit:
+        pytest.skip('needs the 16 MiB tmpfs run (run_pytest.py --mpirun 2s)')
+    c = psh.MpiContext(comm, local='processes', num_workers=2)
+    multi = c.node_size > 1
+    too_big = _outcome(c.alloc, shape=(4 * limit) // 8)      # 64 MiB of float64
+    fits = c.alloc(shape=(limit // 4) // 8)                   # 4 MiB
+    n = len(fits)
+
+    def kernel(worker_id, index, value):
+        fits[index] = 2 * value
+
+    c.map(kernel, np.arange(n, dtype=np.float64))
+    c.allgather(fits)
+    again = _outcome(c.alloc, shape=(4 * limit) // 8)
+    c.close()
+    if multi:  # a node of several ranks: an MPI window on the 16 MiB tmpfs
+        assert too_big[0] in ('MemoryError', 'RemoteRankError'), too_big
+        assert 'do not fit' in str(too_big[1]), too_big
+        assert again[0] in ('MemoryError', 'RemoteRankError'), again
+    np.testing.assert_array_equal(fits, 2 * np.arange(n, dtype=np.float64))

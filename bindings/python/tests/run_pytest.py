@@ -15,9 +15,11 @@ Exits 77 (meson's "skipped") when no usable Python is found or a venv
 cannot be made (no network); 1 when a run fails.
 
 --mpirun RUNS runs the MPI suite (tests-mpi/) instead, once per run in the
-comma-separated RUNS: N (mpirun -n N) or NxK (N ranks cut into simulated
-nodes of K ranks, PASHA_MPI_NODE_SIZE=K). It exits 77 when mpirun is not
-found or the interpreter has no mpi4py.
+comma-separated RUNS: N (mpirun -n N), NxK (N ranks cut into simulated
+nodes of K ranks, PASHA_MPI_NODE_SIZE=K) or Ns (N ranks with Open MPI's
+shared-window files on a 16 MiB tmpfs in a private mount namespace, the
+tests marked for it only; skipped where unshare/mount are not allowed). It
+exits 77 when mpirun is not found or the interpreter has no mpi4py.
 """
 
 import glob
@@ -119,16 +121,35 @@ def run_mpi(python, env, build_dir, src, runs, pytest_args):
     tests = os.path.join(src, 'tests-mpi')
     failed = []
     for run in runs.split(','):
-        ranks, _, node = run.partition('x')
+        small = run.endswith('s')
+        ranks, _, node = run.rstrip('s').partition('x')
         env['PASHA_MPI_NODE_SIZE'] = node
-        print(f'run_pytest: mpirun -n {ranks}' + (f' (nodes of {node})' if node else ''),
-              flush=True)
+        print(f'run_pytest: mpirun -n {ranks}' + (f' (nodes of {node})' if node else '') +
+              (' (16 MiB tmpfs for the windows)' if small else ''), flush=True)
         cmd = [mpirun, '-n', ranks, '--oversubscribe']
-        for name in ('PYTHONPATH', 'PASHA_NUM_WORKERS', 'PASHA_MPI_NODE_SIZE'):
+        for name in ('PYTHONPATH', 'PASHA_NUM_WORKERS', 'PASHA_MPI_NODE_SIZE',
+                     'PASHA_TEST_SMALL_SHM', 'OMPI_MCA_osc_sm_backing_directory'):
             cmd += ['-x', name]
         cmd += [python, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--color=no',
                 '--rootdir', tests, tests] + pytest_args
-        if subprocess.run(cmd, cwd=build_dir, env=env).returncode != 0:
+        run_env = dict(env, PASHA_TEST_SMALL_SHM='', OMPI_MCA_osc_sm_backing_directory=env.get(
+            'OMPI_MCA_osc_sm_backing_directory', '/dev/shm'))
+        if small:
+            if shutil.which('unshare') is None or subprocess.run(
+                    ['unshare', '-m', 'true'], capture_output=True).returncode != 0:
+                print('run_pytest: skipped (no private mount namespace: not root?)')
+                continue
+            import tempfile
+            where = tempfile.mkdtemp(prefix='pasha-small-shm-')
+            run_env.update(PASHA_TEST_SMALL_SHM=str(16 << 20),
+                           OMPI_MCA_osc_sm_backing_directory=where)
+            cmd = ['unshare', '-m', 'sh', '-c',
+                   'mount -t tmpfs -o size=16m pasha-small-shm "$0" && exec "$@"', where] + \
+                cmd + ['-k', 'small_shm']
+        rc = subprocess.run(cmd, cwd=build_dir, env=run_env).returncode
+        if small:
+            os.rmdir(where)
+        if rc != 0:
             failed.append(run)
     # The example a new user starts from (it checks the gathered train ids).
     example = os.path.join(src, '..', '..', 'examples', 'mpi', 'trains.py')
