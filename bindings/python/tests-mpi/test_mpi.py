@@ -283,7 +283,11 @@ def test_ranks_that_disagree_get_the_same_error(comm, ctx):
     allocs = _outcome(ctx.alloc, shape=4 + rank)
     calls = _outcome(ctx.gather, ctx.alloc(shape=4), 0) if rank == 0 else \
         _outcome(ctx.reduce, ctx.alloc(shape=4), 'sum', 0)
+    # calls that agree on different numbers of integers (map: 1, gather: 4)
+    calls2 = _outcome(ctx.map, lambda w, i, v: None, range(4)) if rank == 0 else \
+        _outcome(lambda: ctx.allgather(ctx.alloc(shape=4)))
     ok = _outcome(ctx.map, lambda w, i, v: None, range(10))
+    assert calls2[0] == 'RuntimeError' and 'different calls' in str(calls2[1]), calls2
     assert sizes[0] == 'ValueError' and 'number of items' in str(sizes[1]), sizes
     assert allocs[0] == 'ValueError' and "array's size" in str(allocs[1]), allocs
     assert calls[0] == 'RuntimeError' and 'different calls' in str(calls[1]), calls

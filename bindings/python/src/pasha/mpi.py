@@ -60,6 +60,7 @@ _ALIGN = 64              # where data starts in a window (psh arrays: at least 6
 _MADV_POPULATE_WRITE = 23
 _MAX_MSG = 1 << 30       # bytes per message (MPI counts are ints)
 _TAG = 0x5053            # point-to-point tag on the context's own communicator
+_MAX_ARGS = 4            # integers the ranks agree on in one call
 _KEPT = []               # windows of closed contexts that arrays still use
 
 
@@ -277,7 +278,11 @@ class MpiContext(MapContext):
     def _agree_on(self, comm, call, error, args):
         """Collective: raise on every rank if any rank has an error or the
         ranks disagree on the call or its args (a tuple of ints)."""
-        v = np.empty(3 + 2 * len(args), np.int64)
+        # Always the same length, whatever the call: ranks making different
+        # calls must still meet in one well-formed Allreduce.
+        if len(args) > _MAX_ARGS:
+            raise AssertionError('too many arguments to agree on')
+        v = np.zeros(3 + 2 * _MAX_ARGS, np.int64)
         size = comm.Get_size()
         v[0] = comm.Get_rank() if error is not None else size
         v[1], v[2] = call, -call
