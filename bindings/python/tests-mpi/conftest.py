@@ -40,3 +40,14 @@ def ctx(comm, local):
     c = psh.MpiContext(comm, local=local, num_workers=2)
     yield c
     c.close()
+
+
+def pytest_unconfigure(config):
+    """Wait (up to 60 s) for the other ranks before exiting: mpirun ends
+    the whole job when the first rank exits with failures, which would cut
+    off the others' reports."""
+    import time
+    req = MPI.COMM_WORLD.Ibarrier()
+    start = time.monotonic()
+    while not req.Test() and time.monotonic() - start < 60:
+        time.sleep(0.01)

@@ -20,6 +20,8 @@ mpi4py is imported when the first context is made, never by ``import pasha``.
 import ctypes
 import os
 import sys
+import weakref
+import zlib
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
 
@@ -60,7 +62,11 @@ _ALIGN = 64              # where data starts in a window (psh arrays: at least 6
 _MADV_POPULATE_WRITE = 23
 _MAX_MSG = 1 << 30       # bytes per message (MPI counts are ints)
 _TAG = 0x5053            # point-to-point tag on the context's own communicator
-_MAX_ARGS = 4            # integers the ranks agree on in one call
+_MAX_ARGS = 5            # integers the ranks agree on in one call
+# numpy type chars reduce accepts: the integers, float32/64, long double
+# and their complex types (Open MPI 4 has no float16; bool is not a number).
+_MPI_NUMBERS = 'bBhHiIlLqQfdgFDG'
+_CONTEXTS = weakref.WeakSet()  # live MpiContexts (an array of another one is refused)
 _KEPT = []               # windows of closed contexts that arrays still use
 
 
@@ -182,19 +188,47 @@ def _commit(address, nbytes):
     return 0 if err == 22 else err  # EINVAL: kernels before 5.14 (checked by room only)
 
 
-def _flat_bytes(a):
-    """A flat uint8 view of a C- or F-contiguous array, and the axis its
-    blocks of rows run along (0 in C order, the last in F order)."""
-    if a.flags.c_contiguous:
-        order, axis = 'C', 0
-    elif a.flags.f_contiguous:
-        order, axis = 'F', a.ndim - 1
-    else:
-        raise ValueError('the array must be C- or F-contiguous (an array from alloc is)')
-    if a.ndim == 0:
-        raise ValueError('a 0-d array has no rows to gather')
-    flat = a.reshape(-1, order=order)
-    return flat.view(np.uint8), axis
+def _bytes_of(a):
+    """The bytes of a C-contiguous array, as a flat uint8 view."""
+    return a.reshape(-1).view(np.uint8)
+
+
+def _crc(value):
+    """A number for value that is the same in every process (hash() of a
+    str is salted per process)."""
+    return zlib.crc32(repr(value).encode()) & 0x7fffffff
+
+
+class _Buffer:
+    """One array's memory from alloc: an MPI window (held by the context
+    until no array uses it) or libpasha's memory (held by the arrays)."""
+
+    __slots__ = ('address', 'nbytes', 'win', 'root', 'ref')
+
+    def __init__(self, array, root, win):
+        self.address = array.__array_interface__['data'][0]
+        self.nbytes = array.nbytes
+        self.win = win
+        self.root = root  # windows: the frombuffer array every view points at
+        base = array
+        while isinstance(base.base, np.ndarray):
+            base = base.base
+        self.ref = weakref.ref(base) if win is None else None
+
+    def alive(self):
+        return self.root is not None if self.win is not None else self.ref() is not None
+
+    def in_use(self):
+        # the slot's reference and getrefcount's argument; views add theirs
+        return sys.getrefcount(self.root) > 2
+
+    def holds(self, address, nbytes):
+        return self.alive() and self.address <= address and \
+            address + nbytes <= self.address + self.nbytes
+
+    def release(self):
+        self.root = None
+        self.win.Free()
 
 
 class MpiContext(MapContext):
@@ -222,14 +256,15 @@ class MpiContext(MapContext):
         self._MPI = MPI
         if comm is None:
             comm = MPI.COMM_WORLD
-        if not isinstance(comm, MPI.Intracomm):
-            raise TypeError(f'comm must be an mpi4py intracommunicator, not {type(comm).__name__}')
         self._comm = None
-        self._windows = []  # [window, root ndarray of its memory], in allocation order
-        self._shared = []
+        self._buffers = []  # _Buffer of each alloc, in allocation order
         self._closed = False
         error = None
         try:
+            if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
+                bad, comm = comm, MPI.COMM_WORLD  # the others are most likely there
+                raise TypeError('comm must be an mpi4py intracommunicator, not '
+                                f'{type(bad).__name__}')
             if local not in _LOCAL:
                 raise ValueError(f"local must be 'serial', 'threads' or 'processes', "
                                  f'not {local!r}')
@@ -272,6 +307,7 @@ class MpiContext(MapContext):
         self.worker_base = sum(counts[:self.rank])
         self.local._worker_base = self.worker_base
         super().__init__(sum(counts))
+        _CONTEXTS.add(self)
 
     # ---- agreement ----------------------------------------------------
 
@@ -285,17 +321,21 @@ class MpiContext(MapContext):
         v = np.zeros(3 + 2 * _MAX_ARGS, np.int64)
         size = comm.Get_size()
         v[0] = comm.Get_rank() if error is not None else size
+        info = None
+        if error is not None:  # before the Allreduce: str() of it may fail
+            try:
+                info = (type(error).__name__, str(error))
+            except Exception:
+                info = (type(error).__name__, '(the exception cannot be turned into a string)')
         v[1], v[2] = call, -call
         for i, a in enumerate(args):
+            a = int(a)
             v[3 + 2 * i], v[4 + 2 * i] = a, -a
         r = np.empty_like(v)
         comm.Allreduce(v, r, op=self._MPI.MIN)
         first = int(r[0])
         if first < size:
-            info = None
-            if first == comm.Get_rank():
-                info = (type(error).__name__, str(error))
-            info = comm.bcast(info, root=first)
+            info = comm.bcast(info if first == comm.Get_rank() else None, root=first)
             if error is not None:
                 raise error
             raise RemoteRankError(first, info[0], info[1])
@@ -324,8 +364,9 @@ class MpiContext(MapContext):
         of all ranks' workers. Every rank of a node gets a view of the same
         memory, and so do the forked workers of a 'processes' local context.
         """
-        nbytes = 0
+        nbytes = layout = -1
         error = None
+        fill_value = None
         try:
             shape, dtype, order = self._resolve_alloc(shape, dtype, order, like)
             if per_worker:
@@ -336,82 +377,86 @@ class MpiContext(MapContext):
             if dtype.hasobject:
                 raise TypeError(f'alloc: dtype {dtype} holds Python objects, which cannot '
                                 'be shared between ranks; use a numeric dtype')
-            count = 1
-            for s in shape:
-                if int(s) < 0:
-                    raise ValueError('negative dimensions are not allowed')
-                count *= int(s)
-            nbytes = count * dtype.itemsize
+            shape = tuple(int(s) for s in shape)
+            if any(s < 0 for s in shape):
+                raise ValueError('negative dimensions are not allowed')
+            nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if fill is not None and not (np.isscalar(fill) and fill == 0):
+                # Checked here, so that writing it later cannot fail on one rank.
+                fill_value = np.broadcast_to(np.asarray(fill, dtype=dtype), shape)
+            layout = _crc((shape, dtype.str, order))
         except Exception as e:
             error = e
-        self._agree('alloc', error, (nbytes,), ("the array's size in bytes",))
-        if self.node_size == 1:
-            array = self.local._alloc(shape, dtype, order, None)
-        else:
-            self._reclaim()
-            raw = self._node_window(nbytes)
-            array = raw.view(dtype).reshape(shape, order=order) if dtype.itemsize else \
-                np.ndarray(shape, dtype, order=order)
-            del raw
-        self._shared.append((array.__array_interface__['data'][0], nbytes))
-        if fill is not None and not (np.isscalar(fill) and fill == 0):
-            if self.node_rank == 0:
-                array[...] = fill
-            self._node.Barrier()
-        return array
-
-    def _node_window(self, nbytes):
-        """This node's window of nbytes, agreed on every rank: a uint8 view
-        of it. The nodes that made theirs free them when another did not."""
-        MPI = self._MPI
-        want = nbytes + _ALIGN
+        self._agree('alloc', error, (nbytes, layout),
+                    ("the array's size in bytes", "the array's shape, dtype or order"))
+        array = root = win = None
         error = None
-        win = None
-        room = _backing_room() if self.node_rank == 0 else None
-        where, free = self._node.bcast(room, root=0)
-        if free >= 0 and free < want + (1 << 20):
-            error = MemoryError(f'{nbytes} bytes of MPI shared memory do not fit in the '
-                                f'{free} bytes free in {where}')
+        if self.node_size > 1:
+            self._reclaim()
+            raw, root, win, error = self._node_window(nbytes)
+            if error is None:
+                array = raw.view(dtype).reshape(shape, order=order) if dtype.itemsize else \
+                    np.ndarray(shape, dtype, order=order)
+            del raw
         else:
+            try:  # alone on its node: libpasha's own shared memory
+                array = self.local._alloc(shape, dtype, order, None)
+            except Exception as e:
+                error = e
+        if error is None and fill_value is not None and self.node_rank == 0:
             try:
-                win = MPI.Win.Allocate_shared(want if self.node_rank == 0 else 0, 1,
-                                              comm=self._node)
-                ok = 1
-            except MPI.Exception:
-                ok = 0
-            if self._node.allreduce(ok, op=MPI.MIN) == 0:
-                # A rank that got its part keeps it: freeing is collective
-                # and the ranks whose call failed have no window.
-                win = None
-                error = MemoryError(f'MPI_Win_allocate_shared of {want} bytes failed on '
-                                    f'this node')
-            else:
-                win.Set_errhandler(MPI.ERRORS_RETURN)
-                mem, _ = win.Shared_query(0)
-                root = np.frombuffer(mem, np.uint8)
-                del mem
-                address = root.__array_interface__['data'][0]
-                start = (-address) % _ALIGN
-                raw = root[start:start + nbytes]
-                err = _commit(address, want) if self.node_rank == 0 else 0
-                err = self._node.bcast(err, root=0)
-                if err:
-                    del raw, root
-                    win.Free()
-                    win = None
-                    error = MemoryError(f'cannot commit {want} bytes of MPI shared memory on '
-                                        f'this node: {os.strerror(err)}')
+                array[...] = fill_value
+            except Exception as e:
+                error = e
+        # Every rank learns whether every node made its buffer (and the fill
+        # written by a node's first rank is seen by the others after this).
         try:
             self._agree('alloc', error)
         except BaseException:
+            del array, root
             if win is not None:
-                del raw, root
                 win.Free()
             raise
-        # Views of the window's memory keep `root` alive (numpy points them
-        # at it): its reference count says whether any array still uses it.
-        self._windows.append([win, root])
-        return raw
+        self._buffers.append(_Buffer(array, root, win))
+        return array
+
+    def _node_window(self, nbytes):
+        """This node's window of nbytes: (uint8 view, root array, window,
+        None) on every rank of the node, or (None, None, None, the error)
+        on every rank of the node, leaving no window behind."""
+        MPI = self._MPI
+        want = nbytes + _ALIGN
+        room = _backing_room() if self.node_rank == 0 else None
+        where, free = self._node.bcast(room, root=0)
+        if free >= 0 and free < want + (1 << 20):
+            return None, None, None, MemoryError(
+                f'{nbytes} bytes of MPI shared memory do not fit in the {free} bytes free '
+                f'in {where}')
+        try:
+            win = MPI.Win.Allocate_shared(want if self.node_rank == 0 else 0, 1, comm=self._node)
+            ok = 1
+        except MPI.Exception:
+            win, ok = None, 0
+        if self._node.allreduce(ok, op=MPI.MIN) == 0:
+            # A rank that got its part keeps it: freeing is collective and
+            # the ranks whose call failed have no window.
+            return None, None, None, MemoryError(
+                f'MPI_Win_allocate_shared of {want} bytes failed on this node')
+        win.Set_errhandler(MPI.ERRORS_RETURN)
+        mem, _ = win.Shared_query(0)
+        root = np.frombuffer(mem, np.uint8)
+        del mem
+        address = root.__array_interface__['data'][0]
+        start = (-address) % _ALIGN
+        err = _commit(address, want) if self.node_rank == 0 else 0
+        err = self._node.bcast(err, root=0)
+        if err:
+            del root
+            win.Free()
+            return None, None, None, MemoryError(
+                f'cannot commit {want} bytes of MPI shared memory on this node: '
+                f'{os.strerror(err)}')
+        return root[start:start + nbytes], root, win, None
 
     def _reclaim(self, everything=False):
         """Free the windows that no rank of the node uses any more
@@ -419,29 +464,33 @@ class MpiContext(MapContext):
         its ranks). everything: keep the ones still used for good (MPI
         frees them when it is finalised), so that an array kept past
         close() stays valid memory instead of crashing."""
-        if not self._windows:
-            return
-        used = np.array([sys.getrefcount(w[1]) > 2 for w in self._windows], np.int32)
-        anywhere = np.empty_like(used)
-        self._node.Allreduce(used, anywhere, op=self._MPI.MAX)
-        keep = []
-        for entry, busy in zip(self._windows, anywhere):
-            if not busy:
-                address = entry[1].__array_interface__['data'][0]
-                self._shared = [(b, n) for b, n in self._shared
-                                if not address <= b < address + entry[1].nbytes]
-                entry[1] = None
-                entry[0].Free()
-            elif everything:
-                _KEPT.append(entry)
-            else:
-                keep.append(entry)
-        self._windows = keep
+        windows = [b for b in self._buffers if b.win is not None]
+        if windows:
+            used = np.array([b.in_use() for b in windows], np.int32)
+            anywhere = np.empty_like(used)
+            self._node.Allreduce(used, anywhere, op=self._MPI.MAX)
+            for b, busy in zip(windows, anywhere):
+                if not busy:
+                    b.release()
+                elif everything:
+                    _KEPT.append(b)
+        self._buffers = [b for b in self._buffers if b.alive() and not everything]
 
-    def _is_shared(self, a):
-        """Whether a lies in a buffer of this context (one per node)."""
+    def _find(self, a):
+        """Whether ndarray a lies in a buffer of this context."""
         address = a.__array_interface__['data'][0]
-        return any(b <= address and address + a.nbytes <= b + n for b, n in self._shared)
+        return any(b.holds(address, a.nbytes) for b in self._buffers)
+
+    def _owner(self, a):
+        """True: a is in this context's buffers (one per node); False: it is
+        private to each rank. Raises if it is in another MpiContext's."""
+        if self._find(a):
+            return True
+        for other in list(_CONTEXTS):
+            if other is not self and not other._closed and other._find(a):
+                raise ValueError('the array belongs to another MpiContext: gather or reduce '
+                                 'it with that context')
+        return False
 
     # ---- map ----------------------------------------------------------
 
@@ -492,22 +541,25 @@ class MpiContext(MapContext):
 
     # ---- collectives on arrays -----------------------------------------
 
-    def _blocks(self, n):
-        return [rank_block(n, r, self.size) for r in range(self.size)]
-
-    def _check_array(self, a, root, need_root=True):
+    def _check(self, a, root, need_root):
+        """Checks shared by gather, allgather and reduce; root as an int."""
         if not isinstance(a, np.ndarray):
             raise TypeError(f'expected a numpy array, not {type(a).__name__}')
-        if need_root and (not isinstance(root, Integral) or not 0 <= root < self.size):
+        if a.dtype.hasobject:
+            raise TypeError(f'dtype {a.dtype} holds Python objects')
+        if not need_root:
+            return 0
+        if not isinstance(root, Integral) or isinstance(root, bool) or \
+                not 0 <= root < self.size:
             raise ValueError(f'root {root!r} is not a rank of the context (0..{self.size - 1})')
-        flat, axis = _flat_bytes(a)
-        return flat, axis
+        return int(root)
 
     def gather(self, array: np.ndarray, root: int = 0) -> None:
         """After a map in which each rank wrote its block of the array's
-        slowest axis (axis 0 in C order, the last in F order), collect every
-        block on root (collective). For an array of this context the result
-        is in root's node buffer (every rank of that node sees it)."""
+        first axis (the axis a map over an array of that length splits),
+        collect every block on root (collective). For an array of this
+        context the result is in root's node buffer (every rank of that
+        node sees it); only other nodes' blocks travel."""
         self._collect(array, root, False)
 
     def allgather(self, array: np.ndarray) -> None:
@@ -516,48 +568,53 @@ class MpiContext(MapContext):
 
     def _collect(self, a, root, everywhere):
         error = None
-        nbytes = n = -1
-        shared = False
+        nbytes = n = layout = shared = root_i = -1
         try:
-            flat, axis = self._check_array(a, root, not everywhere)
-            n = a.shape[axis]
+            root_i = self._check(a, root, not everywhere)
+            if a.ndim == 0:
+                raise ValueError('a 0-d array has no rows to gather')
+            n = a.shape[0]
             nbytes = a.nbytes
-            shared = self._is_shared(a)
+            layout = _crc((a.shape, a.dtype.str))
+            shared = int(self._owner(a))
         except Exception as e:
             error = e
         self._agree('allgather' if everywhere else 'gather', error,
-                    (nbytes, n, int(root) if not everywhere else 0, int(shared)),
+                    (nbytes, n, root_i, shared, layout),
                     ("the array's size in bytes", 'the number of rows', 'the root',
-                     'whether the array is shared'))
+                     'whether the array is one of the context', "the array's shape or dtype"))
         if n == 0 or nbytes == 0:
             return
-        row = nbytes // n
         node_of = self._node_of if shared else list(range(self.size))
         me = self.rank
         blocks = self._blocks(n)
-        requests = []
-
-        def span(r):
-            lo, hi = blocks[r]
-            return flat[lo * row:hi * row]
-
-        # Who receives: root (gather) or one rank per node (allgather: the
-        # node's leader, or every rank for private arrays).
-        if everywhere:
-            receivers = sorted(set(node_of))
-        else:
-            receivers = [root]
+        requests, unpack = [], []
+        # Who receives: root (gather), or one rank per node (allgather: the
+        # node's first rank; every rank for private arrays).
+        receivers = sorted(set(node_of)) if everywhere else [root_i]
         for dest in receivers:
             for r in range(self.size):
-                if node_of[r] == node_of[dest]:
-                    continue  # already in dest's buffer
+                lo, hi = blocks[r]
+                if node_of[r] == node_of[dest] or hi == lo:
+                    continue  # already in dest's buffer, or nothing to send
+                block = a[lo:hi]
                 if me == dest:
-                    requests += self._irecv(span(r), r)
+                    if block.flags.c_contiguous:
+                        requests += self._irecv(_bytes_of(block), r)
+                    else:  # F order, strided views: by a contiguous copy
+                        tmp = np.empty(block.shape, a.dtype)
+                        unpack.append((block, tmp))
+                        requests += self._irecv(_bytes_of(tmp), r)
                 elif me == r:
-                    requests += self._isend(span(r), dest)
+                    requests += self._isend(_bytes_of(np.ascontiguousarray(block)), dest)
         self._MPI.Request.Waitall(requests)
+        for block, tmp in unpack:
+            block[...] = tmp
         if shared:
             self._node.Barrier()  # the node's ranks see what its receiver got
+
+    def _blocks(self, n):
+        return [rank_block(n, r, self.size) for r in range(self.size)]
 
     def _isend(self, buf, dest):
         return [self._comm.Isend(buf[i:i + _MAX_MSG], dest, _TAG)
@@ -571,45 +628,45 @@ class MpiContext(MapContext):
         """Combine the array element-wise over the nodes onto root
         (collective; op 'sum', 'min' or 'max'). The ranks of a node share
         one buffer, so each node contributes once: per_worker rows written
-        by each node's workers add up exactly. Arrays not made by this
-        context are private to each rank, and then each rank contributes."""
+        by each node's workers add up exactly. Arrays not made by an
+        MpiContext are private to each rank, and then each rank
+        contributes."""
         MPI = self._MPI
         error = None
-        nbytes = -1
-        code = -1
-        shared = False
+        nbytes = code = layout = shared = root_i = -1
         try:
-            self._check_array(array, root)
+            root_i = self._check(array, root, True)
             if op not in _OPS:
                 raise ValueError(f"op must be 'sum', 'min' or 'max', not {op!r}")
+            if array.dtype.char not in _MPI_NUMBERS:
+                raise TypeError(f'reduce: dtype {array.dtype} has no MPI type here (integers, '
+                                'float32/64, long double and complex of those only)')
             if op != 'sum' and array.dtype.kind == 'c':
                 raise ValueError(f'{op} of complex numbers is not defined')
-            from mpi4py.util import dtlib
-            try:
-                dtlib.from_numpy_dtype(array.dtype)
-            except (ValueError, TypeError, KeyError) as e:
-                raise TypeError(f'reduce: dtype {array.dtype} has no MPI type') from e
-            if array.dtype.kind not in 'iufc':
-                raise TypeError(f'reduce: dtype {array.dtype} is not a number type')
+            if not (array.flags.c_contiguous or array.flags.f_contiguous):
+                raise ValueError('reduce needs a C- or F-contiguous array (an array from '
+                                 'alloc is)')
             nbytes = array.nbytes
             code = _OPS.index(op)
-            shared = self._is_shared(array)
+            layout = _crc((array.shape, array.dtype.str, bool(array.flags.c_contiguous)))
+            shared = int(self._owner(array))
         except Exception as e:
             error = e
-        self._agree('reduce', error, (nbytes, code, int(root), int(shared)),
+        self._agree('reduce', error, (nbytes, code, root_i, shared, layout),
                     ("the array's size in bytes", 'the op', 'the root',
-                     'whether the array is shared'))
+                     'whether the array is one of the context',
+                     "the array's shape, dtype or order"))
         if nbytes == 0:
             return
         mpi_op = (MPI.SUM, MPI.MIN, MPI.MAX)[code]
         flat = array.reshape(-1, order='C' if array.flags.c_contiguous else 'F')
         if shared:
             if self._leaders != MPI.COMM_NULL:
-                target = self._leader_index[self._node_of[root]]
+                target = self._leader_index[self._node_of[root_i]]
                 self._reduce_on(self._leaders, flat, mpi_op, target)
             self._node.Barrier()
         else:
-            self._reduce_on(self._comm, flat, mpi_op, root)
+            self._reduce_on(self._comm, flat, mpi_op, root_i)
 
     def _reduce_on(self, comm, flat, op, root):
         step = max(1, _MAX_MSG // max(1, flat.itemsize))
@@ -632,8 +689,6 @@ class MpiContext(MapContext):
             return
         self._agree('close')
         self._reclaim(everything=True)
-        self._windows = []
-        self._shared.clear()
         if self._leaders != self._MPI.COMM_NULL:
             self._leaders.Free()
         self._node.Free()
