@@ -13,6 +13,7 @@ trains had XGM data and the per-worker train counts summed over the nodes.
 """
 
 import os
+import shutil
 import sys
 import tempfile
 
@@ -36,9 +37,11 @@ def mock_run():
 
 def main():
     comm = MPI.COMM_WORLD
-    path = sys.argv[1] if len(sys.argv) > 1 else comm.bcast(
-        mock_run() if comm.Get_rank() == 0 else None, root=0)
-    ctx = psh.MpiContext(comm, local='processes', num_workers=2)
+    mock = len(sys.argv) < 2
+    path = comm.bcast(mock_run() if comm.Get_rank() == 0 else None, root=0) if mock \
+        else sys.argv[1]
+    # num_workers per rank: PASHA_NUM_WORKERS, else the CPUs available
+    ctx = psh.MpiContext(comm, local='processes')
     flux = xd.RunDirectory(path)[SOURCE, KEY]
     n = len(flux.train_ids)
     out = ctx.alloc(shape=n)                       # one buffer per node
@@ -60,6 +63,10 @@ def main():
               f'{np.isfinite(out).sum()} with XGM data (sum of flux {np.nansum(out):.4g}); '
               f'trains per worker {per_worker[:, 0].tolist()}')
     ctx.close()
+    if mock:
+        comm.Barrier()
+        if comm.Get_rank() == 0:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == '__main__':

@@ -251,8 +251,8 @@ class MpiContext(MapContext):
         try:
             from mpi4py import MPI
         except ImportError as e:
-            raise ImportError('pasha.MpiContext needs mpi4py: pip install libpasha[mpi] '
-                              '(or pip install mpi4py)') from e
+            raise ImportError('pasha.MpiContext needs mpi4py: pip install mpi4py (or '
+                              "install pasha with its extra: pip install './bindings/python[mpi]')") from e
         self._MPI = MPI
         if comm is None:
             comm = MPI.COMM_WORLD
