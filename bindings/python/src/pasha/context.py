@@ -8,11 +8,13 @@ Python call per share through ``psh_map_blocks``.
 
 import ctypes
 import io
+import marshal
 import pickle
 import re
 import struct
 import sys
 import traceback
+import types
 import warnings
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
@@ -75,11 +77,60 @@ def _rebuild_array(addr, nbytes, dtype, shape, strides, offset):
 _warned_big = False
 
 
+# The set of modules cloudpickle was told to pickle by value
+# (cloudpickle.register_pickle_by_value), or None when this cloudpickle
+# keeps it elsewhere: then no by-reference decision is cached.
+_BY_VALUE_MODULES = None
+if _cloudpickle is not None:
+    for _name in ('cloudpickle.cloudpickle', 'cloudpickle'):
+        _BY_VALUE_MODULES = getattr(sys.modules.get(_name), '_PICKLE_BY_VALUE_MODULES', None)
+        if isinstance(_BY_VALUE_MODULES, set):
+            break
+        _BY_VALUE_MODULES = None
+
+# Caches of the pool's pickling, bounded (cleared when full); each holds
+# its objects, so an id is not reused while cached.
+_CACHE_MAX = 512
+# Functions and classes cloudpickle pickles by reference (importable by
+# module and name): id -> (object, module name, name). A hit is checked as
+# cloudpickle checks (the module's attribute of that name is the object,
+# no module is registered to be pickled by value), in a few lookups.
+_by_reference = {}
+# Code objects (immutable) -> their marshal bytes, in the caller ...
+_code_bytes = {}
+# ... and marshal bytes -> code object, in a pool worker.
+_code_objects = {}
+_CodeType = types.CodeType
+_FunctionType = types.FunctionType
+_parent_override = getattr(_Pickler, 'reducer_override', None)
+
+
+def _load_code(data):
+    """In a pool worker: the code object of marshal bytes (cached: code
+    objects are immutable, so one is shared by every map that ships it)."""
+    code = _code_objects.get(data)
+    if code is None:
+        if len(_code_objects) >= _CACHE_MAX:
+            _code_objects.clear()
+        code = _code_objects[data] = marshal.loads(data)
+    return code
+
+
+def _rebuild_small(data, dtype, shape, order):
+    """In a pool worker: a writable copy of a small ordinary array."""
+    return np.frombuffer(data, dtype).reshape(shape, order=order)
+
+
 class _JobPickler(_Pickler):
     """Pickles a pool job with cloudpickle (closures, lambdas, functions
     defined after the pool was made). Arrays in libpasha shared memory
     travel by address: the workers see that memory live. A large ordinary
-    array is copied once into shared memory for this map."""
+    array is copied once into shared memory for this map.
+
+    Every map pickles its job afresh (global values, closure cells,
+    defaults and arrays may change between maps); what cannot change is
+    cached: the marshal bytes of code objects (immutable), and which
+    functions and classes are pickled by reference."""
 
     def __init__(self, file, ctx, temps):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -88,6 +139,35 @@ class _JobPickler(_Pickler):
         self._copies = {}
 
     def reducer_override(self, obj):
+        t = type(obj)
+        if t is _FunctionType or issubclass(t, type):
+            if _parent_override is None:
+                return NotImplemented
+            entry = _by_reference.get(id(obj))
+            if entry is not None and entry[0] is obj and not _BY_VALUE_MODULES and \
+                    getattr(sys.modules.get(entry[1]), entry[2], None) is obj and \
+                    getattr(obj, '__module__', None) == entry[1]:
+                return NotImplemented  # as cloudpickle would decide again
+            r = _parent_override(self, obj)
+            if r is NotImplemented and _BY_VALUE_MODULES is not None:
+                module = getattr(obj, '__module__', None)
+                name = getattr(obj, '__qualname__', None)
+                if isinstance(module, str) and isinstance(name, str) and '.' not in name:
+                    if len(_by_reference) >= _CACHE_MAX:
+                        _by_reference.clear()
+                    _by_reference[id(obj)] = (obj, module, name)
+            return r
+        if t is _CodeType:
+            entry = _code_bytes.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                try:
+                    data = marshal.dumps(obj)
+                except ValueError:  # a constant marshal cannot write: cloudpickle's way
+                    return NotImplemented
+                if len(_code_bytes) >= _CACHE_MAX:
+                    _code_bytes.clear()
+                entry = _code_bytes[id(obj)] = (obj, data)
+            return _load_code, (entry[1],)
         if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
             region = _pasha.find_region(obj)
             if region is None and obj.nbytes >= _BIG_ARRAY:
@@ -100,11 +180,21 @@ class _JobPickler(_Pickler):
                     _warn_big_copy(obj)
                 obj = copy
                 region = _pasha.find_region(obj)
+            dt = obj.dtype
+            plain = dt.kind in 'biufc' and dt.isnative  # dt.str names it exactly
             if region is not None:
-                return _rebuild_array, (region[0], region[1], obj.dtype, obj.shape,
-                                        obj.strides, region[2])
-        parent = getattr(super(), 'reducer_override', None)
-        return parent(obj) if parent is not None else NotImplemented
+                return _rebuild_array, (region[0], region[1], dt.str if plain else dt,
+                                        obj.shape, obj.strides, region[2])
+            if t is np.ndarray and obj.size and plain:
+                # Its bytes, the dtype as a string: cheaper both ways than
+                # numpy's own reduction (the dtype object, _reconstruct).
+                if obj.flags.c_contiguous:
+                    return _rebuild_small, (bytearray(obj.data), dt.str, obj.shape, 'C')
+                if obj.flags.f_contiguous:
+                    return _rebuild_small, (bytearray(obj.T.data), dt.str, obj.shape, 'F')
+        # Anything else: cloudpickle's override handles classes and
+        # functions only (above), so pickle's own reduction follows.
+        return NotImplemented
 
 
 def _warn_big_copy(obj):
