@@ -265,6 +265,32 @@ static PyObject *py_find_region(PyObject *self, PyObject *obj)
                                               r.begin));
 }
 
+/* array_key(a) -> (data address, shape, strides, writeable): what a pool
+ * worker compares to tell that a view it kept was not changed in place. */
+static PyObject *py_array_key(PyObject *self, PyObject *obj)
+{
+    (void)self;
+    if (!PyArray_Check(obj)) return PyErr_Format(PyExc_TypeError, "array_key: not an ndarray");
+    PyArrayObject *a = (PyArrayObject *)obj;
+    int nd = PyArray_NDIM(a);
+    PyObject *shape = PyTuple_New(nd), *strides = PyTuple_New(nd);
+    if (!shape || !strides) goto fail;
+    for (int i = 0; i < nd; ++i) {
+        PyObject *d = PyLong_FromSsize_t((Py_ssize_t)PyArray_DIMS(a)[i]);
+        if (!d) goto fail;
+        PyTuple_SET_ITEM(shape, i, d);
+        PyObject *st = PyLong_FromSsize_t((Py_ssize_t)PyArray_STRIDES(a)[i]);
+        if (!st) goto fail;
+        PyTuple_SET_ITEM(strides, i, st);
+    }
+    return Py_BuildValue("(KNNi)", (unsigned long long)(uintptr_t)PyArray_DATA(a), shape, strides,
+                         PyArray_ISWRITEABLE(a) ? 1 : 0);
+fail:
+    Py_XDECREF(shape);
+    Py_XDECREF(strides);
+    return NULL;
+}
+
 /* from_address(addr, nbytes) -> writable memoryview (no ownership); used to
  * rebuild psh-backed arrays inside persistent-pool workers. */
 static PyObject *py_from_address(PyObject *self, PyObject *args)
@@ -545,15 +571,19 @@ static int resolve(MapData *d, Resolved *r)
         r->run_worker = d->run_worker;
         return 0;
     }
-    if (pool_serial != d->serial || !pool_job) {
-        PyObject *mv = PyMemoryView_FromMemory(d->job, (Py_ssize_t)d->job_len, PyBUF_READ);
-        if (!mv) return -1;
-        PyObject *t = pool_entry ? PyObject_CallFunction(pool_entry, "OL", mv, d->serial) : NULL;
-        Py_DECREF(mv);
-        if (!t) {
-            if (!pool_entry) PyErr_SetString(PyExc_RuntimeError, "pasha: no pool entry");
-            return -1;
-        }
+    /* The entry is asked on every map: it may hand back the job it gave
+     * for the last one (the same serial, and unchanged in this worker). */
+    PyObject *mv = PyMemoryView_FromMemory(d->job, (Py_ssize_t)d->job_len, PyBUF_READ);
+    if (!mv) return -1;
+    PyObject *t = pool_entry ? PyObject_CallFunction(pool_entry, "OL", mv, d->serial) : NULL;
+    Py_DECREF(mv);
+    if (!t) {
+        if (!pool_entry) PyErr_SetString(PyExc_RuntimeError, "pasha: no pool entry");
+        return -1;
+    }
+    if (t == pool_job && pool_serial == d->serial && (pool_seq != NULL) == (d->itemwise != 0)) {
+        Py_DECREF(t);
+    } else {
         if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 4) {
             Py_DECREF(t);
             PyErr_SetString(PyExc_RuntimeError, "pasha: bad pool job");
@@ -1182,6 +1212,8 @@ static PyMethodDef module_methods[] = {
      "alloc_bytes(ctx, nbytes) -> uint8 ndarray viewing a new psh array"},
     {"find_region", py_find_region, METH_O,
      "find_region(array) -> (address, nbytes, offset) of the live psh array holding it, or None"},
+    {"array_key", py_array_key, METH_O,
+     "array_key(a) -> (data address, shape, strides, writeable) of an ndarray"},
     {"from_address", py_from_address, METH_VARARGS,
      "from_address(addr, nbytes) -> writable memoryview of psh memory"},
     {"set_hooks", py_set_hooks, METH_VARARGS,

@@ -7,8 +7,10 @@ Python call per share through ``psh_map_blocks``.
 """
 
 import ctypes
+import functools
 import io
 import marshal
+import operator
 import pickle
 import re
 import struct
@@ -22,7 +24,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 import numpy as np
 
 from . import _pasha
-from .functor import Functor, SequenceFunctor
+from .functor import Functor, NdarrayFunctor, SequenceFunctor
 
 try:
     import cloudpickle as _cloudpickle
@@ -71,7 +73,9 @@ def _array_root(a):
 
 def _rebuild_array(addr, nbytes, dtype, shape, strides, offset):
     buf = _pasha.from_address(addr, nbytes)
-    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=offset, strides=strides)
+    a = np.ndarray(shape, dtype=dtype, buffer=buf, offset=offset, strides=strides)
+    _worker_shared[id(a)] = a
+    return a
 
 
 _warned_big = False
@@ -297,9 +301,241 @@ def _fix_dynamic_frames(tb, function):
     return _DYNAMIC_FRAME.sub(repl, tb)
 
 
+# ---- the job of the last map, kept while provably unchanged -------------
+#
+# A pool map ships (function, functor, shares, run_worker). When nothing the
+# pickled bytes depend on has changed since the last map (every object by
+# identity, mutable containers by identity and content, ordinary arrays by
+# their bytes, shared arrays by address, shape, strides and dtype), the
+# caller keeps the bytes and the serial of the last map and pickles nothing.
+# A worker then keeps the objects it unpickled for that serial, if they too
+# are unchanged in it (a kernel may write to its copies: a global, a closure
+# cell, an ordinary array); else it unpickles the same bytes again. Objects
+# of any other kind make a job uncacheable: it is pickled every map.
+
+class _Uncacheable(Exception):
+    pass
+
+
+_KEY_MAX = 4096  # key entries at most (a long list is pickled, not compared)
+
+
+class _Missing:
+    """A name not bound in a kernel's globals, an empty closure cell."""
+
+
+_MISSING = _Missing()
+_ATOMS = frozenset([type(None), bool, int, float, complex, str, bytes, range,
+                    type(Ellipsis), _Missing])
+_BASE_GLOBALS = ('__package__', '__name__', '__path__', '__file__')
+_global_names_cache = {}
+
+
+def _global_names(code):
+    """The names a code object and the code nested in it can look up (a
+    superset of the globals cloudpickle ships with a function), and the
+    names of cloudpickle's base globals."""
+    entry = _global_names_cache.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    names = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if type(k) is _CodeType)
+    if len(_global_names_cache) >= _CACHE_MAX:
+        _global_names_cache.clear()
+    names = _BASE_GLOBALS + tuple(sorted(names))
+    _global_names_cache[id(code)] = (code, names)
+    return names
+
+
+class _Freezer:
+    """The key of a job: `ids` (compared with `is`) and `vals` (with ==).
+
+    worker=False: in the caller, what the pickled bytes depend on;
+    worker=True: in a pool worker, what its unpickled objects hold."""
+
+    __slots__ = ('ids', 'vals', 'seen', 'worker', 'shared')
+
+    def __init__(self, worker, shared=None):
+        self.ids = []
+        self.vals = []
+        self.seen = {}
+        self.worker = worker
+        self.shared = shared
+
+    def add(self, obj):
+        t = type(obj)
+        ids = self.ids
+        if t in _ATOMS:
+            ids.append(obj)
+            return
+        if len(ids) > _KEY_MAX:
+            raise _Uncacheable
+        seen = self.seen
+        ref = seen.get(id(obj))
+        if ref is not None:  # the same object again: the key records where
+            self.vals.append(ref)
+            return
+        seen[id(obj)] = -len(seen) - 1
+        # Immutable containers, and the functor try_wrap makes for each map,
+        # by their contents (and where they repeat), not by identity.
+        if t is tuple or t is list:
+            ids.append(t if t is tuple else obj)
+            self.vals.append(len(obj))
+            for x in obj:
+                if type(x) in _ATOMS:
+                    ids.append(x)
+                else:
+                    self.add(x)
+        elif t is dict:
+            ids.append(obj)
+            self._items(obj)
+        elif t is np.ndarray:
+            ids.append(obj)
+            self._array(obj)
+        elif t is _FunctionType:
+            ids.append(obj)
+            self._function(obj)
+        elif t is functools.partial:
+            ids.append(obj)
+            self.add(obj.func)
+            self.add(obj.args)
+            self.add(obj.keywords)
+            self.add(obj.__dict__)
+        elif t is SequenceFunctor or t is NdarrayFunctor:
+            ids.append(t)
+            if self.worker:
+                ids.append(obj)
+                self.add(obj.__dict__)
+            else:
+                self._items(obj.__dict__)
+        elif t is frozenset:
+            ids.append(t)
+            self.vals.append(len(obj))
+            for x in obj:
+                self.add(x)
+        elif t is slice:
+            ids.append(t)
+            self.add(obj.start)
+            self.add(obj.stop)
+            self.add(obj.step)
+        else:
+            raise _Uncacheable
+
+    def _items(self, d):
+        ids = self.ids
+        self.vals.append(len(d))
+        for k, v in d.items():
+            if type(k) in _ATOMS:
+                ids.append(k)
+            else:
+                self.add(k)
+            if type(v) in _ATOMS:
+                ids.append(v)
+            else:
+                self.add(v)
+
+    def _array(self, a):
+        dt = a.dtype
+        if dt.hasobject:
+            raise _Uncacheable
+        self.ids.append(dt)
+        vals = self.vals
+        if self.worker:
+            vals.append(_pasha.array_key(a))
+            if id(a) not in self.shared:  # a copy: its contents
+                vals.append(a.tobytes())
+            return
+        region = _pasha.find_region(a)
+        if region is None:
+            if a.nbytes >= _BIG_ARRAY:  # copied into shared memory per map
+                raise _Uncacheable
+            vals.append(a.tobytes())
+        else:
+            vals.append(region)
+        vals.append(a.shape)
+        vals.append(a.strides)
+
+    def _function(self, f):
+        module = f.__module__
+        name = f.__qualname__
+        if not self.worker and module != '__main__' and '<locals>' not in name:
+            raise _Uncacheable  # maybe pickled by reference: decided per map
+        code = f.__code__
+        g = f.__globals__
+        ids = self.ids
+        ids += (code, f.__name__, name, module, f.__doc__, g)
+        add = self.add
+        for v in (f.__defaults__, f.__kwdefaults__, f.__dict__, f.__annotations__):
+            if type(v) in _ATOMS:
+                ids.append(v)
+            else:
+                add(v)
+        closure = f.__closure__
+        if closure is not None:
+            for cell in closure:
+                try:
+                    v = cell.cell_contents
+                except ValueError:  # an empty cell
+                    v = _MISSING
+                if type(v) in _ATOMS:
+                    ids.append(v)
+                else:
+                    add(v)
+        get = g.get
+        for k in _global_names(code):
+            v = get(k, _MISSING)
+            if type(v) in _ATOMS:
+                ids.append(v)
+            else:
+                add(v)
+        if self.worker:
+            self.vals.append(len(g))
+            ids.append(get('__builtins__', _MISSING))  # set by cloudpickle
+
+
+def _job_key(job, worker=False, shared=None):
+    """The key of job (a tuple), or None when it cannot be cached."""
+    fr = _Freezer(worker, shared)
+    try:
+        fr.add(job)
+    except (_Uncacheable, RecursionError):
+        return None
+    except Exception:  # an attribute that raises: pickle the job
+        return None
+    return fr.ids, fr.vals
+
+
+def _same_key(a, b):
+    return a is not None and b is not None and a[1] == b[1] and \
+        len(a[0]) == len(b[0]) and all(map(operator.is_, a[0], b[0]))
+
+
+# In a pool worker: the job of the last map, its serial and key, and the
+# shared-memory views _rebuild_array made for it.
+_worker_job = None
+_worker_shared = {}
+
+
 def _pool_entry(job, serial):
-    """In a pool worker: the job of map `serial`."""
-    return pickle.loads(job)
+    """In a pool worker: the job of map `serial` (job[0]: whether the caller
+    may send the same serial again; job[1:]: the pickle)."""
+    global _worker_job
+    last = _worker_job
+    if last is not None and last[0] == serial:
+        if _same_key(_job_key(last[1], True, _worker_shared), last[2]):
+            return last[1]
+    _worker_job = None
+    _worker_shared.clear()
+    t = pickle.loads(job[1:])
+    if job[0]:
+        _worker_job = (serial, t, _job_key(t, True, _worker_shared))
+    else:
+        _worker_shared.clear()
+    return t
 
 
 def _flush_stdio():
@@ -480,6 +716,8 @@ class _PshContext(MapContext):
         super().__init__(self._ctx.num_workers)
         self._err = None
         self._job = None
+        self._job_len = 0
+        self._job_key = None  # the key of the job in self._job, if cacheable
         self._serial = 0
 
     def _err_buffer(self):
@@ -570,18 +808,30 @@ class _PshContext(MapContext):
         err = self._err_buffer()
         temps = []
         if self.persistent:
-            buf = io.BytesIO()
-            _JobPickler(buf, self, temps).dump((function, functor, shares, run_worker))
-            data = buf.getbuffer()
-            if self._job is None or len(self._job) < len(data):
-                self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)
-            self._job[:len(data)] = np.frombuffer(data, np.uint8)
-            job = self._job[:len(data)]
-            data.release()
-            self._serial += 1
+            job = (function, functor, shares, run_worker)
+            key = _job_key(job)
+            if key is None or not _same_key(key, self._job_key):
+                buf = io.BytesIO()
+                buf.write(b'\x01' if key is not None else b'\x00')
+                _JobPickler(buf, self, temps).dump(job)
+                data = buf.getbuffer()
+                if self._job is None or len(self._job) < len(data):
+                    self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)
+                self._job[:len(data)] = np.frombuffer(data, np.uint8)
+                self._job_len = len(data)
+                data.release()
+                self._serial += 1
+                # Keep the key only if pickling left it as it was (a
+                # reducer may change what it pickles).
+                self._job_key = key if key is not None and not temps and \
+                    _same_key(_job_key(job), key) else None
+            del job
             status, message, _ = self._ctx.map(
-                itemwise, n, None, None, None, None, None, _MODE_POOL, job, self._serial,
+                itemwise, n, None, None, None, None, None, _MODE_POOL,
+                self._job[:self._job_len], self._serial,
                 err, _ERR_SIZE, schedule, chunk, progress_cb)
+            if status != _pasha.OK:
+                self._job_key = None
         else:
             status, message, _ = self._ctx.map(
                 itemwise, n, function, functor, seq, shares, run_worker, _MODE_FORK, None, 0,
