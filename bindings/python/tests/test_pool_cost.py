@@ -235,3 +235,84 @@ def test_every_kind_after_a_failed_map(kind):
     state['fail'] = False
     ctx.map(kernel, np.arange(8.0))
     np.testing.assert_array_equal(out, 2 * np.arange(8.0))
+
+
+def test_the_kept_job_keeps_no_array_alive():
+    """The caller keeps what it needs to recognise the last job, not the
+    job's arrays: a shared array dropped after a map is freed."""
+    import gc
+    import weakref
+    ctx = _pool()
+    out = ctx.alloc(100)
+    inp = np.arange(100.0)
+
+    def kernel(worker_id, index, value):
+        out[index] = value
+    ctx.map(kernel, inp)
+    ctx.map(kernel, inp)  # the kept job
+    np.testing.assert_array_equal(out, inp)
+    refs = [weakref.ref(out), weakref.ref(inp), weakref.ref(kernel)]
+    del out, inp, kernel
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
+
+
+def test_a_new_object_at_a_dead_ones_address_is_not_taken_for_it():
+    ctx = _pool()
+    for step in range(30):
+        out = ctx.alloc(4)  # often at the address of the last one
+
+        def kernel(worker_id, index, value):
+            out[index] = value + step
+        ctx.map(kernel, [0.0, 1.0, 2.0, 3.0])
+        np.testing.assert_array_equal(out, np.arange(4.0) + step)
+        del out, kernel
+
+
+def test_uncacheable_jobs_are_pickled_every_map():
+    """A kernel pickled by reference (a module function), an object the key
+    does not know: each map pickles its job again, and is right."""
+    ctx = _pool()
+    out = ctx.alloc(3)
+
+    class Box:
+        def __init__(self, v):
+            self.v = v
+    box = Box(2.0)
+
+    def kernel(worker_id, index, value):
+        out[index] = box.v * value
+    serial = ctx._serial
+    for v in (2.0, 3.0, 4.0):
+        box.v = v  # inside an object the key does not look into
+        ctx.map(kernel, [1.0, 2.0, 3.0])
+        np.testing.assert_array_equal(out, v * np.arange(1.0, 4.0))
+    assert ctx._serial == serial + 3
+    ctx.map(_module_kernel, [(out, 0, 9.0)])
+    assert out[0] == 9.0
+
+
+def _module_kernel(worker_id, index, entry):
+    arr, i, v = entry
+    arr[i] = v
+
+
+def test_keys_see_aliasing_and_identity():
+    from pasha import context as pctx
+    a = [1.0, 2.0]
+    b = [1.0, 2.0]
+    same = pctx._job_key(((a, a), None))
+    other = pctx._job_key(((a, b), None))
+    assert same is not None and other is not None
+    assert not pctx._same_key(same, other)
+    assert pctx._same_key(same, pctx._job_key(((a, a), None)))
+    ctx = _pool()
+    x, y = ctx.alloc(4), ctx.alloc(4)  # same (zero) contents, other addresses
+    assert not pctx._same_key(pctx._job_key((x,)), pctx._job_key((y,)))
+    assert not pctx._same_key(pctx._job_key((x[:2],)), pctx._job_key((x[2:],)))
+    z = np.zeros(3)
+    k = pctx._job_key((z,))
+    z[1] = -0.0  # equal to 0.0, other bytes
+    assert not pctx._same_key(k, pctx._job_key((z,)))
+    assert pctx._job_key((object(),)) is None
+    assert pctx._job_key((np.zeros(2, dtype=object),)) is None

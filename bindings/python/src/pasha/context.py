@@ -10,7 +10,6 @@ import ctypes
 import functools
 import io
 import marshal
-import operator
 import pickle
 import re
 import struct
@@ -313,20 +312,11 @@ def _fix_dynamic_frames(tb, function):
 # cell, an ordinary array); else it unpickles the same bytes again. Objects
 # of any other kind make a job uncacheable: it is pickled every map.
 
-class _Uncacheable(Exception):
-    pass
-
-
-_KEY_MAX = 4096  # key entries at most (a long list is pickled, not compared)
-
-
 class _Missing:
     """A name not bound in a kernel's globals, an empty closure cell."""
 
 
 _MISSING = _Missing()
-_ATOMS = frozenset([type(None), bool, int, float, complex, str, bytes, range,
-                    type(Ellipsis), _Missing])
 _BASE_GLOBALS = ('__package__', '__name__', '__path__', '__file__')
 _global_names_cache = {}
 
@@ -351,167 +341,15 @@ def _global_names(code):
     return names
 
 
-class _Freezer:
-    """The key of a job: `ids` (compared with `is`) and `vals` (with ==).
-
-    worker=False: in the caller, what the pickled bytes depend on;
-    worker=True: in a pool worker, what its unpickled objects hold."""
-
-    __slots__ = ('ids', 'vals', 'seen', 'worker', 'shared')
-
-    def __init__(self, worker, shared=None):
-        self.ids = []
-        self.vals = []
-        self.seen = {}
-        self.worker = worker
-        self.shared = shared
-
-    def add(self, obj):
-        t = type(obj)
-        ids = self.ids
-        if t in _ATOMS:
-            ids.append(obj)
-            return
-        if len(ids) > _KEY_MAX:
-            raise _Uncacheable
-        seen = self.seen
-        ref = seen.get(id(obj))
-        if ref is not None:  # the same object again: the key records where
-            self.vals.append(ref)
-            return
-        seen[id(obj)] = -len(seen) - 1
-        # Immutable containers, and the functor try_wrap makes for each map,
-        # by their contents (and where they repeat), not by identity.
-        if t is tuple or t is list:
-            ids.append(t if t is tuple else obj)
-            self.vals.append(len(obj))
-            for x in obj:
-                if type(x) in _ATOMS:
-                    ids.append(x)
-                else:
-                    self.add(x)
-        elif t is dict:
-            ids.append(obj)
-            self._items(obj)
-        elif t is np.ndarray:
-            ids.append(obj)
-            self._array(obj)
-        elif t is _FunctionType:
-            ids.append(obj)
-            self._function(obj)
-        elif t is functools.partial:
-            ids.append(obj)
-            self.add(obj.func)
-            self.add(obj.args)
-            self.add(obj.keywords)
-            self.add(obj.__dict__)
-        elif t is SequenceFunctor or t is NdarrayFunctor:
-            ids.append(t)
-            if self.worker:
-                ids.append(obj)
-                self.add(obj.__dict__)
-            else:
-                self._items(obj.__dict__)
-        elif t is frozenset:
-            ids.append(t)
-            self.vals.append(len(obj))
-            for x in obj:
-                self.add(x)
-        elif t is slice:
-            ids.append(t)
-            self.add(obj.start)
-            self.add(obj.stop)
-            self.add(obj.step)
-        else:
-            raise _Uncacheable
-
-    def _items(self, d):
-        ids = self.ids
-        self.vals.append(len(d))
-        for k, v in d.items():
-            if type(k) in _ATOMS:
-                ids.append(k)
-            else:
-                self.add(k)
-            if type(v) in _ATOMS:
-                ids.append(v)
-            else:
-                self.add(v)
-
-    def _array(self, a):
-        dt = a.dtype
-        if dt.hasobject:
-            raise _Uncacheable
-        self.ids.append(dt)
-        vals = self.vals
-        if self.worker:
-            vals.append(_pasha.array_key(a))
-            if id(a) not in self.shared:  # a copy: its contents
-                vals.append(a.tobytes())
-            return
-        region = _pasha.find_region(a)
-        if region is None:
-            if a.nbytes >= _BIG_ARRAY:  # copied into shared memory per map
-                raise _Uncacheable
-            vals.append(a.tobytes())
-        else:
-            vals.append(region)
-        vals.append(a.shape)
-        vals.append(a.strides)
-
-    def _function(self, f):
-        module = f.__module__
-        name = f.__qualname__
-        if not self.worker and module != '__main__' and '<locals>' not in name:
-            raise _Uncacheable  # maybe pickled by reference: decided per map
-        code = f.__code__
-        g = f.__globals__
-        ids = self.ids
-        ids += (code, f.__name__, name, module, f.__doc__, g)
-        add = self.add
-        for v in (f.__defaults__, f.__kwdefaults__, f.__dict__, f.__annotations__):
-            if type(v) in _ATOMS:
-                ids.append(v)
-            else:
-                add(v)
-        closure = f.__closure__
-        if closure is not None:
-            for cell in closure:
-                try:
-                    v = cell.cell_contents
-                except ValueError:  # an empty cell
-                    v = _MISSING
-                if type(v) in _ATOMS:
-                    ids.append(v)
-                else:
-                    add(v)
-        get = g.get
-        for k in _global_names(code):
-            v = get(k, _MISSING)
-            if type(v) in _ATOMS:
-                ids.append(v)
-            else:
-                add(v)
-        if self.worker:
-            self.vals.append(len(g))
-            ids.append(get('__builtins__', _MISSING))  # set by cloudpickle
-
-
 def _job_key(job, worker=False, shared=None):
-    """The key of job (a tuple), or None when it cannot be cached."""
-    fr = _Freezer(worker, shared)
-    try:
-        fr.add(job)
-    except (_Uncacheable, RecursionError):
-        return None
-    except Exception:  # an attribute that raises: pickle the job
-        return None
-    return fr.ids, fr.vals
+    """The key of job (a tuple), or None when it cannot be cached (in C:
+    _pasha.job_key says what it records)."""
+    return _pasha.job_key(job, worker, shared, _MISSING, functools.partial, SequenceFunctor,
+                          NdarrayFunctor, _global_names, _BIG_ARRAY)
 
 
 def _same_key(a, b):
-    return a is not None and b is not None and a[1] == b[1] and \
-        len(a[0]) == len(b[0]) and all(map(operator.is_, a[0], b[0]))
+    return a is not None and b is not None and _pasha.same_key(a, b)
 
 
 # In a pool worker: the job of the last map, its serial and key, and the
