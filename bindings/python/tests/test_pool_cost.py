@@ -316,3 +316,36 @@ def test_keys_see_aliasing_and_identity():
     assert not pctx._same_key(k, pctx._job_key((z,)))
     assert pctx._job_key((object(),)) is None
     assert pctx._job_key((np.zeros(2, dtype=object),)) is None
+
+
+def test_a_kernel_that_names_a_module():
+    """numpy named through a global: the job is kept; rebinding the name to
+    another module, or an import (sys.modules grows), makes a new one."""
+    ctx = _pool()
+    out = ctx.alloc(5)
+
+    def kernel(worker_id, index, value):
+        out[index] = np.sqrt(value)
+    inp = np.array([0.0, 1.0, 4.0, 9.0, 16.0])
+    ctx.map(kernel, inp)
+    serial = ctx._serial
+    ctx.map(kernel, inp)
+    assert ctx._serial == serial
+    np.testing.assert_array_equal(out, [0, 1, 2, 3, 4])
+    import math
+    lib = np
+
+    def kernel2(worker_id, index, value):
+        out[index] = value + len(lib.__name__)
+    ctx.map(kernel2, inp)
+    np.testing.assert_array_equal(out, inp + len('numpy'))
+    lib = math  # another module under the same name
+    ctx.map(kernel2, inp)
+    np.testing.assert_array_equal(out, inp + len('math'))
+    assert ctx._serial == serial + 2
+    sys.modules['_pasha_test_fake_module'] = math
+    try:
+        ctx.map(kernel2, inp)
+        assert ctx._serial == serial + 3
+    finally:
+        del sys.modules['_pasha_test_fake_module']

@@ -299,7 +299,8 @@ fail:
  * complex, str, bytes, range, Ellipsis, the missing marker) by identity;
  * tuples, frozensets, slices and pasha's own functors (made anew for each
  * map) by their contents; lists, dicts, functions, partials and arrays by
- * identity and contents; an object met again by where it was first met.
+ * identity and contents; modules by identity; an object met again by where
+ * it was first met.
  * Anything else makes the job uncacheable (None). */
 
 typedef struct {
@@ -308,6 +309,7 @@ typedef struct {
     PyObject *shared;                       /* worker: {id: view} of shared arrays */
     PyObject *missing;                      /* the missing marker (an instance) */
     PyObject *partial_type, *seq_type, *nd_type, *global_names;
+    PyObject *by_value;                     /* cloudpickle's by-value modules (a set), or None */
     Py_ssize_t big;                         /* caller: arrays this large are copied per map */
 } Freezer;
 
@@ -544,6 +546,17 @@ static int fz_add(Freezer *z, PyObject *o)
         }
         if (r == 0 && PyErr_Occurred()) r = -1;
         Py_XDECREF(it);
+    } else if (t == &PyModule_Type) {
+        /* cloudpickle ships an imported module by name, with the loaded
+         * submodules the function names: sys.modules growing (an import)
+         * makes a new key. A module registered to go by value: no key. */
+        if (!z->worker && (!PyAnySet_Check(z->by_value) || PySet_GET_SIZE(z->by_value) != 0)) {
+            r = 1;
+        } else {
+            r = PyList_Append(z->ids, o);
+            if (r == 0 && !z->worker)
+                r = fz_append_new(z->vals, PyLong_FromSsize_t(PyDict_Size(PyImport_GetModuleDict())));
+        }
     } else if (t == &PySlice_Type) {
         PySliceObject *sl = (PySliceObject *)o;
         r = PyList_Append(z->ids, (PyObject *)t);
@@ -558,15 +571,16 @@ static int fz_add(Freezer *z, PyObject *o)
 }
 
 /* job_key(job, worker, shared, missing, partial_type, seq_type, nd_type,
- *         global_names, big) -> (ids, vals), or None when uncacheable. */
+ *         global_names, by_value, big) -> (ids, vals), or None when uncacheable. */
 static PyObject *py_job_key(PyObject *self, PyObject *args)
 {
     (void)self;
     Freezer z;
     memset(&z, 0, sizeof z);
     PyObject *job;
-    if (!PyArg_ParseTuple(args, "OpOOOOOOn", &job, &z.worker, &z.shared, &z.missing,
-                          &z.partial_type, &z.seq_type, &z.nd_type, &z.global_names, &z.big))
+    if (!PyArg_ParseTuple(args, "OpOOOOOOOn", &job, &z.worker, &z.shared, &z.missing,
+                          &z.partial_type, &z.seq_type, &z.nd_type, &z.global_names, &z.by_value,
+                          &z.big))
         return NULL;
     if (z.shared == Py_None) z.shared = NULL;
     if (z.shared && !PyDict_Check(z.shared)) return PyErr_Format(PyExc_TypeError, "job_key: shared");
@@ -1531,7 +1545,8 @@ static PyMethodDef module_methods[] = {
     {"find_region", py_find_region, METH_O,
      "find_region(array) -> (address, nbytes, offset) of the live psh array holding it, or None"},
     {"job_key", py_job_key, METH_VARARGS,
-     "job_key(job, worker, shared, missing, partial, seq, nd, global_names, big) -> key or None"},
+     "job_key(job, worker, shared, missing, partial, seq, nd, global_names, by_value, big)"
+     " -> key or None"},
     {"same_key", py_same_key, METH_VARARGS, "same_key(a, b): two job keys are the same"},
     {"array_key", py_array_key, METH_O,
      "array_key(a) -> (data address, shape, strides, writeable) of an ndarray"},

@@ -345,7 +345,7 @@ def _job_key(job, worker=False, shared=None):
     """The key of job (a tuple), or None when it cannot be cached (in C:
     _pasha.job_key says what it records)."""
     return _pasha.job_key(job, worker, shared, _MISSING, functools.partial, SequenceFunctor,
-                          NdarrayFunctor, _global_names, _BIG_ARRAY)
+                          NdarrayFunctor, _global_names, _BY_VALUE_MODULES, _BIG_ARRAY)
 
 
 def _same_key(a, b):
