@@ -778,9 +778,11 @@ class ProcessContext(_PshContext):
         num_workers (int, optional): Number of processes, libpasha's default
             if omitted.
         persistent (bool): Fork the workers once, now, and reuse them; the
-            kernel, functor and shares are pickled for every map (arrays
-            from alloc travel by reference, functions by name: the workers
-            see module globals as they were when the context was made).
+            kernel, functor and shares are pickled for a map (arrays from
+            alloc travel by reference, functions by name: the workers see
+            module globals as they were when the context was made), unless
+            nothing they depend on changed since the last map: then the
+            workers reuse what they unpickled for it.
         schedule ('static', 'dynamic' or 'guided'): How shares are handed out.
     """
 
