@@ -349,3 +349,29 @@ def test_a_kernel_that_names_a_module():
         assert ctx._serial == serial + 3
     finally:
         del sys.modules['_pasha_test_fake_module']
+
+
+def test_a_kept_job_that_raises_reports_the_item():
+    """The job is kept (same serial), what it reads in shared memory makes
+    it raise: the error names the item, and the next map runs."""
+    ctx = _pool()
+    flags = ctx.alloc(8, dtype=np.int64)
+    out = ctx.alloc(8)
+
+    def kernel(worker_id, index, value):
+        if flags[index]:
+            raise ValueError(f'flagged {index}')
+        out[index] = value
+    inp = np.arange(8.0)
+    ctx.map(kernel, inp)
+    serial = ctx._serial
+    flags[6] = 1
+    with pytest.raises(ValueError, match='flagged 6'):
+        ctx.map(kernel, inp)
+    assert ctx._serial == serial  # the same job: the raise came from the kept one
+    flags[6] = 0
+    out[:] = 0
+    ctx.map(kernel, inp)
+    np.testing.assert_array_equal(out, inp)
+    ctx.map(kernel, inp)
+    np.testing.assert_array_equal(out, inp)
