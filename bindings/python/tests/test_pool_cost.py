@@ -297,6 +297,39 @@ def _module_kernel(worker_id, index, entry):
     arr[i] = v
 
 
+def _by_reference_kernel(out, worker_id, index, value):
+    out[index] = value * 10
+
+
+def _other_kernel(out, worker_id, index, value):
+    out[index] = -1.0
+
+
+def test_a_kernel_pickled_by_reference_is_kept_while_its_name_is_it():
+    """A module-level kernel travels by module and name: the job is kept
+    while the module's attribute of that name is still that function;
+    rebound, cloudpickle ships the function by value, and so it runs."""
+    ctx = _pool()
+    out = ctx.alloc(4)
+    inp = np.arange(4.0)
+    kernel = functools.partial(_by_reference_kernel, out)
+    ctx.map(kernel, inp)
+    serial = ctx._serial
+    ctx.map(kernel, inp)
+    assert ctx._serial == serial
+    np.testing.assert_array_equal(out, inp * 10)
+    module = sys.modules[__name__]
+    original = module._by_reference_kernel
+    module._by_reference_kernel = _other_kernel
+    try:
+        out[:] = 0
+        ctx.map(kernel, inp)  # still the original function
+        assert ctx._serial == serial + 1
+        np.testing.assert_array_equal(out, inp * 10)
+    finally:
+        module._by_reference_kernel = original
+
+
 def test_keys_see_aliasing_and_identity():
     from pasha import context as pctx
     a = [1.0, 2.0]

@@ -401,20 +401,47 @@ static int fz_function(Freezer *z, PyObject *f)
     PyObject *qualname = module ? PyObject_GetAttrString(f, "__qualname__") : NULL;
     PyObject *name = NULL, *doc = NULL, *names = NULL;
     if (!qualname) goto done;
-    if (!z->worker) {
-        /* Only what cloudpickle surely ships by value: else it may pickle
-         * the function by reference, a choice it makes at each map. */
-        int main = PyUnicode_Check(module) && PyUnicode_CompareWithASCIIString(module, "__main__") == 0;
-        if (!main) {
-            PyObject *tag = PyUnicode_FromString("<locals>");
-            if (!tag) goto done;
-            int has = PyUnicode_Check(qualname) ? PySequence_Contains(qualname, tag) : 0;
-            Py_DECREF(tag);
-            if (has < 0) goto done;
-            if (!has) {
-                r = 1;
+    /* cloudpickle ships a function of __main__, or one defined in another
+     * function, by value; any other by reference (module and name) while
+     * that module's attribute of that name is the function. */
+    int main = PyUnicode_Check(module) && PyUnicode_CompareWithASCIIString(module, "__main__") == 0;
+    if (!main) {
+        PyObject *tag = PyUnicode_FromString("<locals>");
+        if (!tag) goto done;
+        int local = PyUnicode_Check(qualname) ? PySequence_Contains(qualname, tag) : 0;
+        Py_DECREF(tag);
+        if (local < 0) goto done;
+        if (!local) {
+            r = 1;
+            if (z->worker) {
+                r = PyList_Append(z->ids, module);
+                if (r == 0) r = PyList_Append(z->ids, qualname);
                 goto done;
             }
+            if (!PyUnicode_Check(module) || !PyUnicode_Check(qualname) ||
+                !PyAnySet_Check(z->by_value) || PySet_GET_SIZE(z->by_value) != 0)
+                goto done;
+            Py_ssize_t dot = PyUnicode_FindChar(qualname, '.', 0, PyUnicode_GET_LENGTH(qualname), 1);
+            if (dot != -1) {
+                if (dot == -2) r = -1;
+                goto done;
+            }
+            PyObject *m = PyDict_GetItemWithError(PyImport_GetModuleDict(), module);
+            if (!m) {
+                if (PyErr_Occurred()) r = -1;
+                goto done;
+            }
+            PyObject *v = PyObject_GetAttr(m, qualname);
+            if (!v) {
+                PyErr_Clear();
+                goto done;
+            }
+            Py_DECREF(v);
+            if (v == f) {  /* the weak reference is there already: the name */
+                r = PyList_Append(z->ids, module);
+                if (r == 0) r = PyList_Append(z->ids, qualname);
+            }
+            goto done;
         }
     }
     PyObject *code = PyFunction_GET_CODE(f), *g = PyFunction_GET_GLOBALS(f);
