@@ -52,6 +52,22 @@ WORKER = textwrap.dedent('''\
         ctx.map(kern, inp)  # warm up
         assert np.allclose(outp, 3 * inp)
         res['map ' + name] = timed(lambda: ctx.map(kern, inp), maps)
+        if name == 'pool':
+            # The same map with a global of the kernel changed before each
+            # one: the pool cannot keep the last job, it pickles a new one.
+            def scaled(outp, worker_id, index, value):
+                outp[index] = scale * value
+            ks = functools.partial(scaled, outp)
+
+            def changed():
+                global scale
+                scale += 1.0
+                ctx.map(ks, inp)
+            scale = 3.0
+            changed()
+            assert np.allclose(outp, scale * inp)
+            res['map pool changed'] = timed(changed, maps)
+            assert np.allclose(outp, scale * inp)
         outb = ctx.alloc(like=big)
         kb = functools.partial(triple_it, outb)
         res['item ' + name] = [t / items for t in timed(lambda: ctx.map(kb, big), 1)]
@@ -140,6 +156,9 @@ def main():
          f'{new["map threads"] / orig["map serial"]:.2f}x 0.1.2 serial (<= 2x)'),
         ('map pool vs serial', orig['map serial'], new['map pool'],
          f'{new["map pool"] / orig["map serial"]:.2f}x 0.1.2 serial (<= 3x)'),
+        ('map pool, job changed', orig['map serial'], new['map pool changed'],
+         f'{new["map pool changed"] / orig["map serial"]:.2f}x 0.1.2 serial (a global '
+         'changed before each map: pickled every map)'),
         ('fork floor (2 children)', None, floor, 'os.fork()+waitpid() x2'),
         ('per item threads', orig['item threads'], new['item threads'],
          f'{new["item threads"] / orig["item threads"]:.2f}x 0.1.2 (<= 0.7x)'),

@@ -7,12 +7,15 @@ Python call per share through ``psh_map_blocks``.
 """
 
 import ctypes
+import functools
 import io
+import marshal
 import pickle
 import re
 import struct
 import sys
 import traceback
+import types
 import warnings
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
@@ -20,7 +23,7 @@ from typing import Any, Callable, Optional, Tuple, Union
 import numpy as np
 
 from . import _pasha
-from .functor import Functor, SequenceFunctor
+from .functor import Functor, NdarrayFunctor, SequenceFunctor
 
 try:
     import cloudpickle as _cloudpickle
@@ -69,17 +72,68 @@ def _array_root(a):
 
 def _rebuild_array(addr, nbytes, dtype, shape, strides, offset):
     buf = _pasha.from_address(addr, nbytes)
-    return np.ndarray(shape, dtype=dtype, buffer=buf, offset=offset, strides=strides)
+    a = np.ndarray(shape, dtype=dtype, buffer=buf, offset=offset, strides=strides)
+    _worker_shared[id(a)] = a
+    return a
 
 
 _warned_big = False
+
+
+# The set of modules cloudpickle was told to pickle by value
+# (cloudpickle.register_pickle_by_value), or None when this cloudpickle
+# keeps it elsewhere: then no by-reference decision is cached.
+_BY_VALUE_MODULES = None
+if _cloudpickle is not None:
+    for _name in ('cloudpickle.cloudpickle', 'cloudpickle'):
+        _BY_VALUE_MODULES = getattr(sys.modules.get(_name), '_PICKLE_BY_VALUE_MODULES', None)
+        if isinstance(_BY_VALUE_MODULES, set):
+            break
+        _BY_VALUE_MODULES = None
+
+# Caches of the pool's pickling, bounded (cleared when full); each holds
+# its objects, so an id is not reused while cached.
+_CACHE_MAX = 512
+# Functions and classes cloudpickle pickles by reference (importable by
+# module and name): id -> (object, module name, name). A hit is checked as
+# cloudpickle checks (the module's attribute of that name is the object,
+# no module is registered to be pickled by value), in a few lookups.
+_by_reference = {}
+# Code objects (immutable) -> their marshal bytes, in the caller ...
+_code_bytes = {}
+# ... and marshal bytes -> code object, in a pool worker.
+_code_objects = {}
+_CodeType = types.CodeType
+_FunctionType = types.FunctionType
+_parent_override = getattr(_Pickler, 'reducer_override', None)
+
+
+def _load_code(data):
+    """In a pool worker: the code object of marshal bytes (cached: code
+    objects are immutable, so one is shared by every map that ships it)."""
+    code = _code_objects.get(data)
+    if code is None:
+        if len(_code_objects) >= _CACHE_MAX:
+            _code_objects.clear()
+        code = _code_objects[data] = marshal.loads(data)
+    return code
+
+
+def _rebuild_small(data, dtype, shape, order):
+    """In a pool worker: a writable copy of a small ordinary array."""
+    return np.frombuffer(data, dtype).reshape(shape, order=order)
 
 
 class _JobPickler(_Pickler):
     """Pickles a pool job with cloudpickle (closures, lambdas, functions
     defined after the pool was made). Arrays in libpasha shared memory
     travel by address: the workers see that memory live. A large ordinary
-    array is copied once into shared memory for this map."""
+    array is copied once into shared memory for this map.
+
+    Every map pickles its job afresh (global values, closure cells,
+    defaults and arrays may change between maps); what cannot change is
+    cached: the marshal bytes of code objects (immutable), and which
+    functions and classes are pickled by reference."""
 
     def __init__(self, file, ctx, temps):
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
@@ -88,6 +142,35 @@ class _JobPickler(_Pickler):
         self._copies = {}
 
     def reducer_override(self, obj):
+        t = type(obj)
+        if t is _FunctionType or issubclass(t, type):
+            if _parent_override is None:
+                return NotImplemented
+            entry = _by_reference.get(id(obj))
+            if entry is not None and entry[0] is obj and not _BY_VALUE_MODULES and \
+                    getattr(sys.modules.get(entry[1]), entry[2], None) is obj and \
+                    getattr(obj, '__module__', None) == entry[1]:
+                return NotImplemented  # as cloudpickle would decide again
+            r = _parent_override(self, obj)
+            if r is NotImplemented and _BY_VALUE_MODULES is not None:
+                module = getattr(obj, '__module__', None)
+                name = getattr(obj, '__qualname__', None)
+                if isinstance(module, str) and isinstance(name, str) and '.' not in name:
+                    if len(_by_reference) >= _CACHE_MAX:
+                        _by_reference.clear()
+                    _by_reference[id(obj)] = (obj, module, name)
+            return r
+        if t is _CodeType:
+            entry = _code_bytes.get(id(obj))
+            if entry is None or entry[0] is not obj:
+                try:
+                    data = marshal.dumps(obj)
+                except ValueError:  # a constant marshal cannot write: cloudpickle's way
+                    return NotImplemented
+                if len(_code_bytes) >= _CACHE_MAX:
+                    _code_bytes.clear()
+                entry = _code_bytes[id(obj)] = (obj, data)
+            return _load_code, (entry[1],)
         if isinstance(obj, np.ndarray) and not obj.dtype.hasobject:
             region = _pasha.find_region(obj)
             if region is None and obj.nbytes >= _BIG_ARRAY:
@@ -100,11 +183,21 @@ class _JobPickler(_Pickler):
                     _warn_big_copy(obj)
                 obj = copy
                 region = _pasha.find_region(obj)
+            dt = obj.dtype
+            plain = dt.kind in 'biufc' and dt.isnative  # dt.str names it exactly
             if region is not None:
-                return _rebuild_array, (region[0], region[1], obj.dtype, obj.shape,
-                                        obj.strides, region[2])
-        parent = getattr(super(), 'reducer_override', None)
-        return parent(obj) if parent is not None else NotImplemented
+                return _rebuild_array, (region[0], region[1], dt.str if plain else dt,
+                                        obj.shape, obj.strides, region[2])
+            if t is np.ndarray and obj.size and plain:
+                # Its bytes, the dtype as a string: cheaper both ways than
+                # numpy's own reduction (the dtype object, _reconstruct).
+                if obj.flags.c_contiguous:
+                    return _rebuild_small, (bytearray(obj.data), dt.str, obj.shape, 'C')
+                if obj.flags.f_contiguous:
+                    return _rebuild_small, (bytearray(obj.T.data), dt.str, obj.shape, 'F')
+        # Anything else: cloudpickle's override handles classes and
+        # functions only (above), so pickle's own reduction follows.
+        return NotImplemented
 
 
 def _warn_big_copy(obj):
@@ -207,9 +300,80 @@ def _fix_dynamic_frames(tb, function):
     return _DYNAMIC_FRAME.sub(repl, tb)
 
 
+# ---- the job of the last map, kept while provably unchanged -------------
+#
+# A pool map ships (function, functor, shares, run_worker). When nothing the
+# pickled bytes depend on has changed since the last map (every object by
+# identity, mutable containers by identity and content, ordinary arrays by
+# their bytes, shared arrays by address, shape, strides and dtype), the
+# caller keeps the bytes and the serial of the last map and pickles nothing.
+# A worker then keeps the objects it unpickled for that serial, if they too
+# are unchanged in it (a kernel may write to its copies: a global, a closure
+# cell, an ordinary array); else it unpickles the same bytes again. Objects
+# of any other kind make a job uncacheable: it is pickled every map.
+
+class _Missing:
+    """A name not bound in a kernel's globals, an empty closure cell."""
+
+
+_MISSING = _Missing()
+_BASE_GLOBALS = ('__package__', '__name__', '__path__', '__file__')
+_global_names_cache = {}
+
+
+def _global_names(code):
+    """The names a code object and the code nested in it can look up (a
+    superset of the globals cloudpickle ships with a function), and the
+    names of cloudpickle's base globals."""
+    entry = _global_names_cache.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    names = set()
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if type(k) is _CodeType)
+    if len(_global_names_cache) >= _CACHE_MAX:
+        _global_names_cache.clear()
+    names = _BASE_GLOBALS + tuple(sorted(names))
+    _global_names_cache[id(code)] = (code, names)
+    return names
+
+
+def _job_key(job, worker=False, shared=None):
+    """The key of job (a tuple), or None when it cannot be cached (in C:
+    _pasha.job_key says what it records)."""
+    return _pasha.job_key(job, worker, shared, _MISSING, functools.partial, SequenceFunctor,
+                          NdarrayFunctor, _global_names, _BY_VALUE_MODULES, _BIG_ARRAY)
+
+
+def _same_key(a, b):
+    return a is not None and b is not None and _pasha.same_key(a, b)
+
+
+# In a pool worker: the job of the last map, its serial and key, and the
+# shared-memory views _rebuild_array made for it.
+_worker_job = None
+_worker_shared = {}
+
+
 def _pool_entry(job, serial):
-    """In a pool worker: the job of map `serial`."""
-    return pickle.loads(job)
+    """In a pool worker: the job of map `serial` (job[0]: whether the caller
+    may send the same serial again; job[1:]: the pickle)."""
+    global _worker_job
+    last = _worker_job
+    if last is not None and last[0] == serial:
+        if _same_key(_job_key(last[1], True, _worker_shared), last[2]):
+            return last[1]
+    _worker_job = None
+    _worker_shared.clear()
+    t = pickle.loads(job[1:])
+    if job[0]:
+        _worker_job = (serial, t, _job_key(t, True, _worker_shared))
+    else:
+        _worker_shared.clear()
+    return t
 
 
 def _flush_stdio():
@@ -390,6 +554,8 @@ class _PshContext(MapContext):
         super().__init__(self._ctx.num_workers)
         self._err = None
         self._job = None
+        self._job_len = 0
+        self._job_key = None  # the key of the job in self._job, if cacheable
         self._serial = 0
 
     def _err_buffer(self):
@@ -480,18 +646,30 @@ class _PshContext(MapContext):
         err = self._err_buffer()
         temps = []
         if self.persistent:
-            buf = io.BytesIO()
-            _JobPickler(buf, self, temps).dump((function, functor, shares, run_worker))
-            data = buf.getbuffer()
-            if self._job is None or len(self._job) < len(data):
-                self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)
-            self._job[:len(data)] = np.frombuffer(data, np.uint8)
-            job = self._job[:len(data)]
-            data.release()
-            self._serial += 1
+            job = (function, functor, shares, run_worker)
+            key = _job_key(job)
+            if key is None or not _same_key(key, self._job_key):
+                buf = io.BytesIO()
+                buf.write(b'\x01' if key is not None else b'\x00')
+                _JobPickler(buf, self, temps).dump(job)
+                data = buf.getbuffer()
+                if self._job is None or len(self._job) < len(data):
+                    self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)
+                self._job[:len(data)] = np.frombuffer(data, np.uint8)
+                self._job_len = len(data)
+                data.release()
+                self._serial += 1
+                # Keep the key only if pickling left it as it was (a
+                # reducer may change what it pickles).
+                self._job_key = key if key is not None and not temps and \
+                    _same_key(_job_key(job), key) else None
+            del job
             status, message, _ = self._ctx.map(
-                itemwise, n, None, None, None, None, None, _MODE_POOL, job, self._serial,
+                itemwise, n, None, None, None, None, None, _MODE_POOL,
+                self._job[:self._job_len], self._serial,
                 err, _ERR_SIZE, schedule, chunk, progress_cb)
+            if status != _pasha.OK:
+                self._job_key = None
         else:
             status, message, _ = self._ctx.map(
                 itemwise, n, function, functor, seq, shares, run_worker, _MODE_FORK, None, 0,
@@ -600,9 +778,11 @@ class ProcessContext(_PshContext):
         num_workers (int, optional): Number of processes, libpasha's default
             if omitted.
         persistent (bool): Fork the workers once, now, and reuse them; the
-            kernel, functor and shares are pickled for every map (arrays
-            from alloc travel by reference, functions by name: the workers
-            see module globals as they were when the context was made).
+            kernel, functor and shares are pickled for a map (arrays from
+            alloc travel by reference, functions by name: the workers see
+            module globals as they were when the context was made), unless
+            nothing they depend on changed since the last map: then the
+            workers reuse what they unpickled for it.
         schedule ('static', 'dynamic' or 'guided'): How shares are handed out.
     """
 
