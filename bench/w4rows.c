@@ -17,7 +17,11 @@
  *                        per_worker's, G bytes apart (G = 0: back to back)
  *   one worker alone     per_worker rows, worker 1 skips its frames: the
  *                        speed of a worker that nobody disturbs
+ *   OpenMP reduction     bench.c's OpenMP variant (private copies on each
+ *                        thread's stack), each thread's CPU time around
+ *                        its share of the loop
  */
+#include <omp.h>
 #include <pasha/pasha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +31,7 @@
 
 #include "bench_w4.h"
 
-#define NVAR 7
+#define NVAR 8
 #define MAX_ROUNDS 200
 
 static double ms(clockid_t c)
@@ -74,6 +78,22 @@ static int kernel(void *ud, int worker, size_t index, const void *value)
     w4_frame(v->data, p->r->sum[worker], p->r->hist[worker]);
     p->w[worker].last = ms(CLOCK_THREAD_CPUTIME_ID);
     return 0;
+}
+
+/* bench.c's w4_omp, timing each thread's share; returns the larger CPU time. */
+static double omp_variant(const float *frames, size_t n, float *sum, int64_t *hist)
+{
+    double cpu[2] = {0, 0};
+    memset(sum, 0, sizeof(float) * W4_PIXELS);
+    memset(hist, 0, sizeof(int64_t) * W4_BINS);
+#pragma omp parallel num_threads(2) reduction(+ : sum[:W4_PIXELS], hist[:W4_BINS])
+    {
+        double c = ms(CLOCK_THREAD_CPUTIME_ID);
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < n; ++i) w4_frame(frames + i * W4_PIXELS, sum, hist);
+        cpu[omp_get_thread_num() & 1] = ms(CLOCK_THREAD_CPUTIME_ID) - c;
+    }
+    return cpu[0] > cpu[1] ? cpu[0] : cpu[1];
 }
 
 static int cmp(const void *a, const void *b)
@@ -130,13 +150,13 @@ int main(int argc, char **argv)
     check(psh_alloc(&phists, ctx, PSH_INT64, 1, &bins, &o), "alloc padded histograms");
 
     const char *name[NVAR] = {"per_worker", "PSH_PER_WORKER_PADDED", "hist gap 0", "hist gap 64",
-                              "hist gap 128", "hist gap 256", "one worker alone"};
+                              "hist gap 128", "hist gap 256", "one worker alone", "OpenMP reduction"};
     struct rows r[NVAR];
     char *s0 = psh_array_data(sums), *h0 = psh_array_data(hists);
     size_t srow = (size_t)psh_array_strides(sums)[0], hrow = (size_t)psh_array_strides(hists)[0];
     size_t hoff = (size_t)((uintptr_t)h0 % 4096);
     for (int v = 0; v < NVAR; ++v) {
-        r[v].alone = v == NVAR - 1;
+        r[v].alone = v == 6;
         for (int w = 0; w < 2; ++w) {
             r[v].sum[w] = (float *)(s0 + w * srow);
             r[v].hist[w] = (int64_t *)(h0 + w * hrow);
@@ -166,6 +186,28 @@ int main(int argc, char **argv)
         for (int v = 0; v < NVAR; ++v) {
             if (kept[v] >= rounds) continue;
             struct probe p = {&r[v], {{-1, -1}, {-1, -1}}};
+            if (v == 7) {
+                static float osum[W4_PIXELS];
+                static int64_t ohist[W4_BINS];
+                double busy0 = machine_busy_ms(), own0 = ms(CLOCK_PROCESS_CPUTIME_ID), t0 = ms(CLOCK_MONOTONIC);
+                double c = omp_variant(d, frames, osum, ohist);
+                double t = ms(CLOCK_MONOTONIC) - t0;
+                double others = machine_busy_ms() - busy0 - (ms(CLOCK_PROCESS_CPUTIME_ID) - own0);
+                int64_t total = 0;
+                for (int b = 0; b < W4_BINS; ++b) total += ohist[b];
+                if (total != (int64_t)(frames * W4_PIXELS)) {
+                    fprintf(stderr, "w4rows: OpenMP's histogram counts %lld pixels\n", (long long)total);
+                    return 1;
+                }
+                if (quiet_ms >= 0 && others > quiet_ms) {
+                    ++discarded;
+                    continue;
+                }
+                wall[v][kept[v]] = t;
+                cpu[v][kept[v]] = c;
+                ++kept[v];
+                continue;
+            }
             for (int w = 0; w < 2; ++w) {
                 memset(r[v].sum[w], 0, sizeof(float) * W4_PIXELS);
                 memset(r[v].hist[w], 0, sizeof(int64_t) * W4_BINS);
