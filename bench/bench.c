@@ -600,6 +600,7 @@ struct w4 {
     int64_t *hrows;
     size_t row_stride, hrow_stride; /* in elements, from psh_array_strides */
     int tbb_static;
+    int dynamic; /* libpasha: PSH_SCHEDULE_DYNAMIC for this map */
     psh_context *ctx;
     psh_functor *f;
 };
@@ -657,7 +658,10 @@ static double w4_psh(void *arg)
         memset(w->rows + (size_t)r * w->row_stride, 0, sizeof(float) * W4_PIXELS);
         memset(w->hrows + (size_t)r * w->hrow_stride, 0, sizeof(int64_t) * W4_BINS);
     }
-    check(psh_map(w->ctx, w4_kernel, w, w->f), "reduction map");
+    psh_map_options mo;
+    psh_map_options_init(&mo);
+    if (w->dynamic) mo.schedule = PSH_SCHEDULE_DYNAMIC;
+    check(psh_map_ext(w->ctx, w4_kernel, w, w->f, &mo), "reduction map");
     memcpy(w->sum, w->rows, sizeof(float) * W4_PIXELS);
     memcpy(w->hist, w->hrows, sizeof(int64_t) * W4_BINS);
     for (int r = 1; r < opt_workers; ++r)
@@ -685,9 +689,9 @@ static void w4_check(const struct w4 *ref, const struct w4 *got, const char *nam
 
 static void workload_f(struct workload *w)
 {
-    static struct w4 v[6];
-    static float sums[6][W4_PIXELS];
-    static int64_t hists[6][W4_BINS];
+    static struct w4 v[7];
+    static float sums[7][W4_PIXELS];
+    static int64_t hists[7][W4_BINS];
     size_t frames = opt_quick ? 40 : 1000;
     size_t shape[3] = {frames, 512, 128}, row[2] = {512, 128}, bins = W4_BINS;
     psh_array *raw, *rows, *hrows, *prows, *phrows;
@@ -713,7 +717,7 @@ static void workload_f(struct workload *w)
     for (int k = 0; k < 5; ++k)
         v[k] = (struct w4){r, frames, sums[k], hists[k], psh_array_data(rows), psh_array_data(hrows),
                            (size_t)psh_array_strides(rows)[0] / sizeof(float),
-                           (size_t)psh_array_strides(hrows)[0] / sizeof(int64_t), 0, ctx_threads, f};
+                           (size_t)psh_array_strides(hrows)[0] / sizeof(int64_t), 0, 0, ctx_threads, f};
     v[4].tbb_static = 1;
     v[5] = v[2];
     v[5].sum = sums[5];
@@ -722,6 +726,10 @@ static void workload_f(struct workload *w)
     v[5].hrows = psh_array_data(phrows);
     v[5].row_stride = (size_t)psh_array_strides(prows)[0] / sizeof(float);
     v[5].hrow_stride = (size_t)psh_array_strides(phrows)[0] / sizeof(int64_t);
+    v[6] = v[5];
+    v[6].sum = sums[6];
+    v[6].hist = hists[6];
+    v[6].dynamic = 1;
     w->id = "f";
     w->title = opt_quick ? "reduction: 64-bin histogram + sum of 40 frames of 512x128 float32, ms per map"
                          : "reduction: 64-bin histogram + sum of 1000 frames of 512x128 float32, ms per map";
@@ -729,6 +737,7 @@ static void workload_f(struct workload *w)
     add(w, "OpenMP reduction(+: array sections)", w4_omp, &v[1], 1, "ms");
     add(w, "libpasha threads, per_worker rows", w4_psh, &v[2], 1, "ms");
     add(w, "libpasha threads, padded per_worker rows", w4_psh, &v[5], 1, "ms");
+    add(w, "libpasha threads, padded rows, dynamic", w4_psh, &v[6], 1, "ms");
 #ifdef HAVE_TBB
     add(w, "oneTBB parallel_reduce", w4_run_tbb, &v[3], 1, "ms");
     add(w, "oneTBB parallel_reduce, static", w4_run_tbb, &v[4], 1, "ms");
