@@ -1062,6 +1062,9 @@ int main(int argc, char **argv)
         t[nt++] = (struct target){"threads, padded rows vs best, (f)",
                                   median_of(&wf, "libpasha threads, padded per_worker rows") / best, 1.05, "x",
                                   min_of(&wf, "libpasha threads, padded per_worker rows") / bestm};
+        t[nt++] = (struct target){"threads, padded, dynamic vs best, (f)",
+                                  median_of(&wf, "libpasha threads, padded rows, dynamic") / best, 1.05, "x",
+                                  min_of(&wf, "libpasha threads, padded rows, dynamic") / bestm};
     }
     if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
     if (json) fflush(json); /* nothing pending when (e) forks */
