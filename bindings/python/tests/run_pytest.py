@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """Build and install the pasha package into a build directory, run pytest.
 
-Usage: run_pytest.py BUILD_DIR PACKAGE_SOURCE_DIR [--python newest|all|PATH] [pytest args...]
+Usage: run_pytest.py BUILD_DIR PACKAGE_SOURCE_DIR [--python newest|all|PATH]
+                     [--mpirun RUNS] [pytest args...]
 
 --python newest (the default) runs the suite on the newest CPython 3.9+ on
 the machine (python3.X on PATH, or under pyenv's versions), --python all on
@@ -12,6 +13,13 @@ $PASHA_PYTHON_VENVS (default ~/.cache/libpasha/python-venvs/3.X), with the
 packages of tools/deps/python.pip installed from PyPI.
 Exits 77 (meson's "skipped") when no usable Python is found or a venv
 cannot be made (no network); 1 when a run fails.
+
+--mpirun RUNS runs the MPI suite (tests-mpi/) instead, once per run in the
+comma-separated RUNS: N (mpirun -n N), NxK (N ranks cut into simulated
+nodes of K ranks, PASHA_MPI_NODE_SIZE=K) or Ns (N ranks with Open MPI's
+shared-window files on a 16 MiB tmpfs in a private mount namespace, the
+tests marked for it only; skipped where unshare/mount are not allowed). It
+exits 77 when mpirun is not found or the interpreter has no mpi4py.
 """
 
 import glob
@@ -88,7 +96,75 @@ def venv_python(python, version):
     return vpy if has_deps(vpy) else None
 
 
-def run_one(python, version, build_dir, src, pytest_args):
+def run_mpi(python, env, build_dir, src, runs, pytest_args):
+    """The MPI suite under mpirun, once per run: 0, 1, or 77 (no mpirun/mpi4py)."""
+    mpirun = shutil.which('mpirun') or shutil.which('mpiexec')
+    if mpirun is None:
+        print('skipping the MPI suite: no mpirun')
+        return 77
+    has = [python, '-c', 'import mpi4py']
+    if subprocess.run(has, env=env).returncode != 0:
+        # A venv made before mpi4py joined tools/deps/python.pip.
+        in_venv = [python, '-c', 'import sys; sys.exit(sys.prefix == sys.base_prefix)']
+        if subprocess.run(in_venv).returncode == 0:
+            subprocess.run([python, '-m', 'pip', 'install', '-q', '--disable-pip-version-check',
+                            'mpi4py'])
+        if subprocess.run(has, env=env).returncode != 0:
+            print(f'skipping the MPI suite: {python} has no mpi4py')
+            return 77
+    env = dict(env)
+    # CI runs as root; Open MPI refuses that unless told it is deliberate.
+    env.setdefault('OMPI_ALLOW_RUN_AS_ROOT', '1')
+    env.setdefault('OMPI_ALLOW_RUN_AS_ROOT_CONFIRM', '1')
+    # No CMA/ptrace in containers: the shared-memory transport copies instead.
+    env.setdefault('OMPI_MCA_btl_vader_single_copy_mechanism', 'none')
+    tests = os.path.join(src, 'tests-mpi')
+    failed = []
+    for run in runs.split(','):
+        small = run.endswith('s')
+        ranks, _, node = run.rstrip('s').partition('x')
+        env['PASHA_MPI_NODE_SIZE'] = node
+        print(f'run_pytest: mpirun -n {ranks}' + (f' (nodes of {node})' if node else '') +
+              (' (16 MiB tmpfs for the windows)' if small else ''), flush=True)
+        cmd = [mpirun, '-n', ranks, '--oversubscribe']
+        for name in ('PYTHONPATH', 'PASHA_NUM_WORKERS', 'PASHA_MPI_NODE_SIZE',
+                     'PASHA_TEST_SMALL_SHM', 'OMPI_MCA_osc_sm_backing_directory'):
+            cmd += ['-x', name]
+        cmd += [python, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', '--color=no',
+                '--rootdir', tests, tests] + pytest_args
+        run_env = dict(env, PASHA_TEST_SMALL_SHM='', OMPI_MCA_osc_sm_backing_directory=env.get(
+            'OMPI_MCA_osc_sm_backing_directory', '/dev/shm'))
+        if small:
+            if shutil.which('unshare') is None or subprocess.run(
+                    ['unshare', '-m', 'true'], capture_output=True).returncode != 0:
+                print('run_pytest: skipped (no private mount namespace: not root?)')
+                continue
+            import tempfile
+            where = tempfile.mkdtemp(prefix='pasha-small-shm-')
+            run_env.update(PASHA_TEST_SMALL_SHM=str(16 << 20),
+                           OMPI_MCA_osc_sm_backing_directory=where)
+            cmd = ['unshare', '-m', 'sh', '-c',
+                   'mount -t tmpfs -o size=16m pasha-small-shm "$0" && exec "$@"', where] + \
+                cmd + ['-k', 'small_shm']
+        rc = subprocess.run(cmd, cwd=build_dir, env=run_env).returncode
+        if small:
+            os.rmdir(where)
+        if rc != 0:
+            failed.append(run)
+    # The example a new user starts from (it checks the gathered train ids).
+    example = os.path.join(src, '..', '..', 'examples', 'mpi', 'trains.py')
+    if os.path.exists(example):
+        env['PASHA_MPI_NODE_SIZE'] = ''
+        print('run_pytest: mpirun -n 2 examples/mpi/trains.py', flush=True)
+        cmd = [mpirun, '-n', '2', '--oversubscribe', '-x', 'PYTHONPATH', python, example]
+        if subprocess.run(cmd, cwd=build_dir, env=env).returncode != 0:
+            failed.append('examples/mpi/trains.py')
+    if failed:
+        print('run_pytest: MPI runs failed: ' + ', '.join(failed))
+    return 1 if failed else 0
+
+
+def run_one(python, version, build_dir, src, pytest_args, mpi_runs=None):
     """0 passed, 1 failed, 77 skipped."""
     if not has_deps(python):
         python = venv_python(python, version)
@@ -106,6 +182,8 @@ def run_one(python, version, build_dir, src, pytest_args):
     env = dict(os.environ)
     env['PYTHONPATH'] = target + os.pathsep + env.get('PYTHONPATH', '')
     env.setdefault('PASHA_NUM_WORKERS', '2')
+    if mpi_runs:
+        return run_mpi(python, env, build_dir, src, mpi_runs, pytest_args)
     tests = os.path.join(src, 'tests')
     r = subprocess.run([python, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
                         '--rootdir', tests, tests] + pytest_args, cwd=build_dir, env=env)
@@ -118,6 +196,9 @@ def main():
     which = 'newest'
     if rest[:1] == ['--python']:
         which, rest = rest[1], rest[2:]
+    mpi_runs = None
+    if rest[:1] == ['--mpirun']:
+        mpi_runs, rest = rest[1], rest[2:]
     if which in ('newest', 'all'):
         pythons = find_pythons()
         if not pythons:
@@ -134,7 +215,7 @@ def main():
         chosen = [(v, which)]
     results = {}
     for version, python in chosen:
-        results[version] = run_one(python, version, build_dir, src, rest)
+        results[version] = run_one(python, version, build_dir, src, rest, mpi_runs)
     for version, rc in results.items():
         print('run_pytest: Python %d.%d: %s' % (version + ({0: 'passed', 1: 'FAILED',
                                                              77: 'skipped'}[rc],)))

@@ -16,6 +16,8 @@ from .context import (  # noqa: F401
 from .functor import (  # noqa: F401
     Functor, SequenceFunctor, NdarrayFunctor, DataArrayFunctor, ExtraDataFunctor,
     gen_split_slices)
+# mpi imports mpi4py only when an MpiContext is made.
+from .mpi import MpiContext, RemoteRankError  # noqa: F401
 
 # The repository's one version (meson.build's project version; every copy is
 # checked by tools/check-version.py, and the build checks that libpasha's
@@ -23,7 +25,9 @@ from .functor import (  # noqa: F401
 __version__ = '0.2.0'
 libpasha_version = _libpasha_version()
 
-# The public names of pasha 0.1.2 (which had no __all__: its public names).
+# The public names of pasha 0.1.2 (which had no __all__: its public names);
+# this package's additions (WorkerError, MpiContext, RemoteRankError) are
+# attributes of the module, left out of `import *` as 0.1.2 had them.
 __all__ = ['MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
            'SequenceFunctor', 'NdarrayFunctor', 'DataArrayFunctor', 'ExtraDataFunctor',
            'get_default_context', 'set_default_context', 'alloc', 'map']
@@ -45,12 +49,13 @@ def set_default_context(ctx_or_method: Union[MapContext, str], *args: Any,
 
     Args:
         ctx_or_method (MapContext or str): a context, or 'serial',
-            'threads' or 'processes' with further arguments passed to the
-            new context's constructor.
+            'threads', 'processes' or 'mpi' with further arguments passed
+            to the new context's constructor (for 'mpi': comm=, local=,
+            num_workers=, as MpiContext takes them).
     """
     if isinstance(ctx_or_method, str):
         classes = {'serial': SerialContext, 'threads': ThreadContext,
-                   'processes': ProcessContext}
+                   'processes': ProcessContext, 'mpi': MpiContext}
         if ctx_or_method not in classes:
             raise ValueError('invalid map method')
         ctx = classes[ctx_or_method](*args, **kwargs)

@@ -1,0 +1,467 @@
+# SPDX-License-Identifier: BSD-3-Clause
+"""pasha.MpiContext under a real mpirun (1, 2 or 4 ranks, also cut into
+simulated nodes with PASHA_MPI_NODE_SIZE): global indices and worker ids,
+node-shared arrays, gather/allgather/reduce, errors raised on every rank,
+EXtra-data runs split over the ranks."""
+
+import functools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pasha as psh
+from pasha.mpi import rank_block
+
+MPI = pytest.importorskip('mpi4py.MPI')
+
+
+def _outcome(call, *args, **kwargs):
+    """('ok', result) or (exception type name, exception)."""
+    try:
+        return 'ok', call(*args, **kwargs)
+    except BaseException as e:  # noqa: B902 - the test checks what it got
+        return type(e).__name__, e
+
+
+def _owner(index, n, size):
+    return next(r for r in range(size) if rank_block(n, r, size)[0] <= index <
+                rank_block(n, r, size)[1])
+
+
+def test_import_pasha_does_not_import_mpi4py(comm):
+    if comm.Get_rank() == 0:
+        r = subprocess.run([sys.executable, '-c',
+                            'import sys, pasha; assert "mpi4py" not in sys.modules, '
+                            'sorted(m for m in sys.modules if "mpi" in m); '
+                            'print(pasha.MpiContext.__name__)'],
+                           capture_output=True, text=True, env=dict(os.environ))
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == 'MpiContext'
+
+
+def test_rank_size_and_workers(comm, ctx):
+    counts = comm.allgather(ctx.local_workers)
+    assert ctx.rank == comm.Get_rank()
+    assert ctx.size == comm.Get_size()
+    assert ctx.num_workers == sum(counts)
+    assert ctx.worker_base == sum(counts[:ctx.rank])
+    assert ctx.local_workers == (1 if ctx.local_kind == 'serial' else 2)
+
+
+def _triple(out, wid, worker_id, index, value):
+    out[index] = 3 * value
+    wid[index] = worker_id
+
+
+def test_map_global_indices_and_worker_ids(comm, ctx):
+    n = 1001
+    inp = np.arange(n, dtype=np.float64) * 0.5
+    out = ctx.alloc(like=inp)
+    wid = ctx.alloc(shape=n, dtype=np.int32, fill=-1)
+    ctx.map(functools.partial(_triple, out, wid), inp)
+    ctx.allgather(out)
+    ctx.allgather(wid)
+    np.testing.assert_array_equal(out, 3 * inp)
+    counts = comm.allgather(ctx.local_workers)
+    for r in range(ctx.size):
+        lo, hi = rank_block(n, r, ctx.size)
+        base = sum(counts[:r])
+        ws = wid[lo:hi]
+        assert ((ws >= base) & (ws < base + counts[r])).all(), (r, np.unique(ws))
+    # every worker of every rank had a share of a 1001-item map
+    assert len(np.unique(wid)) == ctx.num_workers
+
+
+def test_map_list_and_custom_functor(comm, ctx):
+    # a Python list (SequenceFunctor) and a functor with its own split
+    seq = [float(i) for i in range(37)]
+    out = ctx.alloc(shape=37)
+
+    def kernel(worker_id, index, value):
+        out[index] = value + 1
+
+    ctx.map(kernel, seq)
+
+    class Pairs(psh.Functor):
+        def split(self, num_workers):
+            return [range(2 * i, 2 * i + 2) for i in range(20)]
+
+        def iterate(self, share):
+            for i in share:
+                yield i, i * i
+
+    sq = ctx.alloc(shape=40, dtype=np.int64)
+    who = ctx.alloc(shape=40, dtype=np.int64)
+    rank = ctx.rank
+
+    def kernel2(worker_id, index, value):
+        sq[index] = value
+        who[index] = rank
+
+    ctx.map(kernel2, Pairs())
+    ctx.allgather(out)
+    ctx.allgather(who)
+    ctx.reduce(sq, 'max', root=0)
+    counts = comm.allgather(ctx.local_workers)
+    np.testing.assert_array_equal(out, np.arange(37.0) + 1)
+    # the 20 shares split over all workers: rank r maps its workers' shares
+    for r in range(ctx.size):
+        lo = 20 * sum(counts[:r]) // ctx.num_workers
+        hi = 20 * sum(counts[:r + 1]) // ctx.num_workers
+        assert (who[2 * lo:2 * hi] == r).all(), (r, who)
+    if ctx.rank == 0:
+        np.testing.assert_array_equal(sq, np.arange(40) ** 2)
+
+
+def test_gather_moves_only_other_nodes_blocks(comm, ctx):
+    n = 64
+    inp = np.arange(n * 3, dtype=np.int64).reshape(n, 3)
+    out = ctx.alloc(like=inp)
+
+    def kernel(worker_id, index, row):
+        out[index] = row + 1
+
+    ctx.map(kernel, inp)
+    root = ctx.size - 1
+    ctx.gather(out, root=root)
+    node_ranks = [r for r in range(ctx.size) if ctx._node_of[r] == ctx._node_of[ctx.rank]]
+    on_root_node = ctx._node_of[ctx.rank] == ctx._node_of[root]
+    if on_root_node:
+        np.testing.assert_array_equal(out, inp + 1)
+    else:
+        # this node's blocks only: nothing travelled here
+        for r in range(ctx.size):
+            lo, hi = rank_block(n, r, ctx.size)
+            expect = inp[lo:hi] + 1 if r in node_ranks else 0
+            np.testing.assert_array_equal(out[lo:hi], expect)
+
+
+def test_fortran_order_gathers_along_last_axis(comm, ctx):
+    n = 30
+    out = ctx.alloc(shape=(4, n), dtype=np.float32, order='F')
+
+    def kernel(worker_id, index, value):
+        out[:, index] = index + np.arange(4)
+
+    ctx.map(kernel, range(n))
+    ctx.allgather(out)
+    np.testing.assert_array_equal(out, np.arange(n)[None, :] + np.arange(4)[:, None])
+
+
+def test_allgather_private_array(comm):
+    c = psh.MpiContext(comm, local='threads', num_workers=2)
+    n = 50
+    out = np.zeros(n)  # an ordinary array: private to each rank
+
+    def kernel(worker_id, index, value):
+        out[index] = value * 2
+
+    c.map(kernel, np.arange(n, dtype=float))
+    mine = np.count_nonzero(out)
+    c.allgather(out)
+    c.close()
+    lo, hi = rank_block(n, comm.Get_rank(), comm.Get_size())
+    assert mine == hi - lo - (1 if lo == 0 and hi > 0 else 0)
+    np.testing.assert_array_equal(out, np.arange(n) * 2.0)
+
+
+@pytest.mark.parametrize('op', ['sum', 'min', 'max'])
+def test_reduce_per_worker(comm, ctx, op):
+    n = 200
+    fill = {'sum': 0, 'min': 10 ** 6, 'max': -1}[op]
+    part = ctx.alloc(shape=8, dtype=np.int64, per_worker=True, fill=fill)
+    assert part.shape == (ctx.num_workers, 8)
+
+    def kernel(worker_id, index, value):
+        b = index % 8
+        if op == 'sum':
+            part[worker_id, b] += value
+        elif op == 'min':
+            part[worker_id, b] = min(part[worker_id, b], value)
+        else:
+            part[worker_id, b] = max(part[worker_id, b], value)
+
+    ctx.map(kernel, np.arange(n, dtype=np.int64) * 3)
+    root = ctx.size // 2
+    ctx.reduce(part, op, root=root)
+    if ctx._node_of[ctx.rank] == ctx._node_of[root]:
+        combine = {'sum': np.sum, 'min': np.min, 'max': np.max}[op]
+        got = combine(part, axis=0)
+        expect = np.array([combine(np.arange(b, n, 8) * 3) for b in range(8)])
+        np.testing.assert_array_equal(got, expect)
+
+
+def test_reduce_private_sums_every_rank(comm):
+    c = psh.MpiContext(comm, local='serial')
+    a = np.full(5, comm.Get_rank() + 1, dtype=np.float64)
+    c.reduce(a, 'sum', root=0)
+    c.close()
+    if comm.Get_rank() == 0:
+        size = comm.Get_size()
+        np.testing.assert_array_equal(a, np.full(5, size * (size + 1) / 2))
+
+
+def _raise_at(bad_index, worker_id, index, value):
+    if index == bad_index:
+        raise KeyError(f'no such frame {index}')
+
+
+def test_kernel_exception_raised_on_every_rank(comm, ctx):
+    n = 100
+    bad = n - 1  # in the last rank's block
+    got = _outcome(ctx.map, functools.partial(_raise_at, bad), np.arange(n))
+    # the context maps again afterwards, on every rank
+    out = ctx.alloc(shape=n)
+
+    def kernel(worker_id, index, value):
+        out[index] = value
+
+    after = _outcome(ctx.map, kernel, np.arange(n, dtype=float))
+    ctx.allgather(out)
+    last = ctx.size - 1
+    if ctx.rank == last:
+        assert got[0] == 'KeyError', got
+        assert 'no such frame 99' in str(got[1])
+    else:
+        assert got[0] == 'RemoteRankError', got
+        assert got[1].rank == last and got[1].type_name == 'KeyError'
+        assert 'no such frame 99' in got[1].message
+        assert f'rank {last}' in str(got[1])
+    assert after[0] == 'ok', after
+    np.testing.assert_array_equal(out, np.arange(n, dtype=float))
+
+
+def _die_at(bad_index, worker_id, index, value):
+    if index == bad_index:
+        os._exit(7)
+
+
+def test_worker_death_raised_on_every_rank(comm):
+    c = psh.MpiContext(comm, local='processes', num_workers=2)
+    got = _outcome(c.map, functools.partial(_die_at, 0), np.arange(40))
+    c.close()
+    if comm.Get_rank() == 0:
+        assert got[0] == 'WorkerError', got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].rank == 0, got
+        assert got[1].type_name == 'WorkerError'
+
+
+def test_bad_arguments_on_one_rank_raise_everywhere(comm, ctx):
+    last = ctx.size - 1
+    mine = ctx.rank == last
+    results = [
+        _outcome(ctx.map, 'not callable' if mine else (lambda w, i, v: None), range(10)),
+        _outcome(ctx.map, lambda w, i, v: None, object() if mine else range(10)),
+        _outcome(ctx.alloc, shape=(-1,) if mine else (3,)),
+        _outcome(ctx.reduce, ctx.alloc(shape=3), 'prod' if mine else 'sum', root=0),
+        _outcome(ctx.gather, ctx.alloc(shape=3), root=ctx.size if mine else 0),
+        _outcome(ctx.reduce, ctx.alloc(shape=3, dtype=np.complex128), 'min', root=0),
+    ]
+    # still usable
+    ok = _outcome(ctx.map, lambda w, i, v: None, range(10))
+    expected_own = ['TypeError', 'ValueError', 'ValueError', 'ValueError', 'ValueError']
+    for (kind, e), own in zip(results[:5], expected_own):
+        if mine:
+            assert kind == own, (kind, e)
+        else:
+            assert kind == 'RemoteRankError', (kind, e)
+            assert e.rank == last and e.type_name == own
+    # complex min fails on every rank: each raises its own error
+    assert results[5][0] == 'ValueError' and 'complex' in str(results[5][1]), results[5]
+    assert ok[0] == 'ok'
+
+
+def test_ranks_that_disagree_get_the_same_error(comm, ctx):
+    if ctx.size == 1:
+        pytest.skip('needs two ranks')
+    rank = ctx.rank
+    sizes = _outcome(ctx.map, lambda w, i, v: None, range(10 + rank))
+    allocs = _outcome(ctx.alloc, shape=4 + rank)
+    calls = _outcome(ctx.gather, ctx.alloc(shape=4), 0) if rank == 0 else \
+        _outcome(ctx.reduce, ctx.alloc(shape=4), 'sum', 0)
+    # calls that agree on different numbers of integers (map: 1, gather: 4)
+    calls2 = _outcome(ctx.map, lambda w, i, v: None, range(4)) if rank == 0 else \
+        _outcome(lambda: ctx.allgather(ctx.alloc(shape=4)))
+    ok = _outcome(ctx.map, lambda w, i, v: None, range(10))
+    assert calls2[0] == 'RuntimeError' and 'different calls' in str(calls2[1]), calls2
+    assert sizes[0] == 'ValueError' and 'number of items' in str(sizes[1]), sizes
+    assert allocs[0] == 'ValueError' and "array's size" in str(allocs[1]), allocs
+    assert calls[0] == 'RuntimeError' and 'different calls' in str(calls[1]), calls
+    assert ok[0] == 'ok'
+
+
+def test_constructor_errors_agree(comm):
+    mine = comm.Get_rank() == comm.Get_size() - 1
+    got = _outcome(psh.MpiContext, comm, local='bogus' if mine else 'threads', num_workers=1)
+    got2 = _outcome(psh.MpiContext, comm, local='processes', persistent=True)
+    if got[0] == 'ok':
+        got[1].close()
+    if mine:
+        assert got[0] == 'ValueError', got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].type_name == 'ValueError', got
+    assert got2[0] in ('ValueError', 'RemoteRankError'), got2
+
+
+def test_alloc_that_cannot_fit_fails_on_every_rank(comm, ctx):
+    too_big = os.statvfs('/dev/shm').f_blocks * os.statvfs('/dev/shm').f_frsize + (1 << 30)
+    total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    too_big = max(too_big, 4 * total)
+    got = _outcome(ctx.alloc, shape=too_big, dtype=np.uint8)
+    small = ctx.alloc(shape=10, fill=2.5)
+    assert got[0] in ('MemoryError', 'RemoteRankError'), got
+    if got[0] == 'RemoteRankError':
+        assert got[1].type_name == 'MemoryError'
+    np.testing.assert_array_equal(small, 2.5)
+
+
+def test_fill_is_seen_by_every_rank_of_the_node(comm, ctx):
+    a = ctx.alloc(shape=(3, 4), dtype=np.int16, fill=7)
+    b = ctx.alloc(like=a)
+    assert (a == 7).all() and (b == 0).all() and b.dtype == np.int16
+
+
+def test_buffers_are_freed_when_no_rank_uses_them(comm):
+    c = psh.MpiContext(comm, local='serial')
+    kept = c.alloc(shape=1000, fill=1.5)
+    for i in range(30):
+        tmp = c.alloc(shape=(1 << 17), fill=i)  # 1 MiB each
+        del tmp
+    windows = len(c._windows)
+    view = kept[10:20]
+    del kept
+    c.close()
+    closed = _outcome(c.map, lambda w, i, v: None, range(3))
+    # one window per node (kept; the last tmp is freed at close) when the
+    # node has several ranks; libpasha's own memory (freed by numpy) when alone
+    assert windows <= 2, windows
+    np.testing.assert_array_equal(view, 1.5)  # still valid memory after close
+    assert closed[0] == 'ValueError' and 'closed' in str(closed[1])
+
+
+def test_set_default_context_mpi(comm):
+    old = psh.get_default_context()
+    psh.set_default_context('mpi', comm=comm, local='threads', num_workers=2)
+    try:
+        ctx = psh.get_default_context()
+        assert isinstance(ctx, psh.MpiContext)
+        inp = np.arange(20.0)
+        out = psh.alloc(like=inp)
+
+        def kernel(worker_id, index, value):
+            out[index] = 3 * value
+
+        psh.map(kernel, inp)
+        ctx.allgather(out)
+        got = out.copy()
+        ctx.close()
+    finally:
+        psh.set_default_context(old)
+    np.testing.assert_array_equal(got, 3 * inp)
+
+
+# ---- EXtra-data -------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def run_dir():
+    pytest.importorskip('extra_data')
+    make_examples = pytest.importorskip('extra_data.tests.make_examples')
+    comm = MPI.COMM_WORLD
+    path = None
+    if comm.Get_rank() == 0:
+        import tempfile
+        path = tempfile.mkdtemp(prefix='pasha-mpi-run-')
+        # two sequence files: trains 10000-10399 and 10400-10799
+        make_examples.make_fxe_da_file(os.path.join(path, 'RAW-R0450-DA01-S00000.h5'),
+                                       firsttrain=10000)
+        make_examples.make_fxe_da_file(os.path.join(path, 'RAW-R0450-DA01-S00001.h5'),
+                                       firsttrain=10400)
+    path = comm.bcast(path, root=0)
+    yield path
+    comm.Barrier()
+    if comm.Get_rank() == 0:
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _record(tids, counts, worker_id, index, train_id, data):
+    tids[index] = train_id
+    if data is None:
+        counts[index] = 0
+    elif isinstance(data, dict):
+        counts[index] = len(data)
+    else:
+        counts[index] = np.asarray(data).shape[0] if np.ndim(data) else 1
+
+
+def test_extra_data_trains_split_over_ranks(comm, ctx, run_dir):
+    import extra_data as xd
+    run = xd.RunDirectory(run_dir)
+    n = len(run.train_ids)
+    for f in run.files:  # RunDirectory read the metadata of every file
+        f.close()
+    tids = ctx.alloc(shape=n, dtype=np.uint64)
+    counts = ctx.alloc(shape=n, dtype=np.int64)
+    ctx.map(functools.partial(_record, tids, counts), run)
+    lo, hi = rank_block(n, ctx.rank, ctx.size)
+    mine = set(run.train_ids[lo:hi])
+    opened = sorted(os.path.basename(f.filename) for f in run.files if f._file is not None)
+    needed = sorted(os.path.basename(f.filename) for f in run.files
+                    if mine & set(f.train_ids.tolist()))
+    ctx.allgather(tids)
+    ctx.allgather(counts)
+    np.testing.assert_array_equal(tids, np.asarray(run.train_ids, dtype=np.uint64))
+    assert (counts > 0).all()
+    if ctx.local_kind != 'processes':  # forked workers open their own files
+        assert opened == needed, (ctx.rank, opened, needed)
+    # 800 trains in two files of 400: with 2 or 4 ranks each block lies in one file
+    assert len(needed) == (2 if ctx.size == 1 else 1), needed
+
+
+def test_extra_data_keydata(comm, ctx, run_dir):
+    import extra_data as xd
+    run = xd.RunDirectory(run_dir)
+    kd = run['SA1_XTD2_XGM/DOOCS/MAIN', 'pulseEnergy.photonFlux']
+    n = len(kd.train_ids)
+    tids = ctx.alloc(shape=n, dtype=np.uint64)
+    vals = ctx.alloc(shape=n)
+
+    def kernel(worker_id, index, train_id, value):
+        tids[index] = train_id
+        vals[index] = np.asarray(value).sum() if value is not None else -1
+
+    ctx.map(kernel, kd)
+    ctx.allgather(tids)
+    ctx.allgather(vals)
+    np.testing.assert_array_equal(tids, np.asarray(kd.train_ids, dtype=np.uint64))
+    np.testing.assert_allclose(vals, kd.ndarray())  # one value per train
+
+
+# ---- a container-sized /dev/shm (run_pytest.py --mpirun 2s) -----------------
+
+def test_small_shm_array_that_does_not_fit(comm):
+    limit = int(os.environ.get('PASHA_TEST_SMALL_SHM') or 0)
+    if not limit:
+        pytest.skip('needs the 16 MiB tmpfs run (run_pytest.py --mpirun 2s)')
+    c = psh.MpiContext(comm, local='processes', num_workers=2)
+    multi = c.node_size > 1
+    too_big = _outcome(c.alloc, shape=(4 * limit) // 8)      # 64 MiB of float64
+    fits = c.alloc(shape=(limit // 4) // 8)                   # 4 MiB
+    n = len(fits)
+
+    def kernel(worker_id, index, value):
+        fits[index] = 2 * value
+
+    c.map(kernel, np.arange(n, dtype=np.float64))
+    c.allgather(fits)
+    again = _outcome(c.alloc, shape=(4 * limit) // 8)
+    c.close()
+    if multi:  # a node of several ranks: an MPI window on the 16 MiB tmpfs
+        assert too_big[0] in ('MemoryError', 'RemoteRankError'), too_big
+        assert 'do not fit' in str(too_big[1]), too_big
+        assert again[0] in ('MemoryError', 'RemoteRankError'), again
+    np.testing.assert_array_equal(fits, 2 * np.arange(n, dtype=np.float64))
