@@ -109,7 +109,7 @@ static void measure(struct workload *w)
         }
         w->v[i].min = lo;
         w->v[i].max = hi;
-        printf("  %-34s %10.3f %-8s (min %.3f, max %.3f)\n", w->v[i].name, w->v[i].median, w->v[i].unit, lo, hi);
+        printf("  %-40s %10.3f %-8s (min %.3f, max %.3f)\n", w->v[i].name, w->v[i].median, w->v[i].unit, lo, hi);
     }
     fflush(stdout);
 }
@@ -600,6 +600,7 @@ struct w4 {
     int64_t *hrows;
     size_t row_stride, hrow_stride; /* in elements, from psh_array_strides */
     int tbb_static;
+    int dynamic; /* libpasha: PSH_SCHEDULE_DYNAMIC for this map */
     psh_context *ctx;
     psh_functor *f;
 };
@@ -657,7 +658,10 @@ static double w4_psh(void *arg)
         memset(w->rows + (size_t)r * w->row_stride, 0, sizeof(float) * W4_PIXELS);
         memset(w->hrows + (size_t)r * w->hrow_stride, 0, sizeof(int64_t) * W4_BINS);
     }
-    check(psh_map(w->ctx, w4_kernel, w, w->f), "reduction map");
+    psh_map_options mo;
+    psh_map_options_init(&mo);
+    if (w->dynamic) mo.schedule = PSH_SCHEDULE_DYNAMIC;
+    check(psh_map_ext(w->ctx, w4_kernel, w, w->f, &mo), "reduction map");
     memcpy(w->sum, w->rows, sizeof(float) * W4_PIXELS);
     memcpy(w->hist, w->hrows, sizeof(int64_t) * W4_BINS);
     for (int r = 1; r < opt_workers; ++r)
@@ -685,18 +689,23 @@ static void w4_check(const struct w4 *ref, const struct w4 *got, const char *nam
 
 static void workload_f(struct workload *w)
 {
-    static struct w4 v[5];
-    static float sums[5][W4_PIXELS];
-    static int64_t hists[5][W4_BINS];
+    static struct w4 v[7];
+    static float sums[7][W4_PIXELS];
+    static int64_t hists[7][W4_BINS];
     size_t frames = opt_quick ? 40 : 1000;
     size_t shape[3] = {frames, 512, 128}, row[2] = {512, 128}, bins = W4_BINS;
-    psh_array *raw, *rows, *hrows;
+    psh_array *raw, *rows, *hrows, *prows, *phrows;
     check(psh_alloc(&raw, ctx_serial, PSH_FLOAT32, 3, shape, NULL), "alloc frames");
     psh_alloc_options pw;
     psh_alloc_options_init(&pw);
     pw.per_worker = 1;
     check(psh_alloc(&rows, ctx_threads, PSH_FLOAT32, 2, row, &pw), "alloc per-worker sums");
     check(psh_alloc(&hrows, ctx_threads, PSH_INT64, 1, &bins, &pw), "alloc per-worker histograms");
+    /* The same with the rows apart (PSH_PER_WORKER_PADDED, the layout the
+     * header recommends for small rows that workers update often). */
+    pw.per_worker = PSH_PER_WORKER_PADDED;
+    check(psh_alloc(&prows, ctx_threads, PSH_FLOAT32, 2, row, &pw), "alloc padded per-worker sums");
+    check(psh_alloc(&phrows, ctx_threads, PSH_INT64, 1, &bins, &pw), "alloc padded per-worker histograms");
     float *r = psh_array_data(raw);
     uint32_t x = 12345;
     for (size_t i = 0; i < frames * W4_PIXELS; ++i) {
@@ -708,14 +717,27 @@ static void workload_f(struct workload *w)
     for (int k = 0; k < 5; ++k)
         v[k] = (struct w4){r, frames, sums[k], hists[k], psh_array_data(rows), psh_array_data(hrows),
                            (size_t)psh_array_strides(rows)[0] / sizeof(float),
-                           (size_t)psh_array_strides(hrows)[0] / sizeof(int64_t), 0, ctx_threads, f};
+                           (size_t)psh_array_strides(hrows)[0] / sizeof(int64_t), 0, 0, ctx_threads, f};
     v[4].tbb_static = 1;
+    v[5] = v[2];
+    v[5].sum = sums[5];
+    v[5].hist = hists[5];
+    v[5].rows = psh_array_data(prows);
+    v[5].hrows = psh_array_data(phrows);
+    v[5].row_stride = (size_t)psh_array_strides(prows)[0] / sizeof(float);
+    v[5].hrow_stride = (size_t)psh_array_strides(phrows)[0] / sizeof(int64_t);
+    v[6] = v[5];
+    v[6].sum = sums[6];
+    v[6].hist = hists[6];
+    v[6].dynamic = 1;
     w->id = "f";
     w->title = opt_quick ? "reduction: 64-bin histogram + sum of 40 frames of 512x128 float32, ms per map"
                          : "reduction: 64-bin histogram + sum of 1000 frames of 512x128 float32, ms per map";
     add(w, "plain loop", w4_loop, &v[0], 1, "ms");
     add(w, "OpenMP reduction(+: array sections)", w4_omp, &v[1], 1, "ms");
     add(w, "libpasha threads, per_worker rows", w4_psh, &v[2], 1, "ms");
+    add(w, "libpasha threads, padded per_worker rows", w4_psh, &v[5], 1, "ms");
+    add(w, "libpasha threads, padded rows, dynamic", w4_psh, &v[6], 1, "ms");
 #ifdef HAVE_TBB
     add(w, "oneTBB parallel_reduce", w4_run_tbb, &v[3], 1, "ms");
     add(w, "oneTBB parallel_reduce, static", w4_run_tbb, &v[4], 1, "ms");
@@ -728,6 +750,8 @@ static void workload_f(struct workload *w)
     psh_array_free(raw);
     psh_array_free(rows);
     psh_array_free(hrows);
+    psh_array_free(prows);
+    psh_array_free(phrows);
 }
 
 /* ---- (e) zero copy ------------------------------------------------------- */
@@ -1035,6 +1059,12 @@ int main(int argc, char **argv)
         t[nt++] = (struct target){"threads vs best of OpenMP/TBB, (f)",
                                   median_of(&wf, "libpasha threads, per_worker rows") / best, 1.05, "x",
                                   min_of(&wf, "libpasha threads, per_worker rows") / bestm};
+        t[nt++] = (struct target){"threads, padded rows vs best, (f)",
+                                  median_of(&wf, "libpasha threads, padded per_worker rows") / best, 1.05, "x",
+                                  min_of(&wf, "libpasha threads, padded per_worker rows") / bestm};
+        t[nt++] = (struct target){"threads, padded, dynamic vs best, (f)",
+                                  median_of(&wf, "libpasha threads, padded rows, dynamic") / best, 1.05, "x",
+                                  min_of(&wf, "libpasha threads, padded rows, dynamic") / bestm};
     }
     if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
     if (json) fflush(json); /* nothing pending when (e) forks */

@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         psh_alloc_options_init(&ao);
         uint64_t flags = take(&in, 2);
         ao.order = (psh_order)((int)(flags & 7) - 1);
-        ao.per_worker = (int)(flags >> 3) & 1;
+        ao.per_worker = flags & 0x8 ? (flags & 0x1000 ? PSH_PER_WORKER_PADDED : 1) : 0;
         ao.fill = flags & 0x10 ? scratch : NULL;
         if (flags & 0x20) ao.struct_size = (size_t)(flags >> 6);
         int axis = (int)(int8_t)take(&in, 1);

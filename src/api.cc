@@ -152,7 +152,7 @@ void alloc_into(psh_array **out, psh_context *ctx, int dtype, int ndim, const si
     if (!out) fail(PSH_EINVAL, "out is NULL");
     ContextRef ref;
     acquire_context(ctx, ref);
-    *out = make_array(*ref.ctx, dtype, ndim, shape, order, o.fill, o.per_worker != 0).release();
+    *out = make_array(*ref.ctx, dtype, ndim, shape, order, o.fill, o.per_worker).release();
 }
 
 int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel block_kernel, void *user_data,

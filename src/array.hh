@@ -18,6 +18,7 @@ struct psh_array {
     int ndim;
     size_t size;
     size_t nbytes;
+    size_t span;  // bytes from data to one past the last element: nbytes unless rows are padded
     size_t shape[psh::kMaxDims];
     ptrdiff_t strides[psh::kMaxDims];
 };
@@ -25,9 +26,14 @@ struct psh_array {
 namespace psh {
 
 // Allocate through ctx (which decides where the memory lives). order must be
-// C or F; per_worker prepends (C) or appends (F) an axis of ctx's workers.
+// C or F; per_worker (psh_alloc_options.per_worker) non-zero prepends (C) or
+// appends (F) an axis of ctx's workers, PSH_PER_WORKER_PADDED with a gap of
+// at least 128 bytes between the workers' rows.
 std::unique_ptr<psh_array> make_array(Context &ctx, int dtype, int ndim, const size_t *shape,
-                                      int order, const void *fill, bool per_worker);
+                                      int order, const void *fill, int per_worker);
+
+// True when the elements are not one contiguous run (padded per-worker rows).
+inline bool is_padded(const psh_array *a) { return a->span != a->nbytes; }
 
 // Throws PSH_EINVAL for bad ndim/shape/dtype or a byte size that overflows;
 // returns the number of elements.

@@ -141,6 +141,128 @@ static void test_per_worker_rows_start_off_page(void **state)
     psh_context_destroy(ctx);
 }
 
+/* PSH_PER_WORKER_PADDED: rows 128-byte aligned with at least 128 bytes
+ * between one worker's last byte and the next worker's first, in C and F
+ * order, for rows of every size class (a scalar, 120 B in F order, 512 B, 256 KiB);
+ * the rows are independent storage (each worker's counts land in its own
+ * row, in a map on every context kind) and a fill value reaches every
+ * element. Without the option the rows stay back to back. */
+static void check_padded_rows(const psh_array *a, int workers, size_t row_bytes)
+{
+    int ax = psh_array_order(a) == PSH_ORDER_F ? psh_array_ndim(a) - 1 : 0;
+    ptrdiff_t stride = psh_array_strides(a)[ax];
+    assert_int_equal(psh_array_shape(a)[ax], (size_t)workers);
+    assert_int_equal(stride % 128, 0);
+    assert_true((size_t)stride >= row_bytes + 128);
+    assert_true((size_t)stride < row_bytes + 256); /* no more than the gap and the rounding */
+    assert_int_equal((uintptr_t)psh_array_data(a) % 128, 0);
+    assert_int_equal(psh_array_nbytes(a), (size_t)workers * row_bytes);
+    /* within a row the strides are the contiguous ones */
+    ptrdiff_t want = (ptrdiff_t)psh_dtype_size(psh_array_dtype(a));
+    for (int k = 0; k < psh_array_ndim(a); ++k) {
+        int i = psh_array_order(a) == PSH_ORDER_F ? k : psh_array_ndim(a) - 1 - k;
+        if (i == ax) continue;
+        assert_int_equal(psh_array_strides(a)[i], want);
+        want *= (ptrdiff_t)psh_array_shape(a)[i];
+    }
+}
+
+struct padded_counts {
+    char *base;
+    ptrdiff_t stride;
+};
+
+static int count_into_row(void *ud, int worker, size_t index, const void *value)
+{
+    const struct padded_counts *p = ud;
+    (void)value;
+    int64_t *row = (int64_t *)(p->base + worker * p->stride);
+    row[index % 64] += 1;
+    row[64] += (int64_t)index;
+    return 0;
+}
+
+static void test_per_worker_padded_rows(void **state)
+{
+    (void)state;
+    psh_context *ctx;
+    assert_int_equal(psh_context_create(&ctx, PSH_THREADS, 3), PSH_OK);
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    o.per_worker = PSH_PER_WORKER_PADDED;
+    const size_t bins = 64, row[2] = {512, 128}, odd[2] = {3, 5};
+    psh_array *h, *s, *one, *f, *c;
+    assert_int_equal(psh_alloc(&h, ctx, PSH_INT64, 1, &bins, &o), PSH_OK);
+    check_padded_rows(h, 3, 512);
+    assert_int_equal(psh_array_strides(h)[0], 640);
+    assert_int_equal(psh_alloc(&one, ctx, PSH_FLOAT64, 0, NULL, &o), PSH_OK);
+    check_padded_rows(one, 3, 8);
+    assert_int_equal(psh_array_strides(one)[0], 256);
+    assert_int_equal(psh_alloc(&s, ctx, PSH_FLOAT32, 2, row, &o), PSH_OK);
+    check_padded_rows(s, 3, 512 * 128 * 4);
+    o.order = PSH_ORDER_F;
+    double fill = 2.5;
+    o.fill = &fill;
+    assert_int_equal(psh_alloc(&f, ctx, PSH_FLOAT64, 2, odd, &o), PSH_OK);
+    check_padded_rows(f, 3, 15 * 8);
+    assert_int_equal(psh_array_shape(f)[2], 3);
+    for (int w = 0; w < 3; ++w)
+        for (size_t j = 0; j < 5; ++j)
+            for (size_t i = 0; i < 3; ++i) {
+                const ptrdiff_t *st = psh_array_strides(f);
+                double v = *(double *)((char *)psh_array_data(f) + i * st[0] + j * st[1] + w * st[2]);
+                assert_true(v == 2.5);
+            }
+    /* contiguous without the option, the old layout */
+    o.order = PSH_ORDER_C;
+    o.fill = NULL;
+    o.per_worker = 1;
+    assert_int_equal(psh_alloc(&c, ctx, PSH_INT64, 1, &bins, &o), PSH_OK);
+    assert_int_equal(psh_array_strides(c)[0], 512);
+    psh_array_free(c);
+    psh_array_free(f);
+    psh_array_free(s);
+    psh_array_free(one);
+    psh_array_free(h);
+    psh_context_destroy(ctx);
+
+    /* each worker's counts in its own row, on every kind of context */
+    for (size_t k = 0; k < NUM_CONFIGS; ++k) {
+        if (skip_config(k)) continue;
+        psh_context *x = make_context(&all_configs[k]);
+        int workers = all_configs[k].workers;
+        const size_t cols = 65;
+        psh_array *acc;
+        psh_alloc_options po;
+        psh_alloc_options_init(&po);
+        po.per_worker = PSH_PER_WORKER_PADDED;
+        assert_int_equal(psh_alloc(&acc, x, PSH_INT64, 1, &cols, &po), PSH_OK);
+        check_padded_rows(acc, workers, 65 * 8);
+        struct padded_counts p = {psh_array_data(acc), psh_array_strides(acc)[0]};
+        const size_t n = 10000;
+        psh_functor *r;
+        assert_int_equal(psh_functor_range(&r, n), PSH_OK);
+        psh_map_options mo;
+        psh_map_options_init(&mo);
+        mo.user_data_size = sizeof p; /* p lives on this stack: pools get a copy */
+        assert_int_equal(psh_map_ext(x, count_into_row, &p, r, &mo), PSH_OK);
+        int64_t total[65] = {0};
+        for (int w = 0; w < workers; ++w) {
+            const int64_t *rw = (const int64_t *)(p.base + w * p.stride);
+            for (size_t b = 0; b < 65; ++b) total[b] += rw[b];
+            /* the gap after the row was never written */
+            if (w + 1 < workers)
+                for (const char *g = (const char *)(rw + 65); g < p.base + (w + 1) * p.stride; ++g)
+                    assert_int_equal(*g, 0);
+        }
+        for (size_t b = 0; b < 64; ++b) assert_int_equal(total[b], (int64_t)(n / 64 + (b < n % 64 ? 1 : 0)));
+        assert_int_equal(total[64], (int64_t)(n * (n - 1) / 2));
+        psh_functor_destroy(r);
+        psh_array_free(acc);
+        psh_context_destroy(x);
+    }
+}
+
 static void test_alloc_like_takes_shape_dtype_and_order(void **state)
 {
     (void)state;
@@ -312,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_alloc_fill_every_dtype),
         cmocka_unit_test(test_alloc_per_worker_axis),
         cmocka_unit_test(test_per_worker_rows_start_off_page),
+        cmocka_unit_test(test_per_worker_padded_rows),
         cmocka_unit_test(test_alloc_like_takes_shape_dtype_and_order),
         cmocka_unit_test(test_alloc_zero_length_and_zero_dimensions),
         cmocka_unit_test(test_alloc_bad_arguments),

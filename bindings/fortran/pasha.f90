@@ -48,6 +48,10 @@ module pasha
   ! psh_order: memory order. Fortran arrays are PSH_ORDER_F.
   integer(c_int), parameter :: PSH_ORDER_DEFAULT = 0, PSH_ORDER_C = 1, PSH_ORDER_F = 2
 
+  ! psh_alloc_options%per_worker: rows 128-byte aligned and at least 128
+  ! bytes apart (not contiguous: psh_array_pointer refuses such arrays).
+  integer(c_int), parameter :: PSH_PER_WORKER_PADDED = 2
+
   !> psh_context_options; fill with psh_context_options_init first.
   type, bind(C) :: psh_context_options
     integer(c_size_t) :: struct_size
@@ -440,6 +444,10 @@ contains
     integer(c_int), intent(in) :: dtype
     integer, intent(in) :: rank
     integer(c_int) :: adtype, andim, aorder
+    integer(c_size_t), pointer :: sh(:)
+    integer(c_ptrdiff_t), pointer :: st(:)
+    integer(c_ptrdiff_t) :: want
+    integer :: i
     check_array = .false.
     if (.not. c_associated(a)) return
     adtype = psh_array_dtype(a)
@@ -447,11 +455,23 @@ contains
     aorder = psh_array_order(a)
     if (adtype /= dtype .or. andim /= rank) return
     if (rank > 1 .and. aorder /= PSH_ORDER_F) return
+    ! One contiguous run only (padded per-worker rows are not).
+    if (rank > 0) then
+      call c_f_pointer(psh_array_shape(a), sh, [rank])
+      call c_f_pointer(psh_array_strides(a), st, [rank])
+      want = int(psh_dtype_size(dtype), c_ptrdiff_t)
+      do i = 1, rank
+        if (sh(i) == 0) exit
+        if (sh(i) /= 1 .and. st(i) /= want) return
+        want = want * int(sh(i), c_ptrdiff_t)
+      end do
+    end if
     check_array = .true.
   end function
 
   ! psh_array_pointer(a, p) for each type and rank; p is nullified when
-  ! a's dtype, rank or (rank > 1) order do not match.
+  ! a's dtype, rank or (rank > 1) order do not match, or its elements are
+  ! not contiguous (PSH_PER_WORKER_PADDED).
 
   subroutine psh_array_pointer_r8_1(a, p)
     type(c_ptr), intent(in) :: a

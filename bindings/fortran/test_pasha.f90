@@ -167,6 +167,7 @@ contains
     type(c_ptr) :: a, ctx
     real(c_double), pointer :: p2(:,:)
     integer(c_size_t), allocatable :: big(:)
+    type(psh_alloc_options) :: opts
     allocate(big(40))
     big = 1
     call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, big) == PSH_EINVAL, 'ndim 40 is EINVAL')
@@ -178,6 +179,22 @@ contains
     call psh_array_pointer(a, p2)
     call expect(.not. associated(p2), 'wrong rank gives a null pointer')
     call psh_array_free(a)
+    ! Padded per-worker rows are not one run: no pointer onto them.
+    call expect(psh_context_create(ctx, PSH_THREADS, 2_c_int) == PSH_OK, 'threads context')
+    call psh_alloc_options_init(opts)
+    opts%order = PSH_ORDER_F
+    opts%per_worker = PSH_PER_WORKER_PADDED
+    call expect(psh_alloc(a, ctx, PSH_FLOAT64, 1_c_int, [3_c_size_t], opts) == PSH_OK, 'alloc padded')
+    call expect(all(psh_array_shape_f(a) == [3_c_size_t, 2_c_size_t]), 'padded shape')
+    call psh_array_pointer(a, p2)
+    call expect(.not. associated(p2), 'padded rows give a null pointer')
+    call psh_array_free(a)
+    opts%per_worker = 1
+    call expect(psh_alloc(a, ctx, PSH_FLOAT64, 1_c_int, [3_c_size_t], opts) == PSH_OK, 'alloc per_worker')
+    call psh_array_pointer(a, p2)
+    call expect(associated(p2), 'back-to-back rows give a pointer')
+    call psh_array_free(a)
+    call psh_context_destroy(ctx)
     call expect(len(psh_c_string(psh_version())) >= 5, 'version')
     ! The module's version constants agree with the library loaded.
     call expect(psh_version_number() == PSH_MODULE_VERSION_NUMBER, 'psh_version_number == PSH_MODULE_VERSION_NUMBER')

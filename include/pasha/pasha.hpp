@@ -419,12 +419,33 @@ public:
 
     /** An empty array (owns nothing). */
     array() noexcept = default;
+    /** True when a's elements are one run in its order (axes of length 1
+     *  aside), as psh_alloc makes them unless per_worker is
+     *  PSH_PER_WORKER_PADDED. */
+    static bool contiguous(const psh_array *a) noexcept
+    {
+        int n = psh_array_ndim(a);
+        bool f = psh_array_order(a) == PSH_ORDER_F;
+        std::ptrdiff_t want = static_cast<std::ptrdiff_t>(sizeof(T));
+        for (int k = 0; k < n; ++k) {
+            int d = f ? k : n - 1 - k;
+            std::size_t len = psh_array_shape(a)[d];
+            if (len == 0) return true;
+            if (len != 1 && psh_array_strides(a)[d] != want) return false;
+            want *= static_cast<std::ptrdiff_t>(len);
+        }
+        return true;
+    }
     /** Take over a psh_array the caller owns; throws pasha::error
-     *  (PSH_EINVAL) if its dtype is not T's (then a is left to the caller). */
+     *  (PSH_EINVAL) if its dtype is not T's or its elements are not
+     *  contiguous (PSH_PER_WORKER_PADDED rows: array indexes data()[0..size)
+     *  and cannot skip the gaps); then a is left to the caller. */
     static array adopt(psh_array *a)
     {
         if (a && psh_array_dtype(a) != dtype_of<T>())
             throw error(PSH_EINVAL, "pasha::array::adopt: the psh_array's dtype is not the element type's");
+        if (a && !contiguous(a))
+            throw error(PSH_EINVAL, "pasha::array::adopt: the psh_array is not contiguous (padded per-worker rows)");
         array r;
         r.reset(a);
         return r;

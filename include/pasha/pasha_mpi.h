@@ -82,7 +82,8 @@ PSH_API int psh_mpi_size(const psh_context *ctx);
  *  MPI context, the result is in root's node buffer (so every rank on
  *  root's node sees it); for any other psh array it is root's own copy.
  *  Errors: PSH_EINVAL (NULL or non-MPI ctx, NULL a, 0-d array, root out of
- *  range, an array of another MPI context, a slab too big for MPI). */
+ *  range, an array of another MPI context, a slab too big for MPI, padded
+ *  per-worker rows: PSH_PER_WORKER_PADDED). */
 PSH_API int psh_mpi_gather(psh_context *ctx, psh_array *a, int root);
 
 /** psh_mpi_gather with the whole array on every rank afterwards. */
@@ -93,8 +94,9 @@ PSH_API int psh_mpi_allgather(psh_context *ctx, psh_array *a);
  *  the MPI context the ranks of one node share one buffer, so each NODE
  *  contributes once (its buffer, which its ranks wrote together) and the
  *  result lands in root's node buffer; for any other psh array each rank
- *  contributes its own copy. Errors: PSH_EINVAL (as psh_mpi_gather; an
- *  unknown op; MIN/MAX of a complex dtype). */
+ *  contributes its own copy. PSH_PER_WORKER_PADDED rows are reduced with
+ *  their gaps. Errors: PSH_EINVAL (as psh_mpi_gather but for padded rows;
+ *  an unknown op; MIN/MAX of a complex dtype). */
 PSH_API int psh_mpi_reduce(psh_context *ctx, psh_array *a, int op, int root);
 
 #ifdef __cplusplus

@@ -530,6 +530,9 @@ void MpiContext::gather(psh_array *a, int root, bool everywhere)
     if (code == PSH_OK) {
         if (a->ndim == 0) code = PSH_EINVAL, why = "the array is 0-d: it has no axis to split over the ranks";
         else if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
+        else if (is_padded(a))
+            code = PSH_EINVAL, why = "the array's per-worker rows are padded (PSH_PER_WORKER_PADDED): gather needs a "
+                                     "contiguous array";
         else if (rows > (size_t)INT_MAX || (rows && a->nbytes / rows > (size_t)INT_MAX))
             code = PSH_EINVAL, why = "the array's rows or row size are too large for MPI counts";
     }
@@ -594,6 +597,9 @@ void MpiContext::reduce(psh_array *a, int op, int root)
     }
     check_same(CALL_REDUCE, a, root, op, code, why, shared);
     if (a->size == 0) return;
+    // Padded per-worker rows are reduced with their gaps: a whole number of
+    // elements, and every rank has the same layout.
+    size_t elements = a->span / dtype_size(a->dtype);
     MPI_Op mop = op == PSH_OP_SUM ? MPI_SUM : op == PSH_OP_MIN ? MPI_MIN : MPI_MAX;
     MPI_Datatype t = mpi_dtype(a->dtype);
     size_t item = dtype_size(a->dtype);
@@ -604,8 +610,8 @@ void MpiContext::reduce(psh_array *a, int op, int root)
     if (shared) MPI_Barrier(node_);
     if (over != MPI_COMM_NULL) {
         const size_t step = (size_t)1 << 30;
-        for (size_t done = 0; done < a->size; done += step) {
-            int count = (int)std::min(step, a->size - done);
+        for (size_t done = 0; done < elements; done += step) {
+            int count = (int)std::min(step, elements - done);
             char *p = (char *)a->data + done * item;
             if (on_root)
                 MPI_Reduce(MPI_IN_PLACE, p, count, t, mop, to, over);

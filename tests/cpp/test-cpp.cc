@@ -122,6 +122,18 @@ static void test_errors()
     EXPECT_PASHA_ERROR(pasha::array<double>::adopt(raw), PSH_EINVAL, "dtype");
     auto f = pasha::array<float>::adopt(raw);  // the right type takes it over
     CHECK(f.get() == raw && f.size() == 3);
+    // adopt refuses padded per-worker rows: array<T> indexes them as one run.
+    psh_alloc_options po;
+    psh_alloc_options_init(&po);
+    po.per_worker = PSH_PER_WORKER_PADDED;
+    pasha::context two(pasha::kind::threads, 2);
+    psh_array *padded = nullptr;
+    CHECK(psh_alloc(&padded, two.get(), PSH_FLOAT32, 1, &n, &po) == PSH_OK);
+    EXPECT_PASHA_ERROR(pasha::array<float>::adopt(padded), PSH_EINVAL, "not contiguous");
+    psh_array_free(padded);
+    po.per_worker = 1;
+    CHECK(psh_alloc(&padded, two.get(), PSH_FLOAT32, 1, &n, &po) == PSH_OK);
+    CHECK(pasha::array<float>::adopt(padded).size() == 6);  // back to back rows are fine
 }
 
 static void test_arrays()

@@ -186,6 +186,51 @@ static void test_reduce_per_worker(psh_context *ctx)
     psh_array_free(count);
 }
 
+/* PSH_PER_WORKER_PADDED rows: psh_mpi_reduce sums them row by row (the
+ * ranks agree on the padded layout), psh_mpi_gather refuses them. */
+struct padded_args {
+    char *base;
+    ptrdiff_t stride;
+};
+
+static int padded_kernel(void *ud, int worker, size_t i, const void *value)
+{
+    struct padded_args *a = ud;
+    (void)value;
+    int64_t *row = (int64_t *)(a->base + worker * a->stride);
+    row[i % 3] += (int64_t)i;
+    return 0;
+}
+
+static void test_reduce_padded(psh_context *ctx)
+{
+    const size_t n = 3000, cols = 3;
+    psh_alloc_options o;
+    psh_alloc_options_init(&o);
+    o.per_worker = PSH_PER_WORKER_PADDED;
+    psh_array *acc;
+    CHECK_OK(psh_alloc(&acc, ctx, PSH_INT64, 1, &cols, &o));
+    int W = psh_context_num_workers(ctx);
+    ptrdiff_t stride = psh_array_strides(acc)[0];
+    CHECK(stride >= 24 + 128 && stride % 128 == 0);
+    struct padded_args a = {psh_array_data(acc), stride};
+    psh_functor *f;
+    CHECK_OK(psh_functor_range(&f, n));
+    CHECK_OK(psh_map(ctx, padded_kernel, &a, f));
+    CHECK_OK(psh_mpi_reduce(ctx, acc, PSH_OP_SUM, 0));
+    if (rank == 0) {
+        int64_t got[3] = {0, 0, 0}, want[3] = {0, 0, 0};
+        for (int w = 0; w < W; ++w)
+            for (size_t j = 0; j < cols; ++j) got[j] += ((int64_t *)(a.base + w * stride))[j];
+        for (size_t i = 0; i < n; ++i) want[i % 3] += (int64_t)i;
+        for (size_t j = 0; j < cols; ++j) CHECK(got[j] == want[j]);
+    }
+    CHECK(psh_mpi_gather(ctx, acc, 0) == PSH_EINVAL);
+    CHECK(strstr(psh_last_error(), "padded") != NULL);
+    psh_functor_destroy(f);
+    psh_array_free(acc);
+}
+
 /* MIN / MAX / SUM of private arrays: each rank contributes its own values. */
 static void test_reduce_private(psh_context *ctx)
 {
@@ -368,6 +413,8 @@ int main(int argc, char **argv)
     test_private_gather(threads, PSH_ORDER_F);
     test_reduce_per_worker(threads);
     test_reduce_per_worker(procs);
+    test_reduce_padded(threads);
+    test_reduce_padded(procs);
     test_reduce_private(threads);
     test_errors(threads, 0, PSH_EKERNEL);
     test_errors(procs, 0, PSH_EKERNEL);

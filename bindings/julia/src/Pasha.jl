@@ -87,6 +87,10 @@ const PSH_ORDER_DEFAULT = Cint(0)
 const PSH_ORDER_C = Cint(1)
 const PSH_ORDER_F = Cint(2)
 
+"""`psh_alloc_options.per_worker`: rows 128-byte aligned and at least 128 bytes
+apart (not contiguous: index the rows with the strides)."""
+const PSH_PER_WORKER_PADDED = Cint(2)
+
 # ---------------------------------------------------------------------------
 # Structs, field for field as in pasha.h (checked by the checker)
 # ---------------------------------------------------------------------------

@@ -110,6 +110,10 @@ pub const PSH_ORDER_C: psh_order = 1;
 /// Column-major.
 pub const PSH_ORDER_F: psh_order = 2;
 
+/// `psh_alloc_options.per_worker` value: per-worker rows 128-byte aligned
+/// with a gap of at least 128 bytes (not contiguous: index with the strides).
+pub const PSH_PER_WORKER_PADDED: c_int = 2;
+
 /// Opaque context.
 #[repr(C)]
 pub struct psh_context {
