@@ -390,8 +390,14 @@ void run_worker(Control &c, const Job &job, int w, Monitor *mon)
 
 void finish_worker(Control &c, int w, uint32_t gen, uint32_t expected)
 {
+    // Count first, then mark the slot: a caller that sees done_gen == gen
+    // knows the count already holds this worker. The other order let a pool
+    // caller return (every slot marked) before the last count landed, and
+    // that late count then went to the next map, which returned before one
+    // of its workers had finished (seen under TSan in fault-death).
+    uint32_t before = c.finished.fetch_add(1, std::memory_order_seq_cst);
     c.slots[w].done_gen.store(gen, std::memory_order_release);
-    if (c.finished.fetch_add(1, std::memory_order_seq_cst) + 1 < expected) return;
+    if (before + 1 < expected) return;
     // Wake the caller only if it went to sleep: no system call on the fast
     // path, where it is still spinning.
     if (!c.caller_sleeping.load(std::memory_order_seq_cst)) return;

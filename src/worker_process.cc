@@ -260,7 +260,9 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
     std::vector<char> respawned;  // made at the first death: no allocation per map
     // A worker's outcome is read only after its exit was seen (poll_exit
     // first, then done_gen), so one that finished and exited counts as
-    // finished.
+    // finished. A worker counts itself in c.finished before it marks
+    // done_gen (finish_worker), so when every slot is marked or dead no
+    // count of this map is still on its way to the next one.
     auto all_accounted = [&] {
         size_t accounted = 0;
         for (size_t w = 0; w < n; ++w) {
@@ -296,7 +298,9 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
     fds.reserve(n + 1);
     who.reserve(n + 1);
     for (;;) {
-        if (all_accounted()) return;
+        // Every worker counted: all shares are done (one that died after
+        // counting itself left its results intact).
+        if (c.finished.load(std::memory_order_acquire) >= n || all_accounted()) return;
         // Sleep until a worker finishes the job (the last one writes the
         // wake descriptor), a worker ends (its pidfd), or the next tick.
         fds.clear();
