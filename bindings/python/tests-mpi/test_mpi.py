@@ -51,6 +51,27 @@ def test_rank_size_and_workers(comm, ctx):
     assert ctx.local_workers == (1 if ctx.local_kind == 'serial' else 2)
 
 
+@pytest.mark.parametrize('local', ['threads', 'processes'])
+def test_warns_when_the_workers_of_a_rank_share_fewer_cpus(comm, local, monkeypatch):
+    # mpirun binds each rank to one core by default (ranks <= cores): two
+    # local workers then take turns on it, at half the speed, silently.
+    import warnings
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0})
+    with pytest.warns(RuntimeWarning, match='bind-to none') as rec:
+        ctx = psh.MpiContext(comm, local=local, num_workers=2)
+    ctx.close()
+    msg = str(rec[0].message)
+    assert f'rank {comm.Get_rank()} has 2 local workers' in msg and 'on 1 CPU only' in msg, msg
+    assert rec[0].filename == __file__  # points at the caller's line
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        psh.MpiContext(comm, local=local, num_workers=2).close()
+        monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0})
+        psh.MpiContext(comm, local=local, num_workers=1).close()
+        psh.MpiContext(comm, local='serial').close()
+
+
 def _triple(out, wid, worker_id, index, value):
     out[index] = 3 * value
     wid[index] = worker_id

@@ -126,7 +126,9 @@ def run_mpi(python, env, build_dir, src, runs, pytest_args):
         env['PASHA_MPI_NODE_SIZE'] = node
         print(f'run_pytest: mpirun -n {ranks}' + (f' (nodes of {node})' if node else '') +
               (' (16 MiB tmpfs for the windows)' if small else ''), flush=True)
-        cmd = [mpirun, '-n', ranks, '--oversubscribe']
+        # --bind-to none: each rank's local workers may use every CPU (mpirun
+        # binds a rank to one core by default when ranks <= cores).
+        cmd = [mpirun, '-n', ranks, '--oversubscribe', '--bind-to', 'none']
         for name in ('PYTHONPATH', 'PASHA_NUM_WORKERS', 'PASHA_MPI_NODE_SIZE',
                      'PASHA_TEST_SMALL_SHM', 'OMPI_MCA_osc_sm_backing_directory'):
             cmd += ['-x', name]
@@ -156,7 +158,8 @@ def run_mpi(python, env, build_dir, src, runs, pytest_args):
     if os.path.exists(example):
         env['PASHA_MPI_NODE_SIZE'] = ''
         print('run_pytest: mpirun -n 2 examples/mpi/trains.py', flush=True)
-        cmd = [mpirun, '-n', '2', '--oversubscribe', '-x', 'PYTHONPATH', python, example]
+        cmd = [mpirun, '-n', '2', '--oversubscribe', '--bind-to', 'none', '-x', 'PYTHONPATH',
+               python, example]
         if subprocess.run(cmd, cwd=build_dir, env=env).returncode != 0:
             failed.append('examples/mpi/trains.py')
     if failed:

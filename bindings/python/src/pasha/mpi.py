@@ -20,6 +20,7 @@ mpi4py is imported when the first context is made, never by ``import pasha``.
 import ctypes
 import os
 import sys
+import warnings
 import weakref
 import zlib
 from numbers import Integral
@@ -308,6 +309,26 @@ class MpiContext(MapContext):
         self.local._worker_base = self.worker_base
         super().__init__(sum(counts))
         _CONTEXTS.add(self)
+        self._warn_if_bound()
+
+    def _warn_if_bound(self):
+        """Warn when this rank's local workers must share fewer CPUs: mpirun
+        binds each rank to one core by default (when there are no more
+        ranks than cores), and forked workers or threads inherit that."""
+        if self.local_kind == 'serial' or self.local_workers <= 1:
+            return
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            return
+        if 0 < cpus < self.local_workers:
+            warnings.warn(
+                f'MpiContext: rank {self.rank} has {self.local_workers} local workers but may '
+                f'run on {cpus} CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they '
+                'take turns. mpirun binds each rank to a core unless told otherwise: start '
+                'the ranks with mpirun --bind-to none, or give each rank its CPUs '
+                '(mpirun --map-by slot:PE=N, srun --cpus-per-task=N)',
+                RuntimeWarning, stacklevel=3)
 
     # ---- agreement ----------------------------------------------------
 
