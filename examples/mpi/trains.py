@@ -2,14 +2,20 @@
 # SPDX-License-Identifier: BSD-3-Clause
 """An EXtra-data run mapped over MPI ranks with pasha.MpiContext.
 
-    mpirun -n 2 python3 examples/mpi/trains.py [RUN_DIR]
+    pip install './bindings/python[mpi]' extra_data
+    mpirun -n 2 --bind-to none python3 -m mpi4py examples/mpi/trains.py [RUN_DIR]
 
-Without RUN_DIR, rank 0 writes a small mock run (two sequence files of 400
-trains, EXtra-data's own test helpers) into a temporary directory. Each rank
+(`--bind-to none`: each rank's workers may use every CPU; `-m mpi4py`: an
+uncaught exception on one rank aborts the job instead of leaving the others
+waiting.) Without RUN_DIR, rank 0 writes a small mock run (two sequence
+files of 400 trains, EXtra-data's own test helpers; the photon flux of
+train t set to t / 1000, as the helpers write zeros) into a temporary
+directory. Each rank
 maps its contiguous block of trains with forked local workers and opens only
 the files holding them; the kernel gets the global index and the train id.
-Rank 0 checks the train ids gathered from all ranks and prints how many
-trains had XGM data and the per-worker train counts summed over the nodes.
+Rank 0 checks the train ids gathered from all ranks (and, for the mock
+run, every train's flux) and prints how many trains had XGM data and the
+per-worker train counts summed over the nodes.
 """
 
 import os
@@ -27,11 +33,15 @@ SOURCE, KEY = 'SA1_XTD2_XGM/DOOCS/MAIN', 'pulseEnergy.photonFlux'
 
 
 def mock_run():
+    import h5py
     from extra_data.tests import make_examples
     path = tempfile.mkdtemp(prefix='pasha-run-')
     for seq, first in enumerate((10000, 10400)):
-        make_examples.make_fxe_da_file(os.path.join(path, f'RAW-R0450-DA01-S0000{seq}.h5'),
-                                       firsttrain=first)
+        name = os.path.join(path, f'RAW-R0450-DA01-S0000{seq}.h5')
+        make_examples.make_fxe_da_file(name, firsttrain=first)
+        with h5py.File(name, 'r+') as f:  # a flux to check: train id / 1000
+            value = f[f'CONTROL/{SOURCE}/{KEY.replace(".", "/")}/value']
+            value[...] = (first + np.arange(len(value))) / 1000
     return path
 
 
@@ -59,6 +69,8 @@ def main():
     ctx.reduce(per_worker, 'sum', root=0)
     if ctx.rank == 0:
         assert (tids == flux.train_ids).all()
+        if mock:
+            assert np.allclose(out, tids / 1000), 'wrong flux'
         print(f'{n} trains over {ctx.size} ranks x {ctx.local_workers} workers; '
               f'{np.isfinite(out).sum()} with XGM data (sum of flux {np.nansum(out):.4g}); '
               f'trains per worker {per_worker[:, 0].tolist()}')

@@ -278,6 +278,34 @@ def test_worker_death_raised_on_every_rank(comm):
         assert got[1].type_name == 'WorkerError'
 
 
+def _die_on_last_rank(bad, seen, worker_id, index, value):
+    seen[index] = worker_id
+    if index == bad:
+        os.kill(os.getpid(), 9)
+
+
+def test_worker_death_names_the_global_worker_and_the_item(comm):
+    # The message names the worker id the kernels saw (the rank's offset
+    # added) and the item, as a local ProcessContext's does.
+    c = psh.MpiContext(comm, local='processes', num_workers=2)
+    n = 40 * c.size
+    last = c.size - 1
+    lo, hi = rank_block(n, last, c.size)
+    bad = hi - 3  # in the last rank's second worker's half
+    seen = c.alloc(shape=n, dtype=np.int64, fill=-1)
+    got = _outcome(c.map, functools.partial(_die_on_last_rank, bad, seen), np.arange(n))
+    worker = comm.bcast(c.worker_base + 1, root=last)
+    c.close()
+    if c.rank == last:
+        assert got[0] == 'WorkerError', got
+        assert seen[bad - 1] == worker, (seen[lo:hi], worker)
+        message = str(got[1])
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].rank == last, got
+        message = got[1].message
+    assert f'on item {bad}: worker {worker} was killed by signal 9' in message, message
+
+
 def test_bad_arguments_on_one_rank_raise_everywhere(comm, ctx):
     last = ctx.size - 1
     mine = ctx.rank == last
@@ -519,6 +547,49 @@ def test_ranks_disagreeing_on_dtype_or_shape(comm, ctx):
     shape = _outcome(ctx.alloc, shape=(2, 3) if mine else (3, 2))
     for kind, e in (dtype, shape):
         assert kind == 'ValueError' and 'shape, dtype or order' in str(e), (kind, e)
+    # Each rank's value is named, readably (not as the numbers agreed on).
+    others = ', '.join(str(r) for r in range(ctx.size) if r != 1)
+    many = 's' if ctx.size > 2 else ''
+    assert str(dtype[1]).endswith(f"shape (4,), dtype float64, order 'C' on rank{many} {others}; "
+                                  "shape (4,), dtype int64, order 'C' on rank 1"), dtype
+    assert "shape (2, 3), dtype float64, order 'C' on rank 1" in str(shape[1]), shape
+    sizes = _outcome(ctx.map, lambda w, i, v: None, range(10 + (ctx.rank == 1)))
+    assert str(sizes[1]).endswith(f'the number of items: 10 on rank{many} {others}; '
+                                  '11 on rank 1'), sizes
+    out = ctx.alloc(shape=4)
+    ops = _outcome(ctx.reduce, out, 'max' if mine else 'sum')
+    assert f"the op: 'sum' on rank{many} {others}; 'max' on rank 1" in str(ops[1]), ops
+
+
+def test_python_argument_errors_on_one_rank_raise_everywhere(comm, ctx):
+    # Errors Python itself raises when binding the arguments (an unknown
+    # keyword, a missing or extra argument) used to leave the other ranks
+    # waiting in the agreement for ever.
+    last = ctx.size - 1
+    mine = ctx.rank == last
+    out = ctx.alloc(shape=6)
+    kernel = functools.partial(_triple, out, ctx.alloc(shape=6, dtype=np.int32))
+    got = [
+        _outcome(ctx.alloc, shap=3) if mine else _outcome(ctx.alloc, shape=3),
+        _outcome(ctx.map, kernel) if mine else _outcome(ctx.map, kernel, np.arange(6.0)),
+        _outcome(ctx.map, kernel, np.arange(6.0), progres=True) if mine else
+        _outcome(ctx.map, kernel, np.arange(6.0)),
+        _outcome(ctx.gather, out, 0, 1) if mine else _outcome(ctx.gather, out, 0),
+        _outcome(ctx.allgather) if mine else _outcome(ctx.allgather, out),
+        _outcome(ctx.reduce, out, op='sum', rot=0) if mine else _outcome(ctx.reduce, out),
+    ]
+    after = _outcome(ctx.map, kernel, np.arange(6.0))
+    names = ['alloc', 'map', 'map', 'gather', 'allgather', 'reduce']
+    for (kind, e), name in zip(got, names):
+        if mine:
+            assert kind == 'TypeError' and str(e).startswith(f'{name}(): '), (kind, e)
+        else:
+            assert kind == 'RemoteRankError' and e.rank == last, (kind, e)
+            assert e.type_name == 'TypeError' and e.message.startswith(f'{name}(): ')
+    assert 'shap' in str(got[0][1])
+    assert after[0] == 'ok', after
+    ctx.allgather(out)
+    np.testing.assert_array_equal(out, 3 * np.arange(6.0))
 
 
 def test_root_of_another_type_on_one_rank(comm, ctx):

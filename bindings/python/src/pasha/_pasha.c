@@ -881,6 +881,7 @@ typedef struct {
     PyObject *progress;  /* callable(done, total) or NULL */
     volatile int stop_local;
     size_t num_items;
+    int worker_base;     /* added to the worker ids kernels get (MPI ranks) */
 } MapData;
 
 static int stopped(MapData *d)
@@ -1083,6 +1084,14 @@ static WorkerState *worker_state(MapData *d, int w)
     if (s->d != d) {
         s->d = d;
         s->resolved = 0;
+        if (d->worker_base) {  /* here, not in items_begin: its self is not the map's in a pool */
+            PyObject *id = PyLong_FromLong((long)w + d->worker_base);
+            if (!id) {
+                record_failure(d, w, -1);
+                return NULL;
+            }
+            Py_SETREF(s->wid, id);
+        }
     }
     if (!s->resolved) {
         if (resolve(d, &s->r) < 0) {
@@ -1292,8 +1301,10 @@ static const psh_functor_vtable items_vt = {sizeof(psh_functor_vtable), items_le
                                             items_begin, items_end};
 
 /* ctx.map(itemwise, n, function, functor, seq, shares, run_worker, mode,
- *         job, serial, err, err_size, schedule, chunk, progress)
+ *         job, serial, err, err_size, schedule, chunk, progress[, worker_base])
  *   -> (status, message, errors)
+ * worker_base is added to the worker ids the kernels get (an MPI rank's
+ * offset); libpasha's messages keep the local ids.
  * itemwise: n items of seq, else n shares. errors: [(index, exception)]
  * raised in-process. job and err: uint8 ndarrays over psh arrays, or None. */
 static PyObject *ctx_map(CtxObject *self, PyObject *args)
@@ -1302,14 +1313,17 @@ static PyObject *ctx_map(CtxObject *self, PyObject *args)
     Py_ssize_t n, err_size, chunk;
     long long serial;
     PyObject *function, *functor, *seq, *shares, *run_worker, *job, *err, *progress;
-    if (!PyArg_ParseTuple(args, "pnOOOOOiOLOninO", &itemwise, &n, &function, &functor, &seq,
+    int worker_base = 0;
+    if (!PyArg_ParseTuple(args, "pnOOOOOiOLOninO|i", &itemwise, &n, &function, &functor, &seq,
                           &shares, &run_worker, &mode, &job, &serial, &err, &err_size, &schedule,
-                          &chunk, &progress))
+                          &chunk, &progress, &worker_base))
         return NULL;
+    if (worker_base < 0) return PyErr_Format(PyExc_ValueError, "map: negative worker base");
     if (n < 0) return PyErr_Format(PyExc_ValueError, "map: negative length");
     MapData d;
     memset(&d, 0, sizeof d);
     d.mode = mode;
+    d.worker_base = worker_base;
     d.itemwise = itemwise;
     d.function = function;
     d.functor = functor;

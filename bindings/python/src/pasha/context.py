@@ -537,6 +537,7 @@ class MapContext:
 class _PshContext(MapContext):
     """A context backed by a libpasha psh_context."""
 
+    _worker_base = 0  # added to the worker ids kernels get (MpiContext's local contexts)
     _kind = _SERIAL
 
     def __init__(self, num_workers: Optional[int] = None, *, persistent: bool = False,
@@ -634,14 +635,14 @@ class _PshContext(MapContext):
         if kind != _PROCESSES:
             status, message, errors = self._ctx.map(
                 itemwise, n, function, functor, seq, shares, run_worker, _MODE_INPROC, None, 0,
-                None, 0, schedule, chunk, progress_cb)
+                None, 0, schedule, chunk, progress_cb, self._worker_base)
             if status == _pasha.OK:
                 return
             if errors:
                 raise min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
             if status == _pasha.ECANCELED:
                 raise KeyboardInterrupt
-            raise WorkerError(_describe_failure(message, None))
+            raise WorkerError(_describe_failure(message, None, self._worker_base))
 
         err = self._err_buffer()
         temps = []
@@ -673,7 +674,7 @@ class _PshContext(MapContext):
         else:
             status, message, _ = self._ctx.map(
                 itemwise, n, function, functor, seq, shares, run_worker, _MODE_FORK, None, 0,
-                err, _ERR_SIZE, schedule, chunk, progress_cb)
+                err, _ERR_SIZE, schedule, chunk, progress_cb, self._worker_base)
         del temps
         if status == _pasha.OK:
             return
@@ -687,7 +688,7 @@ class _PshContext(MapContext):
             raise min(found, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
         if status == _pasha.ECANCELED:
             raise KeyboardInterrupt
-        raise WorkerError(_describe_failure(message, err))
+        raise WorkerError(_describe_failure(message, err, self._worker_base))
 
 
 _ITEMWISE = {}
@@ -704,18 +705,22 @@ def _itemwise(ftype):
     return r
 
 
-def _describe_failure(message, err):
+def _describe_failure(message, err, worker_base=0):
     """A WorkerError message from libpasha's, naming the item index (not
-    the share) and the Python call (map)."""
+    the share), the worker id the kernels saw (libpasha's local id plus
+    worker_base, an MPI rank's offset) and the Python call (map)."""
     message = re.sub(r'^psh_map(_blocks)?(_ext)?: ', '', message or 'failed')
     m = re.search(r'worker (\d+)', message)
-    if m is not None and err is not None:
+    if m is not None:
         w = int(m.group(1))
-        off = _ERR_HEADER + w * _ERR_SIZE
-        (index,) = struct.unpack('<q', bytes(err[off + 8:off + 16]))
-        message = re.sub(r' at index \d+', '', message)
-        if index >= 0:
-            return f'map: on item {index}: {message}'
+        if worker_base:
+            message = message[:m.start(1)] + str(w + worker_base) + message[m.end(1):]
+        if err is not None:
+            off = _ERR_HEADER + w * _ERR_SIZE
+            (index,) = struct.unpack('<q', bytes(err[off + 8:off + 16]))
+            message = re.sub(r' at index \d+', '', message)
+            if index >= 0:
+                return f'map: on item {index}: {message}'
     return f'map: {message}'
 
 

@@ -18,6 +18,8 @@ mpi4py is imported when the first context is made, never by ``import pasha``.
 """
 
 import ctypes
+import functools
+import inspect
 import os
 import sys
 import warnings
@@ -72,16 +74,12 @@ _KEPT = []               # windows of closed contexts that arrays still use
 
 
 def _local_class(base):
-    """base with run_worker giving kernels global worker ids (this rank's
-    local ids + its offset), at no extra call per item."""
+    """base whose kernels get global worker ids (this rank's local ids +
+    its offset, _worker_base, added in _pasha.c: the item loop stays in C,
+    which also records each worker's item for WorkerError messages)."""
 
     class Local(base):
-        _worker_base = 0
-
-        def run_worker(self, function, functor, share, worker_id):
-            w = worker_id + self._worker_base
-            for entry in functor.iterate(share):
-                function(w, *entry)
+        pass
 
     Local.__name__ = Local.__qualname__ = 'Mpi' + base.__name__
     return Local
@@ -232,6 +230,39 @@ class _Buffer:
         self.win.Free()
 
 
+def _by_rank(values, limit=4):
+    """'X on rank 0; Y on ranks 1, 2' for a list of each rank's value."""
+    groups = {}
+    for rank, v in enumerate(values):
+        groups.setdefault(v, []).append(rank)
+    parts = []
+    for v, ranks in list(groups.items())[:limit]:
+        shown = ', '.join(map(str, ranks[:8])) + (', ...' if len(ranks) > 8 else '')
+        parts.append(f'{v} on rank{"s" if len(ranks) > 1 else ""} {shown}')
+    if len(groups) > limit:
+        parts.append(f'and {len(groups) - limit} more')
+    return '; '.join(parts)
+
+
+def _collective(call):
+    """A collective method whose arguments are checked inside the agreement:
+    a call that Python itself would refuse on one rank (an unknown keyword,
+    a missing or extra argument) becomes that TypeError there and a
+    RemoteRankError on the other ranks, instead of leaving them waiting."""
+    def wrap(method):
+        sig = inspect.signature(method)
+
+        @functools.wraps(method)
+        def collective(self, *args, **kwargs):
+            try:
+                sig.bind(self, *args, **kwargs)
+            except TypeError as e:
+                self._agree(call, TypeError(f'{method.__name__}(): {e}'))
+            return method(self, *args, **kwargs)
+        return collective
+    return wrap
+
+
 class MpiContext(MapContext):
     """A map over the ranks of an MPI communicator.
 
@@ -366,16 +397,22 @@ class MpiContext(MapContext):
                                f'{_CALL_NAMES.get(int(r[1]), "?")} on others)')
         return [(int(r[3 + 2 * i]), int(-r[4 + 2 * i])) for i in range(len(args))]
 
-    def _agree(self, call, error=None, args=(), what=()):
+    def _agree(self, call, error=None, args=(), what=(), shown=()):
+        """Agree on the call and its args; on a disagreement about what[i],
+        name each rank's value (shown[i], readable, or args[i])."""
         if self._closed:  # close() is collective: every rank is closed
             raise ValueError('the MPI context is closed')
         ranges = self._agree_on(self._comm, _CALLS[call], error, args)
-        for (lo, hi), name in zip(ranges, what):
+        for i, ((lo, hi), name) in enumerate(zip(ranges, what)):
             if lo != hi and name:
-                raise ValueError(f'the ranks disagree on {name} ({lo} to {hi})')
+                # Every rank has the same ranges, so every rank is here.
+                mine = shown[i] if i < len(shown) and shown[i] is not None else args[i]
+                values = self._comm.allgather(str(mine))
+                raise ValueError(f'the ranks disagree on {name}: {_by_rank(values)}')
 
     # ---- memory -------------------------------------------------------
 
+    @_collective('alloc')
     def alloc(self, shape: Union[int, Tuple[int, ...], None] = None, dtype: Any = None, *,
               order: Optional[str] = None, fill: Any = None, like: Any = None,
               per_worker: bool = False) -> np.ndarray:
@@ -386,7 +423,7 @@ class MpiContext(MapContext):
         memory, and so do the forked workers of a 'processes' local context.
         """
         nbytes = layout = -1
-        error = None
+        error = described = None
         fill_value = None
         try:
             shape, dtype, order = self._resolve_alloc(shape, dtype, order, like)
@@ -406,10 +443,12 @@ class MpiContext(MapContext):
                 # Checked here, so that writing it later cannot fail on one rank.
                 fill_value = np.broadcast_to(np.asarray(fill, dtype=dtype), shape)
             layout = _crc((shape, dtype.str, order))
+            described = f'shape {shape}, dtype {dtype}, order {order!r}'
         except Exception as e:
             error = e
         self._agree('alloc', error, (nbytes, layout),
-                    ("the array's size in bytes", "the array's shape, dtype or order"))
+                    ("the array's size in bytes", "the array's shape, dtype or order"),
+                    (described, described))
         array = root = win = None
         error = None
         if self.node_size > 1:
@@ -515,6 +554,7 @@ class MpiContext(MapContext):
 
     # ---- map ----------------------------------------------------------
 
+    @_collective('map')
     def map(self, function: Callable[..., Any], functor: Any, *,
             progress: Union[bool, Callable[[int, int], Any]] = False,
             user_data: Any = None) -> None:
@@ -575,6 +615,7 @@ class MpiContext(MapContext):
             raise ValueError(f'root {root!r} is not a rank of the context (0..{self.size - 1})')
         return int(root)
 
+    @_collective('gather')
     def gather(self, array: np.ndarray, root: int = 0) -> None:
         """After a map in which each rank wrote its block of the array's
         first axis (the axis a map over an array of that length splits),
@@ -583,6 +624,7 @@ class MpiContext(MapContext):
         node sees it); only other nodes' blocks travel."""
         self._collect(array, root, False)
 
+    @_collective('allgather')
     def allgather(self, array: np.ndarray) -> None:
         """gather onto every rank (every node's buffer)."""
         self._collect(array, 0, True)
@@ -590,6 +632,7 @@ class MpiContext(MapContext):
     def _collect(self, a, root, everywhere):
         error = None
         nbytes = n = layout = shared = root_i = -1
+        described = None
         try:
             root_i = self._check(a, root, not everywhere)
             if a.ndim == 0:
@@ -598,12 +641,14 @@ class MpiContext(MapContext):
             nbytes = a.nbytes
             layout = _crc((a.shape, a.dtype.str))
             shared = int(self._owner(a))
+            described = f'shape {a.shape}, dtype {a.dtype}'
         except Exception as e:
             error = e
         self._agree('allgather' if everywhere else 'gather', error,
                     (nbytes, n, root_i, shared, layout),
                     ("the array's size in bytes", 'the number of rows', 'the root',
-                     'whether the array is one of the context', "the array's shape or dtype"))
+                     'whether the array is one of the context', "the array's shape or dtype"),
+                    (None, None, None, None, described))
         if n == 0 or nbytes == 0:
             return
         node_of = self._node_of if shared else list(range(self.size))
@@ -645,6 +690,7 @@ class MpiContext(MapContext):
         return [self._comm.Irecv(buf[i:i + _MAX_MSG], source, _TAG)
                 for i in range(0, len(buf), _MAX_MSG)]
 
+    @_collective('reduce')
     def reduce(self, array: np.ndarray, op: str = 'sum', root: int = 0) -> None:
         """Combine the array element-wise over the nodes onto root
         (collective; op 'sum', 'min' or 'max'). The ranks of a node share
@@ -655,6 +701,7 @@ class MpiContext(MapContext):
         MPI = self._MPI
         error = None
         nbytes = code = layout = shared = root_i = -1
+        described = None
         try:
             root_i = self._check(array, root, True)
             if op not in _OPS:
@@ -671,12 +718,15 @@ class MpiContext(MapContext):
             code = _OPS.index(op)
             layout = _crc((array.shape, array.dtype.str, bool(array.flags.c_contiguous)))
             shared = int(self._owner(array))
+            described = (f"shape {array.shape}, dtype {array.dtype}, order "
+                         f"{'C' if array.flags.c_contiguous else 'F'!r}")
         except Exception as e:
             error = e
         self._agree('reduce', error, (nbytes, code, root_i, shared, layout),
                     ("the array's size in bytes", 'the op', 'the root',
                      'whether the array is one of the context',
-                     "the array's shape, dtype or order"))
+                     "the array's shape, dtype or order"),
+                    (None, repr(op), None, bool(shared), described))
         if nbytes == 0:
             return
         mpi_op = (MPI.SUM, MPI.MIN, MPI.MAX)[code]
@@ -701,6 +751,7 @@ class MpiContext(MapContext):
 
     # ---- lifetime -----------------------------------------------------
 
+    @_collective('close')
     def close(self) -> None:
         """Free the context's communicators and the node buffers no array
         uses any more (collective). Buffers still used by arrays stay valid
