@@ -561,6 +561,41 @@ def test_ranks_disagreeing_on_dtype_or_shape(comm, ctx):
     assert f"the op: 'sum' on rank{many} {others}; 'max' on rank 1" in str(ops[1]), ops
 
 
+def test_address_space_limit_on_one_rank(comm):
+    # Every rank of a node maps the node's whole window; one whose RLIMIT_AS
+    # (ulimit -v) leaves no room for it used to hang inside Open MPI's
+    # MPI_Win_allocate_shared, and the others with it.
+    import resource
+    c = psh.MpiContext(comm, local='threads', num_workers=1)
+    # the last rank that shares its node (a rank alone uses no MPI window)
+    shares = [r for r, k in enumerate(comm.allgather(c.node_size)) if k > 1]
+    if not shares:
+        c.close()
+        pytest.skip('every rank is alone on its node (no MPI window)')
+    last = shares[-1]
+    mine = c.rank == last
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if mine:
+        with open('/proc/self/statm') as f:
+            used = int(f.read().split()[0]) * os.sysconf('SC_PAGE_SIZE')
+        resource.setrlimit(resource.RLIMIT_AS, (used + (512 << 20), hard))
+    try:
+        got = _outcome(c.alloc, shape=1 << 30, dtype=np.uint8)
+    finally:
+        if mine:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    same_node = comm.bcast(c._node_of[c.rank], root=last) == c._node_of[c.rank]
+    if mine:
+        assert got[0] == 'MemoryError' and "this rank's address-space limit" in str(got[1]), got
+    elif same_node:
+        assert got[0] == 'MemoryError' and 'of another rank of this node' in str(got[1]), got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].type_name == 'MemoryError', got
+    small = c.alloc(shape=5, fill=2.0)
+    np.testing.assert_array_equal(small, 2.0)
+    c.close()
+
+
 def test_python_argument_errors_on_one_rank_raise_everywhere(comm, ctx):
     # Errors Python itself raises when binding the arguments (an unknown
     # keyword, a missing or extra argument) used to leave the other ranks

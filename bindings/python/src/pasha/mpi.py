@@ -157,6 +157,22 @@ def _node_size_override():
     return k
 
 
+def _address_space_left():
+    """(limit, bytes left) under this process's RLIMIT_AS (ulimit -v), or
+    None when it has no such limit. Every rank of a node maps the node's
+    whole window: Open MPI hangs or aborts when one of them cannot."""
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft == resource.RLIM_INFINITY:
+            return None
+        with open('/proc/self/statm') as f:
+            used = int(f.read().split()[0]) * os.sysconf('SC_PAGE_SIZE')
+    except (ImportError, OSError, ValueError):
+        return None
+    return soft, soft - used
+
+
 def _backing_room():
     """Bytes free where Open MPI makes the files of shared windows, or -1."""
     d = os.environ.get('OMPI_MCA_osc_sm_backing_directory') or '/dev/shm'
@@ -492,6 +508,17 @@ class MpiContext(MapContext):
             return None, None, None, MemoryError(
                 f'{nbytes} bytes of MPI shared memory do not fit in the {free} bytes free '
                 f'in {where}')
+        # Every rank maps the whole window: its address-space limit must
+        # leave room for it, with some for MPI's own mappings.
+        limit = _address_space_left()
+        short = limit is not None and limit[1] < want + (64 << 20)
+        if self._node.allreduce(int(short), op=MPI.MAX):
+            return None, None, None, MemoryError(
+                f'{nbytes} bytes of MPI shared memory would pass ' +
+                (f"this rank's address-space limit (RLIMIT_AS, ulimit -v: {limit[0]} bytes, "
+                 f'{max(limit[1], 0)} left)' if short else
+                 'the address-space limit (RLIMIT_AS, ulimit -v) of another rank of this '
+                 'node'))
         try:
             win = MPI.Win.Allocate_shared(want if self.node_rank == 0 else 0, 1, comm=self._node)
             ok = 1
