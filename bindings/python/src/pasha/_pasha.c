@@ -1090,7 +1090,9 @@ static WorkerState *worker_state(MapData *d, int w)
                 record_failure(d, w, -1);
                 return NULL;
             }
-            Py_SETREF(s->wid, id);
+            PyObject *old = s->wid;
+            s->wid = id;
+            Py_XDECREF(old);
         }
     }
     if (!s->resolved) {
