@@ -63,6 +63,15 @@ def test_warns_when_the_workers_of_a_rank_share_fewer_cpus(comm, local, monkeypa
     msg = str(rec[0].message)
     assert f'rank {comm.Get_rank()} has 2 local workers' in msg and 'on 1 CPU only' in msg, msg
     assert rec[0].filename == __file__  # points at the caller's line
+    # made an error (-W error) on one rank only: an error on every rank
+    last = comm.Get_size() - 1
+    with warnings.catch_warnings():
+        warnings.simplefilter('error' if comm.Get_rank() == last else 'ignore')
+        got = _outcome(psh.MpiContext, comm, local=local, num_workers=2)
+    if comm.Get_rank() == last:
+        assert got[0] == 'RuntimeWarning' and 'bind-to none' in str(got[1]), got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].type_name == 'RuntimeWarning', got
     monkeypatch.setattr(os, 'sched_getaffinity', lambda pid: {0, 1})
     with warnings.catch_warnings():
         warnings.simplefilter('error')
@@ -329,6 +338,26 @@ def test_bad_arguments_on_one_rank_raise_everywhere(comm, ctx):
     # complex min fails on every rank: each raises its own error
     assert results[5][0] == 'ValueError' and 'complex' in str(results[5][1]), results[5]
     assert ok[0] == 'ok'
+
+
+class _SplitFails(psh.Functor):
+    def split(self, num_workers):
+        raise LookupError('no shares today')
+
+    def iterate(self, share):
+        yield from ()
+
+
+def test_custom_functor_whose_split_raises_on_one_rank(comm, ctx):
+    last = ctx.size - 1
+    functor = _SplitFails() if ctx.rank == last else range(12)
+    got = _outcome(ctx.map, lambda w, i, v: None, functor)
+    after = _outcome(ctx.map, lambda w, i, v: None, range(12))
+    if ctx.rank == last:
+        assert got[0] == 'LookupError' and 'no shares today' in str(got[1]), got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].type_name == 'LookupError', got
+    assert after[0] == 'ok', after
 
 
 def test_ranks_that_disagree_get_the_same_error(comm, ctx):

@@ -668,7 +668,7 @@ class _PshContext(MapContext):
             status, message, _ = self._ctx.map(
                 itemwise, n, None, None, None, None, None, _MODE_POOL,
                 self._job[:self._job_len], self._serial,
-                err, _ERR_SIZE, schedule, chunk, progress_cb)
+                err, _ERR_SIZE, schedule, chunk, progress_cb, self._worker_base)
             if status != _pasha.OK:
                 self._job_key = None
         else:

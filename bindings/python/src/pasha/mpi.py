@@ -58,7 +58,7 @@ class RemoteRankError(RuntimeError):
 
 _LOCAL = {'serial': SerialContext, 'threads': ThreadContext, 'processes': ProcessContext}
 _CALLS = {'alloc': 1, 'map': 2, 'map end': 3, 'gather': 4, 'allgather': 5, 'reduce': 6,
-          'free': 7, 'close': 8}
+          'free': 7, 'close': 8, 'alloc end': 9}
 _CALL_NAMES = {v: k for k, v in _CALLS.items()}
 _OPS = ('sum', 'min', 'max')
 _ALIGN = 64              # where data starts in a window (psh arrays: at least 64)
@@ -260,6 +260,25 @@ def _by_rank(values, limit=4):
     return '; '.join(parts)
 
 
+def _warn_if_bound(rank, workers):
+    """Warn when this rank's local workers must share fewer CPUs: mpirun
+    binds each rank to one core by default (when there are no more ranks
+    than cores), and forked workers or threads inherit that."""
+    if workers <= 1:
+        return
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return
+    if 0 < cpus < workers:
+        warnings.warn(
+            f'MpiContext: rank {rank} has {workers} local workers but may run on {cpus} '
+            f'CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they take turns. '
+            'mpirun binds each rank to a core unless told otherwise: start the ranks with '
+            'mpirun --bind-to none, or give each rank its CPUs (mpirun --map-by slot:PE=N, '
+            'srun --cpus-per-task=N)', RuntimeWarning, stacklevel=3)
+
+
 def _collective(call):
     """A collective method whose arguments are checked inside the agreement:
     a call that Python itself would refuse on one rank (an unknown keyword,
@@ -325,6 +344,9 @@ class MpiContext(MapContext):
                 self.local = _LOCAL_CLASSES[local](**local_options)
             else:
                 self.local = _LOCAL_CLASSES[local](num_workers, **local_options)
+                # Before the agreement: a warning made an error (-W error)
+                # is then an error on every rank.
+                _warn_if_bound(comm.Get_rank(), self.local.num_workers)
         except Exception as e:  # every rank learns of it below
             error = e
         self.rank = comm.Get_rank()
@@ -356,26 +378,6 @@ class MpiContext(MapContext):
         self.local._worker_base = self.worker_base
         super().__init__(sum(counts))
         _CONTEXTS.add(self)
-        self._warn_if_bound()
-
-    def _warn_if_bound(self):
-        """Warn when this rank's local workers must share fewer CPUs: mpirun
-        binds each rank to one core by default (when there are no more
-        ranks than cores), and forked workers or threads inherit that."""
-        if self.local_kind == 'serial' or self.local_workers <= 1:
-            return
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            return
-        if 0 < cpus < self.local_workers:
-            warnings.warn(
-                f'MpiContext: rank {self.rank} has {self.local_workers} local workers but may '
-                f'run on {cpus} CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they '
-                'take turns. mpirun binds each rank to a core unless told otherwise: start '
-                'the ranks with mpirun --bind-to none, or give each rank its CPUs '
-                '(mpirun --map-by slot:PE=N, srun --cpus-per-task=N)',
-                RuntimeWarning, stacklevel=3)
 
     # ---- agreement ----------------------------------------------------
 
@@ -397,7 +399,12 @@ class MpiContext(MapContext):
                 info = (type(error).__name__, '(the exception cannot be turned into a string)')
         v[1], v[2] = call, -call
         for i, a in enumerate(args):
-            a = int(a)
+            try:
+                a = int(a)
+            except (TypeError, ValueError):
+                if error is None:
+                    raise
+                a = -1  # a rank with an error may not have computed it
             v[3 + 2 * i], v[4 + 2 * i] = a, -a
         r = np.empty_like(v)
         comm.Allreduce(v, r, op=self._MPI.MIN)
@@ -487,7 +494,7 @@ class MpiContext(MapContext):
         # Every rank learns whether every node made its buffer (and the fill
         # written by a node's first rank is seen by the others after this).
         try:
-            self._agree('alloc', error)
+            self._agree('alloc end', error)
         except BaseException:
             del array, root
             if win is not None:
@@ -617,6 +624,7 @@ class MpiContext(MapContext):
                 local_functor = _ShareBlock(functor, shares[lo:hi])
         except Exception as e:
             error = e
+            n = -1
         self._agree('map', error, (n,), ('the number of items',))
         error = None
         if progress is True and self.rank != 0:
