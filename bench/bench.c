@@ -601,6 +601,7 @@ struct w4 {
     size_t row_stride, hrow_stride; /* in elements, from psh_array_strides */
     int tbb_static;
     int dynamic; /* libpasha: PSH_SCHEDULE_DYNAMIC for this map */
+    int parallel_combine; /* libpasha: rows summed and cleared by a second map */
     psh_context *ctx;
     psh_functor *f;
 };
@@ -648,19 +649,56 @@ static int w4_kernel(void *ud, int worker, size_t index, const void *value)
     return 0;
 }
 
+/* Pixels [begin, end) of every worker's sum row added into w->sum, and
+ * cleared for the next map: the combination split over the workers. */
+static int w4_combine(void *ud, int worker, size_t begin, size_t end)
+{
+    const struct w4 *w = ud;
+    (void)worker;
+    float *__restrict sum = w->sum;
+    for (size_t p = begin; p < end; ++p) sum[p] = 0;
+    for (int r = 0; r < opt_workers; ++r) {
+        float *__restrict row = w->rows + (size_t)r * w->row_stride;
+        for (size_t p = begin; p < end; ++p) {
+            sum[p] += row[p];
+            row[p] = 0;
+        }
+    }
+    return 0;
+}
+
 static double w4_psh(void *arg)
 {
     struct w4 *w = arg;
     double t0 = now();
+    psh_map_options mo;
+    psh_map_options_init(&mo);
+    if (w->dynamic) mo.schedule = PSH_SCHEDULE_DYNAMIC;
+    if (w->parallel_combine) {
+        /* The rows are zero (from allocation, then from the last combine):
+         * map, then sum and clear the rows in a second, parallel map, as
+         * OpenMP's runtime and TBB's joins combine in parallel too. */
+        check(psh_map_ext(w->ctx, w4_kernel, w, w->f, &mo), "reduction map");
+        psh_map_options co;
+        psh_map_options_init(&co);
+        co.schedule = PSH_SCHEDULE_STATIC;
+        check(psh_map_blocks_ext(w->ctx, w4_combine, w, W4_PIXELS, &co), "combine map");
+        memset(w->hist, 0, sizeof(int64_t) * W4_BINS);
+        for (int r = 0; r < opt_workers; ++r) {
+            int64_t *h = w->hrows + (size_t)r * w->hrow_stride;
+            for (size_t b = 0; b < W4_BINS; ++b) {
+                w->hist[b] += h[b];
+                h[b] = 0;
+            }
+        }
+        return now() - t0;
+    }
     /* Zero every worker's rows, map, then add the rows up: all timed, as
      * OpenMP's private copies and their combination are. */
     for (int r = 0; r < opt_workers; ++r) {
         memset(w->rows + (size_t)r * w->row_stride, 0, sizeof(float) * W4_PIXELS);
         memset(w->hrows + (size_t)r * w->hrow_stride, 0, sizeof(int64_t) * W4_BINS);
     }
-    psh_map_options mo;
-    psh_map_options_init(&mo);
-    if (w->dynamic) mo.schedule = PSH_SCHEDULE_DYNAMIC;
     check(psh_map_ext(w->ctx, w4_kernel, w, w->f, &mo), "reduction map");
     memcpy(w->sum, w->rows, sizeof(float) * W4_PIXELS);
     memcpy(w->hist, w->hrows, sizeof(int64_t) * W4_BINS);
@@ -689,12 +727,12 @@ static void w4_check(const struct w4 *ref, const struct w4 *got, const char *nam
 
 static void workload_f(struct workload *w)
 {
-    static struct w4 v[7];
-    static float sums[7][W4_PIXELS];
-    static int64_t hists[7][W4_BINS];
+    static struct w4 v[8];
+    static float sums[8][W4_PIXELS];
+    static int64_t hists[8][W4_BINS];
     size_t frames = opt_quick ? 40 : 1000;
     size_t shape[3] = {frames, 512, 128}, row[2] = {512, 128}, bins = W4_BINS;
-    psh_array *raw, *rows, *hrows, *prows, *phrows;
+    psh_array *raw, *rows, *hrows, *prows, *phrows, *crows, *chrows;
     check(psh_alloc(&raw, ctx_serial, PSH_FLOAT32, 3, shape, NULL), "alloc frames");
     psh_alloc_options pw;
     psh_alloc_options_init(&pw);
@@ -706,6 +744,16 @@ static void workload_f(struct workload *w)
     pw.per_worker = PSH_PER_WORKER_PADDED;
     check(psh_alloc(&prows, ctx_threads, PSH_FLOAT32, 2, row, &pw), "alloc padded per-worker sums");
     check(psh_alloc(&phrows, ctx_threads, PSH_INT64, 1, &bins, &pw), "alloc padded per-worker histograms");
+    /* Its own padded rows for the parallel combine, which keeps them zero
+     * between maps (the other rows are left full by their variants). */
+    check(psh_alloc(&crows, ctx_threads, PSH_FLOAT32, 2, row, &pw), "alloc padded per-worker sums (combine)");
+    check(psh_alloc(&chrows, ctx_threads, PSH_INT64, 1, &bins, &pw), "alloc padded per-worker histograms (combine)");
+    for (int k = 0; k < opt_workers; ++k) {
+        memset((char *)psh_array_data(crows) + (size_t)k * (size_t)psh_array_strides(crows)[0], 0,
+               sizeof(float) * W4_PIXELS);
+        memset((char *)psh_array_data(chrows) + (size_t)k * (size_t)psh_array_strides(chrows)[0], 0,
+               sizeof(int64_t) * W4_BINS);
+    }
     float *r = psh_array_data(raw);
     uint32_t x = 12345;
     for (size_t i = 0; i < frames * W4_PIXELS; ++i) {
@@ -717,7 +765,7 @@ static void workload_f(struct workload *w)
     for (int k = 0; k < 5; ++k)
         v[k] = (struct w4){r, frames, sums[k], hists[k], psh_array_data(rows), psh_array_data(hrows),
                            (size_t)psh_array_strides(rows)[0] / sizeof(float),
-                           (size_t)psh_array_strides(hrows)[0] / sizeof(int64_t), 0, 0, ctx_threads, f};
+                           (size_t)psh_array_strides(hrows)[0] / sizeof(int64_t), 0, 0, 0, ctx_threads, f};
     v[4].tbb_static = 1;
     v[5] = v[2];
     v[5].sum = sums[5];
@@ -730,6 +778,12 @@ static void workload_f(struct workload *w)
     v[6].sum = sums[6];
     v[6].hist = hists[6];
     v[6].dynamic = 1;
+    v[7] = v[6];
+    v[7].sum = sums[7];
+    v[7].hist = hists[7];
+    v[7].rows = psh_array_data(crows);
+    v[7].hrows = psh_array_data(chrows);
+    v[7].parallel_combine = 1;
     w->id = "f";
     w->title = opt_quick ? "reduction: 64-bin histogram + sum of 40 frames of 512x128 float32, ms per map"
                          : "reduction: 64-bin histogram + sum of 1000 frames of 512x128 float32, ms per map";
@@ -738,6 +792,7 @@ static void workload_f(struct workload *w)
     add(w, "libpasha threads, per_worker rows", w4_psh, &v[2], 1, "ms");
     add(w, "libpasha threads, padded per_worker rows", w4_psh, &v[5], 1, "ms");
     add(w, "libpasha threads, padded rows, dynamic", w4_psh, &v[6], 1, "ms");
+    add(w, "libpasha padded+dynamic, parallel combine", w4_psh, &v[7], 1, "ms");
 #ifdef HAVE_TBB
     add(w, "oneTBB parallel_reduce", w4_run_tbb, &v[3], 1, "ms");
     add(w, "oneTBB parallel_reduce, static", w4_run_tbb, &v[4], 1, "ms");
@@ -752,6 +807,8 @@ static void workload_f(struct workload *w)
     psh_array_free(hrows);
     psh_array_free(prows);
     psh_array_free(phrows);
+    psh_array_free(crows);
+    psh_array_free(chrows);
 }
 
 /* ---- (e) zero copy ------------------------------------------------------- */
@@ -1006,7 +1063,7 @@ int main(int argc, char **argv)
                              make_ctx(PSH_PROCESSES, 0, PSH_SCHEDULE_DYNAMIC, 0)};
 
     static struct workload wa, wb, wc, wd, wb2, wf;
-    struct target t[12];
+    struct target t[16];
     int nt = 0;
     if (selected("a")) {
         workload_a(&wa);
@@ -1065,6 +1122,9 @@ int main(int argc, char **argv)
         t[nt++] = (struct target){"threads, padded, dynamic vs best, (f)",
                                   median_of(&wf, "libpasha threads, padded rows, dynamic") / best, 1.05, "x",
                                   min_of(&wf, "libpasha threads, padded rows, dynamic") / bestm};
+        t[nt++] = (struct target){"padded, dyn, parallel combine vs best, (f)",
+                                  median_of(&wf, "libpasha padded+dynamic, parallel combine") / best, 1.05,
+                                  "x", min_of(&wf, "libpasha padded+dynamic, parallel combine") / bestm};
     }
     if (json) fprintf(json, "{\n  \"workers\": %d, \"rounds\": %d, \"quick\": %s,\n", opt_workers, opt_rounds, opt_quick ? "true" : "false");
     if (json) fflush(json); /* nothing pending when (e) forks */

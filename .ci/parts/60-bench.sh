@@ -18,7 +18,7 @@ for w in (1, 2):
     d = json.load(open(f"{out}/workers-{w}.json"))
     assert d["workers"] == w, d["workers"]
     assert set(d["workloads"]) == {"a", "b", "b'", "c", "d", "f"}, d["workloads"].keys()
-    assert len(d["targets"]) == 11, d["targets"]
+    assert len(d["targets"]) == 12, d["targets"]
     assert all(v["median"] > 0 for k in ("a", "b", "b'", "d", "f") for v in d["workloads"][k].values())
     assert 0.5 < d["e"]["workers_pss_gib"] / d["e"]["array_gib"] < 1.5, d["e"]
 for f in ("scaling.md", "scaling-a.svg", "scaling-d.svg", "scaling-f.svg"):
