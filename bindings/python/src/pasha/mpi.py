@@ -73,21 +73,6 @@ _CONTEXTS = weakref.WeakSet()  # live MpiContexts (an array of another one is re
 _KEPT = []               # windows of closed contexts that arrays still use
 
 
-def _local_class(base):
-    """base whose kernels get global worker ids (this rank's local ids +
-    its offset, _worker_base, added in _pasha.c: the item loop stays in C,
-    which also records each worker's item for WorkerError messages)."""
-
-    class Local(base):
-        pass
-
-    Local.__name__ = Local.__qualname__ = 'Mpi' + base.__name__
-    return Local
-
-
-_LOCAL_CLASSES = {k: _local_class(v) for k, v in _LOCAL.items()}
-
-
 class _RankBlock(Functor):
     """Items [lo, hi) of a functor whose shares are slices of its items
     (sequences, arrays, EXtra-data): global indices come for free."""
@@ -341,9 +326,9 @@ class MpiContext(MapContext):
             local_options.pop('persistent', None)
             node_k = _node_size_override()
             if local == 'serial':
-                self.local = _LOCAL_CLASSES[local](**local_options)
+                self.local = _LOCAL[local](**local_options)
             else:
-                self.local = _LOCAL_CLASSES[local](num_workers, **local_options)
+                self.local = _LOCAL[local](num_workers, **local_options)
                 # Before the agreement: a warning made an error (-W error)
                 # is then an error on every rank.
                 _warn_if_bound(comm.Get_rank(), self.local.num_workers)
@@ -375,7 +360,7 @@ class MpiContext(MapContext):
         counts = [t[2] for t in table]
         self.local_workers = counts[self.rank]
         self.worker_base = sum(counts[:self.rank])
-        self.local._worker_base = self.worker_base
+        self.local._worker_base = self.worker_base  # kernels get global worker ids (_pasha.c)
         super().__init__(sum(counts))
         _CONTEXTS.add(self)
 
@@ -624,7 +609,6 @@ class MpiContext(MapContext):
                 local_functor = _ShareBlock(functor, shares[lo:hi])
         except Exception as e:
             error = e
-            n = -1
         self._agree('map', error, (n,), ('the number of items',))
         error = None
         if progress is True and self.rank != 0:
