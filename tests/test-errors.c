@@ -301,6 +301,7 @@ static void test_error_info_invalid_arguments_have_no_worker(void **state)
     assert_int_equal(psh_functor_range(&f, 10), PSH_OK);
     assert_int_equal(psh_map(NULL, NULL, NULL, f), PSH_EINVAL);
     expect_plain(PSH_EINVAL, "psh_map: kernel is NULL");
+    psh_functor_destroy(f);
     assert_int_equal(psh_functor_range(&f, 10), PSH_OK); /* success in between */
     assert_int_equal(info_now().code, 0);
     psh_functor_destroy(f);
