@@ -147,7 +147,7 @@ static int fn_get(void *self, size_t index, const void **value)
 static int fn_begin_fails(void *self, int worker_id)
 {
     struct record *r = self;
-    r->fail_begin = worker_id; /* the last worker whose begin ran (all fail) */
+    __atomic_store_n(&r->fail_begin, worker_id, __ATOMIC_SEQ_CST); /* the last worker whose begin ran (all fail) */
     return 21;
 }
 
