@@ -15,7 +15,8 @@
  *
  * Conventions (after libgit2):
  *   - Functions that can fail return int: PSH_OK (0) or a negative PSH_E*
- *     code; psh_last_error() then says what went wrong, in words.
+ *     code; psh_last_error() then says what went wrong, in words, and
+ *     psh_last_error_info() as data (code, worker, index, signal, callback).
  *   - The output parameter comes first and is set only on success.
  *   - Accessors (psh_*_get-like functions such as psh_array_ndim) never fail;
  *     given NULL they return 0 / NULL.
@@ -511,13 +512,15 @@ typedef struct psh_map_options {
      *  runs no items. Every worker of the map runs it, also one that gets
      *  no items (so per-worker setup and teardown always pair up); a
      *  worker that takes several chunks (dynamic, guided) runs it once.
-     *  It runs before the functor's worker_begin (psh_functor_vtable). */
+     *  It runs before the functor's worker_begin (psh_functor_vtable). An
+     *  empty map (no items) runs neither hook; a map nested in a kernel
+     *  runs its hooks in that worker, around the inner map. */
     int (*worker_begin)(void *user_data, int worker_id);
     /** NULL, or called in each worker once per map after its last item,
      *  also after an error, when its worker_begin (if any) returned 0; runs
      *  after the functor's worker_end and before psh_map returns. Non-zero
      *  fails the map (PSH_EKERNEL, callback "worker_end") unless it already
-     *  failed. A worker process that dies runs neither. */
+     *  failed. A worker process that dies does not run it. */
     int (*worker_end)(void *user_data, int worker_id);
 } psh_map_options;
 
@@ -530,7 +533,7 @@ PSH_API void psh_map_options_init_size(psh_map_options *opts, size_t struct_size
 /** Fill opts with the defaults and set struct_size. NULL is a no-op.
  *  From C and C++ this is a macro that passes sizeof(psh_map_options) of
  *  the header compiled against to psh_map_options_init_size. The exported
- *  function of this name (what binaries built against pasha 0.2 and
+ *  function of this name (what binaries built against pasha 0.2 or older, and
  *  foreign-function interfaces call) fills the struct as it was in 0.2, up
  *  to user_data_size, so that it never writes past an older caller's
  *  struct; an FFI that declares worker_begin / worker_end must call
