@@ -512,9 +512,9 @@ typedef struct psh_map_options {
      *  runs no items. Every worker of the map runs it, also one that gets
      *  no items (so per-worker setup and teardown always pair up); a
      *  worker that takes several chunks (dynamic, guided) runs it once.
-     *  It runs before the functor's worker_begin (psh_functor_vtable). An
-     *  empty map (no items) runs neither hook; a map nested in a kernel
-     *  runs its hooks in that worker, around the inner map. */
+     *  It runs before the functor's worker_begin (psh_functor_vtable). A map
+     *  of no items returns at once and runs neither; a map nested in a
+     *  kernel runs its hooks in that worker, around the inner map. */
     int (*worker_begin)(void *user_data, int worker_id);
     /** NULL, or called in each worker once per map after its last item,
      *  also after an error, when its worker_begin (if any) returned 0; runs
