@@ -11,4 +11,7 @@ d, name, out = sys.argv[1:4]
 found = glob.glob(os.path.join(d, '*.p', name)) + glob.glob(os.path.join(d, name))
 if not found:
     sys.exit('copy-mod.py: no %s under %s' % (name, d))
-shutil.copyfile(max(found, key=os.path.getmtime), out)
+src = max(found, key=os.path.getmtime)
+# The compiler may write NAME.mod straight into DIR, which can be OUT itself.
+if not (os.path.exists(out) and os.path.samefile(src, out)):
+    shutil.copyfile(src, out)
