@@ -35,8 +35,10 @@ fi
 
 build=$root/${PASHA_CI_BUILD_PREFIX:-build}-ci-slurm
 work=$(mktemp -d /tmp/pasha-slurm.XXXXXX)
+pip_pid=
 cleanup() {
     local rc=$?
+    if [ -n "$pip_pid" ]; then kill "$pip_pid" 2>/dev/null || true; wait "$pip_pid" 2>/dev/null || true; fi
     "$root/tools/slurm/cluster.sh" stop "$work/cluster" || true
     rm -rf "$work" "$build"
     exit $rc
@@ -100,7 +102,16 @@ print(f'slurm: {path.rsplit("/", 1)[-1]}: {m.group(0)}')
 PY
 }
 
-# 2. The Fortran example built against the prefix, as users would.
+# 2. A venv with the Python package, built in the background while the
+# Fortran consumers build and the C jobs run (pip, from the source tree;
+# its dependencies numpy, mpi4py, extra_data come from tools/deps/python.pip
+# through --system-site-packages: CI is offline).
+python3 -m venv --system-site-packages "$work/venv"
+"$work/venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
+    --no-build-isolation "$root/bindings/python" > "$work/pip.log" 2>&1 &
+pip_pid=$!
+
+# 3. The Fortran example built against the prefix, as users would.
 mkdir "$work/fortran" && cd "$work/fortran"
 cp "$root/bindings/fortran/mpi/calibrate_mpi.f90" .
 mpif90 calibrate_mpi.f90 $(pkg-config --cflags --libs pasha-fortran-mpi) -Wl,-rpath,"$libdir" \
@@ -113,15 +124,6 @@ for prog in calibrate_pc cm/calibrate_mpi; do
     check_calibrate "$prog.out" 12 4 fortran
 done
 echo "slurm: Fortran MPI example built from the prefix with pkg-config and CMake: ok"
-
-# 3. A venv with the Python package (pip, from the source tree; its
-# dependencies numpy, mpi4py, extra_data come from tools/deps/python.pip
-# through --system-site-packages: CI is offline).
-python3 -m venv --system-site-packages "$work/venv"
-"$work/venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
-    --no-build-isolation "$root/bindings/python" > "$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
-"$work/venv/bin/python" -c 'import pasha, mpi4py, extra_data, h5py'
-echo "slurm: venv with pasha $("$work/venv/bin/python" -c 'import pasha; print(pasha.__version__)') ($((SECONDS - t0)) s)"
 
 # 4. The cluster, and the jobs, all submitted at once (the node runs them
 # as its CPUs allow), from a directory of their own.
@@ -137,6 +139,10 @@ job[c-workers]=$(PASHA_NUM_WORKERS=3 sbatch --parsable "${shape[@]}" -o c-worker
     "$sb/pasha-mpi.sbatch" "$ex/example-mpi" $frames)
 job[fortran]=$(sbatch --parsable "${shape[@]}" -o fortran.out "$sb/pasha-fortran.sbatch" \
     "$work/fortran/cm/calibrate_mpi" $frames)
+wait $pip_pid || { cat "$work/pip.log"; exit 1; }
+pip_pid=
+"$work/venv/bin/python" -c 'import pasha, mpi4py, extra_data, h5py'
+echo "slurm: venv with pasha $("$work/venv/bin/python" -c 'import pasha; print(pasha.__version__)') ($((SECONDS - t0)) s)"
 job[python]=$(. "$work/venv/bin/activate" && sbatch --parsable "${shape[@]}" -o python.out \
     "$sb/pasha-python.sbatch" "$ex/trains.py")
 job[srun-pmix]=$(sbatch --parsable "${shape[@]}" -o srun-pmix.out \
