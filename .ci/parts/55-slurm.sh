@@ -25,6 +25,8 @@ missing=""
 for p in sbatch squeue scontrol slurmctld slurmd munged mpirun mpif90 cmake; do
     command -v "$p" >/dev/null || [ -x "/usr/sbin/$p" ] || missing+=" $p"
 done
+# Each job asks for 2 CPUs: a 1-CPU machine would leave them pending.
+[ "$(nproc)" -ge 2 ] || { echo "slurm: skipped: the jobs need 2 CPUs, this machine has $(nproc)"; exit 0; }
 if [ -n "$missing" ] || [ "$(id -u)" -ne 0 ]; then
     why=${missing:+missing:$missing}
     [ "$(id -u)" -eq 0 ] || why="not root (the daemons run as root) ${why}"
