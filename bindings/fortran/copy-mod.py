@@ -9,6 +9,8 @@ import sys
 
 d, name, out = sys.argv[1:4]
 found = glob.glob(os.path.join(d, '*.p', name)) + glob.glob(os.path.join(d, name))
+# OUT itself (it may be DIR/NAME.mod) is never the source: a rebuild found it newest.
+found = [f for f in found if not (os.path.exists(out) and os.path.samefile(f, out))]
 if not found:
     sys.exit('copy-mod.py: no %s under %s' % (name, d))
 src = max(found, key=os.path.getmtime)
