@@ -10,6 +10,7 @@ import ctypes
 import functools
 import io
 import marshal
+import os
 import pickle
 import re
 import struct
@@ -41,6 +42,7 @@ _SCHEDULE_CONTEXT = -1
 _MODE_INPROC, _MODE_FORK, _MODE_POOL = 0, 1, 2
 _ERR_SIZE = 1 << 16  # bytes per worker for a pickled exception
 _ERR_HEADER = _pasha.ERR_HEADER
+_SLOT_HEADER = _pasha.SLOT_HEADER  # [exception length, item index, results length, 0]
 # An ordinary ndarray at least this large reaching a pool map by value is
 # copied once into shared memory for the map instead of being pickled.
 _BIG_ARRAY = 1 << 20
@@ -200,6 +202,16 @@ class _JobPickler(_Pickler):
         return NotImplemented
 
 
+class _HookJobPickler(_JobPickler):
+    """The job of a map with hooks: the context they name travels as a
+    stand-in (a persistent id; asked for every object, so only here)."""
+
+    def persistent_id(self, obj):
+        if obj is self._ctx:
+            return ('pasha.context', type(obj).__name__, obj.num_workers)
+        return None
+
+
 def _warn_big_copy(obj):
     global _warned_big
     if _warned_big:
@@ -225,19 +237,19 @@ def _store_exception(slot, exc, index):
     """In a worker process: pickle exc (and its traceback text) into slot."""
     tb = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     data = _pickle_exception(exc, tb, index)
-    room = len(slot) - 16
+    room = len(slot) - _SLOT_HEADER
     if len(data) > room:
         data = pickle.dumps((RuntimeError(f'{type(exc).__name__}: {str(exc)[:1000]}'),
                              tb[-(room // 2):], index))
-    slot[16:16 + len(data)] = data
+    slot[_SLOT_HEADER:_SLOT_HEADER + len(data)] = data
     slot[:8] = struct.pack('<q', len(data))
 
 
 def _load_exception(slot, function=None):
     (n,) = struct.unpack('<q', bytes(slot[:8]))
-    if n <= 0 or n + 16 > len(slot):
+    if n <= 0 or n + _SLOT_HEADER > len(slot):
         return None
-    exc, tb, index = pickle.loads(bytes(slot[16:16 + n]))
+    exc, tb, index = pickle.loads(bytes(slot[_SLOT_HEADER:_SLOT_HEADER + n]))
     if tb and function is not None:
         try:
             tb = _fix_dynamic_frames(tb, function)
@@ -298,6 +310,152 @@ def _fix_dynamic_frames(tb, function):
         return f'  File "{name}", line {m.group(1)}, in {m.group(2)}\n' + \
             (f'    {src}\n' if src else '')
     return _DYNAMIC_FRAME.sub(repl, tb)
+
+
+# ---- the values of a map, from worker processes -------------------------
+#
+# A worker process keeps the values its kernel returned (None is not kept)
+# and, after its last item of the map, pickles them once into its slot of
+# the error buffer (shared memory), or, when they do not fit, into a file
+# in /dev/shm whose name the slot holds; the caller reads every slot once.
+
+def _results_dir():
+    d = '/dev/shm'
+    return d if os.path.isdir(d) and os.access(d, os.W_OK) else None
+
+
+def _store_results(slot, indices, values):
+    """In a worker process, at its end: the values it computed, to the caller."""
+    try:
+        data = pickle.dumps((indices, values), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        if _cloudpickle is None:
+            raise
+        data = _cloudpickle.dumps((indices, values), protocol=pickle.HIGHEST_PROTOCOL)
+    room = len(slot) - _SLOT_HEADER
+    if len(data) <= room:
+        slot[_SLOT_HEADER:_SLOT_HEADER + len(data)] = data
+        slot[16:24] = struct.pack('<q', len(data))
+        return
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix='pasha-results-', dir=_results_dir())
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+    except BaseException:
+        os.unlink(path)
+        raise
+    name = os.fsencode(path)
+    slot[_SLOT_HEADER:_SLOT_HEADER + len(name)] = name
+    slot[16:24] = struct.pack('<q', -len(name))
+
+
+def _load_results(slot, keep=True):
+    """In the caller: (indices, values) a worker stored in slot, or None
+    (keep False: only remove the file they may be in)."""
+    (n,) = struct.unpack('<q', bytes(slot[16:24]))
+    if n == 0 or abs(n) + _SLOT_HEADER > len(slot):
+        return None
+    if n > 0:
+        return pickle.loads(bytes(slot[_SLOT_HEADER:_SLOT_HEADER + n])) if keep else None
+    path = os.fsdecode(bytes(slot[_SLOT_HEADER:_SLOT_HEADER - n]))
+    try:
+        if not keep:
+            return None
+        with open(path, 'rb') as f:
+            return pickle.loads(f.read())
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _collect_run_worker(run_worker, function, functor, share, worker_id):
+    """A context's own run_worker, its kernel's values kept as a share's:
+    a list, or their number when all are None."""
+    values = []
+
+    def keep(*args):
+        values.append(function(*args))
+
+    run_worker(keep, functor, share, worker_id)
+    if all(v is None for v in values):
+        return len(values)
+    return values
+
+
+def _share_values(per_share):
+    """The values of a map over shares, in item order."""
+    out = []
+    for v in per_share:
+        if v is None:
+            continue
+        if type(v) is int:
+            out.extend([None] * v)
+        else:
+            out.extend(v)
+    return out
+
+
+# ---- map hooks in the workers --------------------------------------------
+
+class _WorkerHooks:
+    """The worker stages of a map's hooks (pasha.util.MapHook): begin runs
+    pre_worker before a worker's first item and gives the function it runs;
+    end runs post_worker after its last; once per worker per map."""
+
+    def __init__(self, context, function, hooks):
+        self.context = context
+        self.function = function
+        self.hooks = hooks
+
+    def begin(self, worker_id):
+        fn = self.function
+        for hook in self.hooks:
+            fn = _keep_hooks(hook.pre_worker(self.context, fn, worker_id), fn, self.hooks)
+        return fn
+
+    def end(self, worker_id, fn):
+        for hook in reversed(self.hooks):
+            fn = _keep_hooks(hook.post_worker(self.context, fn, worker_id), fn, self.hooks)
+
+
+def _hooks_of(function):
+    hooks = getattr(function, '_pasha_hooks_', None)
+    return list(hooks) if hooks else None
+
+
+def _keep_hooks(new, old, hooks):
+    """The function a hook stage returned (None: the one it was given),
+    with the hooks attached."""
+    if new is None:
+        return old
+    if new is not old and getattr(new, '_pasha_hooks_', None) is None:
+        try:
+            new._pasha_hooks_ = hooks
+        except (AttributeError, TypeError):
+            pass
+    return new
+
+
+class _InPoolWorker:
+    """What a map hook's worker stages get as the context in a persistent
+    pool's worker (the caller's context does not travel)."""
+
+    def __init__(self, cls_name, num_workers):
+        self.context_type = cls_name
+        self.num_workers = num_workers
+
+    def __repr__(self):
+        return f'<{self.context_type} in a pool worker, {self.num_workers} workers>'
+
+
+class _JobUnpickler(pickle.Unpickler):
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and pid[:1] == ('pasha.context',):
+            return _InPoolWorker(pid[1], pid[2])
+        raise pickle.UnpicklingError(f'unknown persistent id {pid!r}')
 
 
 # ---- the job of the last map, kept while provably unchanged -------------
@@ -368,7 +526,7 @@ def _pool_entry(job, serial):
             return last[1]
     _worker_job = None
     _worker_shared.clear()
-    t = pickle.loads(job[1:])
+    t = _JobUnpickler(io.BytesIO(job[1:])).load()
     if job[0]:
         _worker_job = (serial, t, _job_key(t, True, _worker_shared))
     else:
@@ -385,7 +543,8 @@ def _flush_stdio():
             pass
 
 
-_pasha.set_hooks(_pool_entry, _store_exception, _flush_stdio)
+_pasha.set_hooks(_pool_entry, _store_exception, _flush_stdio, _store_results,
+                 _collect_run_worker)
 
 
 def _exiting():
@@ -393,7 +552,6 @@ def _exiting():
 
 
 import atexit  # noqa: E402
-import os  # noqa: E402
 
 atexit.register(_exiting)
 if hasattr(os, 'register_at_fork'):
@@ -596,30 +754,39 @@ class _PshContext(MapContext):
             n = n * 4
         return list(functor.split(n))
 
-    def map(self, function: Callable[..., Any], functor: Any, *,
-            progress: Union[bool, Callable[[int, int], Any]] = False,
-            user_data: Any = None) -> None:
+    def map(self, function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None,
+            *, progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> Optional[list]:
+        chunksize = _check_chunksize(chunksize)
         native = _native_pointer(function)
         if native is not None:
             if not isinstance(functor, np.ndarray):
                 functor = Functor.try_wrap(functor)
             status, message = self._map_native(native, functor, user_data)
             if status == _pasha.OK:
-                return
+                return None
             if status == _pasha.ECANCELED:
                 raise KeyboardInterrupt
             raise WorkerError(_describe_failure(message, None))
         if not isinstance(functor, Functor):
             functor = Functor.try_wrap(functor)
+        hooks = _hooks_of(function)
+        if hooks:
+            for hook in hooks:
+                function = _keep_hooks(hook.pre_map(self, function), function, hooks)
         if progress:
             progress_cb, done_cb = _make_progress(progress)
             try:
-                self._map_python(function, functor, progress_cb)
+                values = self._map_python(function, functor, progress_cb, chunksize, hooks)
             finally:
                 if done_cb is not None:
                     done_cb()
         else:
-            self._map_python(function, functor, None)
+            values = self._map_python(function, functor, None, chunksize, hooks)
+        if hooks:
+            for hook in reversed(hooks):
+                function = _keep_hooks(hook.post_map(self, function), function, hooks)
+        return values
 
     def _map_native(self, address, functor, user_data):
         from .functor import NdarrayFunctor
@@ -640,31 +807,49 @@ class _PshContext(MapContext):
             return self._ctx.map_native(address, ud, len(functor.sequence), None, 0)
         raise ValueError('native kernels map over ndarrays and sequences only')
 
-    def _map_python(self, function, functor, progress_cb):
+    def _map_python(self, function, functor, progress_cb, chunksize, hooks):
         ftype = type(functor)
         itemwise = _itemwise(ftype) and type(self).run_worker is MapContext.run_worker
+        parallel = self._kind != _SERIAL
         if itemwise:
             seq = functor.sequence
             n = len(seq)
             shares = None
-            schedule, chunk = _SCHEDULE_CONTEXT, 0
+            if chunksize is not None and parallel:
+                schedule, chunk = _SCHEDULES['dynamic'], chunksize
+            else:
+                schedule, chunk = _SCHEDULE_CONTEXT, 0
         else:
             seq = None
-            shares = self._shares(functor)
+            total = _functor_length(functor) if chunksize is not None and parallel else None
+            if total is not None:
+                shares = list(functor.split(max(1, -(-total // chunksize))))
+            elif chunksize is not None and parallel:
+                shares = list(functor.split(self.num_workers * 4))
+            else:
+                shares = self._shares(functor)
             n = len(shares)
-            if self.schedule == 'static':
+            if self.schedule == 'static' and chunksize is None:
                 schedule, chunk = 0, 0
             else:
-                schedule, chunk = _SCHEDULES[self.schedule], 1
+                schedule, chunk = _SCHEDULES['dynamic' if chunksize else self.schedule], 1
         run_worker = None if type(self).run_worker is MapContext.run_worker else self.run_worker
+        if hooks:
+            worker_hooks = _WorkerHooks(self, function, hooks)
+            begin, end = worker_hooks.begin, worker_hooks.end
+        else:
+            begin = end = None
         kind = self._kind
         if kind != _PROCESSES:
-            status, message, errors = self._ctx.map(
+            status, message, errors, values = self._ctx.map(
                 n, itemwise=itemwise, function=function, functor=functor, seq=seq,
                 shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
-                chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
+                chunk=chunk, progress=progress_cb, worker_base=self._worker_base,
+                begin=begin, end=end)
             if status == _pasha.OK:
-                return
+                if itemwise:
+                    return values if values is not None else [None] * n
+                return _share_values(values if values is not None else ())
             if errors:
                 raise min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
             if status == _pasha.ECANCELED:
@@ -674,12 +859,12 @@ class _PshContext(MapContext):
         err = self._err_buffer()
         temps = []
         if self.persistent:
-            job = (function, functor, shares, run_worker)
+            job = (function, functor, shares, run_worker, begin, end)
             key = _job_key(job)
             if key is None or not _same_key(key, self._job_key):
                 buf = io.BytesIO()
                 buf.write(b'\x01' if key is not None else b'\x00')
-                _JobPickler(buf, self, temps).dump(job)
+                (_HookJobPickler if hooks else _JobPickler)(buf, self, temps).dump(job)
                 data = buf.getbuffer()
                 if self._job is None or len(self._job) < len(data):
                     self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)
@@ -692,24 +877,32 @@ class _PshContext(MapContext):
                 self._job_key = key if key is not None and not temps and \
                     _same_key(_job_key(job), key) else None
             del job
-            status, message, _ = self._ctx.map(
+            status, message, _, _ = self._ctx.map(
                 n, itemwise=itemwise, mode=_MODE_POOL, job=self._job[:self._job_len],
                 serial=self._serial, err=err, err_size=_ERR_SIZE, schedule=schedule,
                 chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
             if status != _pasha.OK:
                 self._job_key = None
         else:
-            status, message, _ = self._ctx.map(
+            status, message, _, _ = self._ctx.map(
                 n, itemwise=itemwise, function=function, functor=functor, seq=seq,
                 shares=shares, run_worker=run_worker, mode=_MODE_FORK, err=err,
                 err_size=_ERR_SIZE, schedule=schedule, chunk=chunk, progress=progress_cb,
-                worker_base=self._worker_base)
+                worker_base=self._worker_base, begin=begin, end=end)
         del temps
+        slots = [memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
+                 for w in range(self.num_workers)]
         if status == _pasha.OK:
-            return
+            values = [None] * n
+            for slot in slots:
+                got = _load_results(slot)
+                if got is not None:
+                    for i, v in zip(*got):
+                        values[i] = v
+            return values if itemwise else _share_values(values)
         found = []
-        for w in range(self.num_workers):
-            slot = memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
+        for slot in slots:
+            _load_results(slot, keep=False)
             got = _load_exception(slot, function)
             if got is not None:
                 found.append(got)
@@ -718,6 +911,27 @@ class _PshContext(MapContext):
         if status == _pasha.ECANCELED:
             raise KeyboardInterrupt
         raise WorkerError(_describe_failure(message, err, self._worker_base))
+
+
+def _check_chunksize(chunksize):
+    if chunksize is None:
+        return None
+    if isinstance(chunksize, bool) or not isinstance(chunksize, Integral) or chunksize < 1:
+        raise ValueError(f'chunksize must be a positive integer or None, not {chunksize!r}')
+    return int(chunksize)
+
+
+def _functor_length(functor):
+    """The number of items of a functor, or None when it cannot tell."""
+    if isinstance(functor, SequenceFunctor):
+        return len(functor.sequence)
+    n = getattr(functor, 'n_trains', None)
+    if isinstance(n, Integral):
+        return int(n)
+    try:
+        return len(functor)
+    except TypeError:
+        return None
 
 
 _ITEMWISE = {}

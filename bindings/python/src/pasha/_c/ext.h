@@ -65,6 +65,10 @@ PyObject *pyp_after_fork_child(PyObject *self, PyObject *noargs);
 extern PyObject *pyp_pool_entry;      /* pool_entry(job, serial) -> (fn, functor, shares, run_worker) */
 extern PyObject *pyp_store_exception; /* store_exception(slot, exc, index) in worker processes */
 extern PyObject *pyp_flush_stdio;     /* flush_stdio(): sys.stdout/stderr at a worker's end */
+extern PyObject *pyp_store_results;   /* store_results(slot, indices, values) in worker processes */
+/* collect_run_worker(run_worker, function, functor, share, worker_id) -> the
+ * share's values (a list, or their number when all are None) */
+extern PyObject *pyp_collect_run_worker;
 
 /* Raise the Python exception of libpasha status rc (set; returns NULL). */
 PyObject *pyp_raise(int rc, const char *what);
@@ -122,8 +126,10 @@ void pyp_run_after_fork(void);
 enum { MODE_INPROC = 0, MODE_FORK = 1, MODE_POOL = 2 };
 
 /* The error buffer (a psh array every worker sees): a header with the stop
- * flag, then one slot per worker: [exception length, item index, data]. */
-enum { ERR_HEADER = 64 };
+ * flag, then one slot per worker: a header of four int64 [exception
+ * length, item index, results length (< 0: the length of the name of the
+ * file that holds them), 0], then the pickled exception or results. */
+enum { ERR_HEADER = 64, SLOT_HEADER = 32 };
 
 PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw);
 PyObject *pyp_ctx_map_native(CtxObject *self, PyObject *args);
