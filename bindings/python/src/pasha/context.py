@@ -15,9 +15,11 @@ import pickle
 import re
 import struct
 import sys
+import threading
 import traceback
 import types
 import warnings
+from concurrent.futures import Future
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
 
@@ -33,7 +35,7 @@ except ImportError:  # pragma: no cover - cloudpickle is a dependency
     _cloudpickle = None
     _Pickler = pickle.Pickler
 
-__all__ = ['MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
+__all__ = ['MapContext', 'HeapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
            'WorkerError']
 
 _SERIAL, _THREADS, _PROCESSES = 0, 1, 2
@@ -615,7 +617,13 @@ class MapContext:
         return shape, dtype, order
 
     def _alloc(self, shape, dtype, order, fill):
-        """Allocate the array in libpasha shared memory (a zero-copy view)."""
+        """Allocate the array in libpasha shared memory (a zero-copy view),
+        or with the subclass's own empty when it has one."""
+        if type(self).empty is not MapContext.empty:
+            array = self.empty(shape, dtype=dtype, order=order)
+            if fill is not None:
+                array[...] = fill
+            return array
         if order not in ('C', 'F'):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
         dtype = np.dtype(dtype)
@@ -666,15 +674,97 @@ class MapContext:
                 shape = shape + (self.num_workers,)
         return self._alloc(shape, dtype, order, fill)
 
+    # ---- numpy-style creation: everything comes from empty ------------
+
+    def empty(self, shape: Union[int, Tuple[int, ...]], dtype: Any = np.float64,
+              order: str = 'C') -> np.ndarray:
+        """A new array (as numpy.empty) shared with every worker of this
+        context. A subclass that implements only empty gets every other
+        creation method (and alloc) from it."""
+        return self.alloc(_shape_tuple(shape), dtype, order=_check_order(order))
+
+    def zeros(self, shape, dtype=np.float64, order='C'):
+        """As numpy.zeros, shared with every worker."""
+        return self._filled(_shape_tuple(shape), 0, dtype, order)
+
+    def ones(self, shape, dtype=np.float64, order='C'):
+        """As numpy.ones, shared with every worker."""
+        return self._filled(_shape_tuple(shape), 1, dtype, order)
+
+    def full(self, shape, fill_value, dtype=np.float64, order='C'):
+        """As numpy.full (dtype float64 unless given), shared with every worker."""
+        return self._filled(_shape_tuple(shape), fill_value, dtype, order)
+
+    def empty_like(self, prototype, dtype=None, order='K', shape=None):
+        """As numpy.empty_like, shared with every worker."""
+        return self.empty(*_like(prototype, dtype, order, shape))
+
+    def zeros_like(self, prototype, dtype=None, order='K', shape=None):
+        """As numpy.zeros_like, shared with every worker."""
+        shape, dtype, order = _like(prototype, dtype, order, shape)
+        return self._filled(shape, 0, dtype, order)
+
+    def ones_like(self, prototype, dtype=None, order='K', shape=None):
+        """As numpy.ones_like, shared with every worker."""
+        shape, dtype, order = _like(prototype, dtype, order, shape)
+        return self._filled(shape, 1, dtype, order)
+
+    def full_like(self, prototype, fill_value, dtype=None, order='K', shape=None):
+        """As numpy.full_like, shared with every worker."""
+        shape, dtype, order = _like(prototype, dtype, order, shape)
+        return self._filled(shape, fill_value, dtype, order)
+
+    def empty_per_worker(self, shape, dtype=np.float64, order='C'):
+        """empty with shape (num_workers,) + shape: one array per worker,
+        indexed by the worker id."""
+        return self.empty((self.num_workers,) + _shape_tuple(shape), dtype, order)
+
+    def zeros_per_worker(self, shape, dtype=np.float64, order='C'):
+        """zeros with shape (num_workers,) + shape."""
+        return self.zeros((self.num_workers,) + _shape_tuple(shape), dtype, order)
+
+    def ones_per_worker(self, shape, dtype=np.float64, order='C'):
+        """ones with shape (num_workers,) + shape."""
+        return self.ones((self.num_workers,) + _shape_tuple(shape), dtype, order)
+
+    def full_per_worker(self, shape, fill_value, dtype=np.float64, order='C'):
+        """full with shape (num_workers,) + shape."""
+        return self.full((self.num_workers,) + _shape_tuple(shape), fill_value, dtype, order)
+
+    def _filled(self, shape, value, dtype, order):
+        array = self.empty(shape, dtype=dtype, order=order)
+        plain = type(self).empty is MapContext.empty and type(self).alloc is MapContext.alloc
+        zero = np.isscalar(value) and value == 0
+        if not (plain and zero and not array.dtype.hasobject):  # psh memory is zeroed
+            array[...] = value
+        return array
+
+    # ---- the names of pasha before 0.1 (deprecated) -----------------------
+
+    def array(self, shape, dtype=np.float64, order='C'):
+        """Deprecated: empty."""
+        _deprecated('array', 'empty')
+        return self.empty(shape, dtype, order)
+
+    def array_like(self, prototype, dtype=None, order='K', shape=None):
+        """Deprecated: empty_like."""
+        _deprecated('array_like', 'empty_like')
+        return self.empty_like(prototype, dtype, order, shape)
+
+    def array_per_worker(self, shape, dtype=np.float64, order='C'):
+        """Deprecated: empty_per_worker."""
+        _deprecated('array_per_worker', 'empty_per_worker')
+        return self.empty_per_worker(shape, dtype, order)
+
     @staticmethod
     def run_worker(function, functor, share, worker_id):
         """Call function(worker_id, *entry) for each entry of functor.iterate(share)."""
         for entry in functor.iterate(share):
             function(worker_id, *entry)
 
-    def map(self, function: Callable[..., Any], functor: Any, *,
-            progress: Union[bool, Callable[[int, int], Any]] = False,
-            user_data: Any = None) -> None:
+    def map(self, function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None,
+            *, progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> Optional[list]:
         """Apply function to every element of functor.
 
         Args:
@@ -683,13 +773,108 @@ class MapContext:
                 function pointer or numba cfunc with the signature
                 int(void *, int, size_t, const void *) run without the GIL.
             functor (Functor or Any): What to map over.
+            chunksize (int, optional): The number of items a worker takes
+                at a time (handed out dynamically); None: the context's
+                schedule. Serial contexts ignore it. The values are the
+                same either way.
             progress (bool or Callable): True: a tqdm bar (a printed line
                 without tqdm); a callable: called as progress(done, total)
                 with the number of shares finished.
             user_data (int or ndarray, optional): native kernels only: the
                 user_data pointer (an address, or an array's data pointer).
+
+        Returns:
+            (list) The kernel's return values in item order (None for
+            native kernels).
         """
         raise NotImplementedError('map')
+
+    def map_async(self, function: Callable[..., Any], functor: Any,
+                  chunksize: Optional[int] = None, **kwargs: Any) -> 'Future':
+        """map in a background thread: a concurrent.futures.Future of the
+        list map returns (or of its exception). Maps on one context run one
+        at a time; a map_async started while another map runs waits."""
+        future = Future()
+
+        def run():
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                values = self.map(function, functor, chunksize, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(values)
+
+        threading.Thread(target=run, name='pasha-map_async', daemon=True).start()
+        return future
+
+
+def _shape_tuple(shape):
+    if isinstance(shape, Integral):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)
+
+
+def _check_order(order):
+    if order not in ('C', 'F'):
+        raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+    return order
+
+
+def _like(prototype, dtype, order, shape):
+    """(shape, dtype, order) of the *_like methods, as numpy picks them."""
+    if not (hasattr(prototype, 'shape') and hasattr(prototype, 'dtype')):
+        prototype = np.asarray(prototype)
+    dtype = prototype.dtype if dtype is None else dtype
+    shape = tuple(prototype.shape) if shape is None else _shape_tuple(shape)
+    if order in ('K', 'A'):
+        flags = getattr(prototype, 'flags', None)
+        order = 'F' if flags is not None and flags.f_contiguous and not flags.c_contiguous \
+            else 'C'
+    return shape, dtype, _check_order(order)
+
+
+def _deprecated(old, new, stacklevel=3):
+    warnings.warn(f'pasha: {old} is deprecated, use {new}', DeprecationWarning,
+                  stacklevel=stacklevel)
+
+
+class HeapContext(MapContext):
+    """A context whose arrays are ordinary numpy arrays on the heap: shared
+    by threads of this process, not by other processes. Its own map runs
+    serially in the calling thread (worker 0); it is a base for contexts
+    whose workers share the address space.
+
+    Args:
+        num_workers (int): Number of workers (the first axis of the
+            *_per_worker arrays).
+    """
+
+    def __init__(self, num_workers: int = 1):
+        super().__init__(num_workers)
+
+    def empty(self, shape, dtype=np.float64, order='C'):
+        return np.empty(_shape_tuple(shape), dtype=dtype, order=_check_order(order))
+
+    def map(self, function, functor, chunksize=None, *, progress=False, user_data=None):
+        _check_chunksize(chunksize)
+        if _native_pointer(function) is not None:
+            raise ValueError('HeapContext runs Python kernels only')
+        functor = Functor.try_wrap(functor)
+        hooks = _hooks_of(function)
+        for hook in hooks or ():
+            function = _keep_hooks(hook.pre_map(self, function), function, hooks)
+        worker = _WorkerHooks(self, function, hooks or [])
+        fn = worker.begin(0)
+        values = []
+        for share in functor.split(1):
+            got = _collect_run_worker(self.run_worker, fn, functor, share, 0)
+            values.extend([None] * got if type(got) is int else got)
+        worker.end(0, fn)
+        for hook in reversed(hooks or ()):
+            function = _keep_hooks(hook.post_map(self, function), function, hooks)
+        return values
 
 
 class _PshContext(MapContext):
