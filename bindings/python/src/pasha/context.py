@@ -621,8 +621,7 @@ class MapContext:
         or with the subclass's own empty when it has one."""
         if type(self).empty is not MapContext.empty:
             array = self.empty(shape, dtype=dtype, order=order)
-            if fill is not None:
-                array[...] = fill
+            array[...] = 0 if fill is None else fill  # alloc zero-fills
             return array
         if order not in ('C', 'F'):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
