@@ -1030,7 +1030,7 @@ class _PshContext(MapContext):
                 shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
                 chunk=chunk, progress=progress_cb, worker_base=self._worker_base,
                 begin=begin, end=end)
-            if status == _pasha.OK:
+            if status == _pasha.OK and not errors:  # (a post_worker hook may fail late)
                 if itemwise:
                     return values if values is not None else [None] * n
                 return _share_values(values if values is not None else ())
@@ -1076,7 +1076,8 @@ class _PshContext(MapContext):
         del temps
         slots = [memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
                  for w in range(self.num_workers)]
-        if status == _pasha.OK:
+        failed = status != _pasha.OK or any(struct.unpack_from('<q', slot)[0] for slot in slots)
+        if not failed:
             values = [None] * n
             for slot in slots:
                 got = _load_results(slot)
