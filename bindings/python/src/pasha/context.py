@@ -146,6 +146,8 @@ class _JobPickler(_Pickler):
         self._copies = {}
 
     def reducer_override(self, obj):
+        if obj is self._ctx:  # named by the kernel or its hooks: a stand-in there
+            return _InPoolWorker, (type(obj).__name__, obj.num_workers)
         t = type(obj)
         if t is _FunctionType or issubclass(t, type):
             if _parent_override is None:
@@ -202,16 +204,6 @@ class _JobPickler(_Pickler):
         # Anything else: cloudpickle's override handles classes and
         # functions only (above), so pickle's own reduction follows.
         return NotImplemented
-
-
-class _HookJobPickler(_JobPickler):
-    """The job of a map with hooks: the context they name travels as a
-    stand-in (a persistent id; asked for every object, so only here)."""
-
-    def persistent_id(self, obj):
-        if obj is self._ctx:
-            return ('pasha.context', type(obj).__name__, obj.num_workers)
-        return None
 
 
 def _warn_big_copy(obj):
@@ -441,25 +433,6 @@ def _keep_hooks(new, old, hooks):
     return new
 
 
-class _InPoolWorker:
-    """What a map hook's worker stages get as the context in a persistent
-    pool's worker (the caller's context does not travel)."""
-
-    def __init__(self, cls_name, num_workers):
-        self.context_type = cls_name
-        self.num_workers = num_workers
-
-    def __repr__(self):
-        return f'<{self.context_type} in a pool worker, {self.num_workers} workers>'
-
-
-class _JobUnpickler(pickle.Unpickler):
-    def persistent_load(self, pid):
-        if isinstance(pid, tuple) and pid[:1] == ('pasha.context',):
-            return _InPoolWorker(pid[1], pid[2])
-        raise pickle.UnpicklingError(f'unknown persistent id {pid!r}')
-
-
 # ---- the job of the last map, kept while provably unchanged -------------
 #
 # A pool map ships (function, functor, shares, run_worker). When nothing the
@@ -528,7 +501,7 @@ def _pool_entry(job, serial):
             return last[1]
     _worker_job = None
     _worker_shared.clear()
-    t = _JobUnpickler(io.BytesIO(job[1:])).load()
+    t = pickle.loads(job[1:])
     if job[0]:
         _worker_job = (serial, t, _job_key(t, True, _worker_shared))
     else:
@@ -876,6 +849,36 @@ class HeapContext(MapContext):
         return values
 
 
+class _InPoolWorker(HeapContext):
+    """The context a persistent pool's job names (its kernel, a map hook),
+    as the pool's worker sees it: the caller's context does not travel. A
+    map on it runs serially in the worker (as a nested map does), with the
+    worker's id; its arrays are the worker's own."""
+
+    def __init__(self, context_type, num_workers):
+        super().__init__(num_workers)
+        self.context_type = context_type
+
+    def map(self, function, functor, chunksize=None, *, progress=False, user_data=None):
+        _check_chunksize(chunksize)
+        wid = _pasha.current_worker()
+        functor = Functor.try_wrap(functor)
+        hooks = _hooks_of(function)
+        for hook in hooks or ():
+            function = _keep_hooks(hook.pre_map(self, function), function, hooks)
+        values = []
+        for share in functor.split(1):
+            got = _collect_run_worker(self.run_worker, function, functor, share,
+                                      0 if wid is None else wid)
+            values.extend([None] * got if type(got) is int else got)
+        for hook in reversed(hooks or ()):
+            function = _keep_hooks(hook.post_map(self, function), function, hooks)
+        return values
+
+    def __repr__(self):
+        return f'<{self.context_type} in a pool worker, {self.num_workers} workers>'
+
+
 class _PshContext(MapContext):
     """A context backed by a libpasha psh_context."""
 
@@ -921,6 +924,7 @@ class _PshContext(MapContext):
         self.persistent = bool(persistent)
         self._ctx = ctx
         MapContext.__init__(self, self._ctx.num_workers)
+        self._lock = threading.Lock()
         self._err = None
         self._job = None
         self._job_len = 0
@@ -1023,23 +1027,29 @@ class _PshContext(MapContext):
             begin, end = worker_hooks.begin, worker_hooks.end
         else:
             begin = end = None
-        kind = self._kind
-        if kind != _PROCESSES:
-            status, message, errors, values = self._ctx.map(
-                n, itemwise=itemwise, function=function, functor=functor, seq=seq,
-                shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
-                chunk=chunk, progress=progress_cb, worker_base=self._worker_base,
-                begin=begin, end=end)
-            if status == _pasha.OK and not errors:  # (a post_worker hook may fail late)
-                if itemwise:
-                    return values if values is not None else [None] * n
-                return _share_values(values if values is not None else ())
-            if errors:
-                raise min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
-            if status == _pasha.ECANCELED:
-                raise KeyboardInterrupt
-            raise WorkerError(_describe_failure(message, None, self._worker_base))
+        if self._kind == _PROCESSES and _pasha.current_worker() is None:
+            with self._lock:  # one process map at a time: the slots and the job are the context's
+                return self._map_processes(function, functor, progress_cb, itemwise, seq, n,
+                                           shares, run_worker, schedule, chunk, begin, end)
+        # In this process: a serial, thread or nested map (a kernel's map runs
+        # serially in its worker, with its worker id).
+        status, message, errors, values = self._ctx.map(
+            n, itemwise=itemwise, function=function, functor=functor, seq=seq,
+            shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
+            chunk=chunk, progress=progress_cb, worker_base=self._worker_base,
+            begin=begin, end=end)
+        if status == _pasha.OK and not errors:  # (a post_worker hook may fail late)
+            if itemwise:
+                return values if values is not None else [None] * n
+            return _share_values(values if values is not None else ())
+        if errors:
+            raise min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
+        if status == _pasha.ECANCELED:
+            raise KeyboardInterrupt
+        raise WorkerError(_describe_failure(message, None, self._worker_base))
 
+    def _map_processes(self, function, functor, progress_cb, itemwise, seq, n, shares,
+                       run_worker, schedule, chunk, begin, end):
         err = self._err_buffer()
         temps = []
         if self.persistent:
@@ -1048,7 +1058,7 @@ class _PshContext(MapContext):
             if key is None or not _same_key(key, self._job_key):
                 buf = io.BytesIO()
                 buf.write(b'\x01' if key is not None else b'\x00')
-                (_HookJobPickler if hooks else _JobPickler)(buf, self, temps).dump(job)
+                _JobPickler(buf, self, temps).dump(job)
                 data = buf.getbuffer()
                 if self._job is None or len(self._job) < len(data):
                     self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)

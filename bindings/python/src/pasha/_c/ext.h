@@ -133,5 +133,6 @@ enum { ERR_HEADER = 64, SLOT_HEADER = 32 };
 
 PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw);
 PyObject *pyp_ctx_map_native(CtxObject *self, PyObject *args);
+PyObject *pyp_current_worker(PyObject *self, PyObject *noargs);
 
 #endif

@@ -323,6 +323,18 @@ static WorkerState *worker_state(MapData *d, int w)
     return s;
 }
 
+/* current_worker() -> the worker id a kernel running on this thread got
+ * (the innermost map's), or None outside kernels. */
+PyObject *pyp_current_worker(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    WorkerState *s = cur_worker;
+    if (!s || !s->d || !s->wid) Py_RETURN_NONE;
+    Py_INCREF(s->wid);
+    return s->wid;
+}
+
 /* Keep value (a new reference, not None) of item (or share) index. */
 static int keep_result(MapData *d, WorkerState *s, Py_ssize_t index, PyObject *value)
 {

@@ -70,6 +70,8 @@ static PyMethodDef module_methods[] = {
     {"_at_exit", pyp_at_exit, METH_NOARGS, "the interpreter is exiting"},
     {"_after_fork_child", pyp_after_fork_child, METH_NOARGS, "after os.fork() in the child"},
     {"version", py_version, METH_NOARGS, "libpasha's version"},
+    {"current_worker", pyp_current_worker, METH_NOARGS,
+     "the worker id of the kernel running on this thread, or None outside kernels"},
     {"default_num_workers", py_default_num_workers, METH_NOARGS,
      "the number of workers of libpasha's default context"},
     {NULL, NULL, 0, NULL}};
