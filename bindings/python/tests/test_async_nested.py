@@ -12,6 +12,11 @@ import pasha as psh
 
 from conftest import KINDS, make_context
 
+# The fork start method in a process with threads (ours: a pool, libpasha's
+# threads) is what these tests exercise.
+pytestmark = pytest.mark.filterwarnings(
+    'ignore:This process .* is multi-threaded:DeprecationWarning')
+
 
 def test_map_async_gives_a_future_of_the_values(ctx):
     out = ctx.zeros(20)
