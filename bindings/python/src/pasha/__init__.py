@@ -11,6 +11,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from ._pasha import version as _libpasha_version
+from . import _pasha
 from .context import (  # noqa: F401
     MapContext, HeapContext, SerialContext, ThreadContext, ProcessContext, WorkerError)
 from .context import _deprecated
@@ -36,6 +37,16 @@ __all__ = ['MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
            'get_default_context', 'set_default_context', 'alloc', 'map']
 
 _default_context: Optional[MapContext] = None
+
+
+def cpu_count() -> int:
+    """The default number of workers, as libpasha counts it (psh_cpu_count):
+    PASHA_NUM_WORKERS if set, else the smallest of the CPUs this process
+    may run on (affinity), the cgroup CPU quota rounded up and
+    SLURM_CPUS_PER_TASK. ValueError naming the variable when
+    PASHA_NUM_WORKERS (or SLURM_CPUS_PER_TASK) is not a whole number in
+    1..4096."""
+    return _pasha.cpu_count()
 
 
 def get_default_context() -> MapContext:

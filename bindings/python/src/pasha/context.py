@@ -51,7 +51,62 @@ _BIG_ARRAY = 1 << 20
 
 
 class WorkerError(RuntimeError):
-    """A worker process died (signal or exit) or the map failed in libpasha."""
+    """A worker process died (signal or exit) or the map failed in libpasha.
+
+    Attributes (None where they do not apply): worker_id (the id the
+    kernels got), index (the item the worker was on), signal (that ended
+    the worker process), exit_status (of a worker process that exited).
+    Exceptions a kernel raised are re-raised as themselves, with the same
+    attributes (signal and exit_status None)."""
+
+    def __init__(self, message='', worker_id=None, index=None, signal=None, exit_status=None):
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.index = index
+        self.signal = signal
+        self.exit_status = exit_status
+
+
+def _tag(exc, worker_id, index):
+    """A kernel's exception, re-raised: where it came from, as attributes."""
+    for name, value in (('worker_id', worker_id), ('index', index if index >= 0 else None),
+                        ('signal', None), ('exit_status', None)):
+        try:
+            setattr(exc, name, value)
+        except (AttributeError, TypeError):  # an exception type with __slots__
+            pass
+    return exc
+
+
+def _worker_error(message, info, slot_index=None, itemwise=True):
+    """The WorkerError of a failed map from its psh_error_info (info: code,
+    worker_id with the worker base added, index, signal, exit_status,
+    callback); slot_index: the item the worker last started, as it
+    recorded it in its slot (a process map), -1: none."""
+    code, worker_id, index, sig, status, callback = info
+    worker_id = worker_id if worker_id >= 0 else None
+    if slot_index is not None and slot_index >= 0:
+        index = slot_index
+    elif not itemwise or index < 0:
+        index = None  # libpasha's index is a share's, not an item's
+    died = code == _pasha.EWORKER
+    sig = sig if died and sig > 0 else None
+    status = status if died and status >= 0 else None
+    if sig is not None:
+        import signal as _signal
+        try:
+            name = _signal.Signals(sig).name
+        except ValueError:
+            name = 'unknown'
+        text = f'worker {worker_id} was killed by signal {sig} ({name})'
+    elif status is not None:
+        text = f'worker {worker_id} exited with status {status}'
+    elif died:
+        text = f'worker {worker_id} died'
+    else:
+        text = message or 'failed'
+    where = f'on item {index}: ' if index is not None else ''
+    return WorkerError(f'map: {where}{text}', worker_id, index, sig, status)
 
 
 class _RemoteTraceback(Exception):
@@ -950,12 +1005,12 @@ class _PshContext(MapContext):
         if native is not None:
             if not isinstance(functor, np.ndarray):
                 functor = Functor.try_wrap(functor)
-            status, message = self._map_native(native, functor, user_data)
+            status, message, info = self._map_native(native, functor, user_data)
             if status == _pasha.OK:
                 return None
             if status == _pasha.ECANCELED:
                 raise KeyboardInterrupt
-            raise WorkerError(_describe_failure(message, None))
+            raise _worker_error(message, info)
         if not isinstance(functor, Functor):
             functor = Functor.try_wrap(functor)
         hooks = _hooks_of(function)
@@ -1033,7 +1088,7 @@ class _PshContext(MapContext):
                                            shares, run_worker, schedule, chunk, begin, end)
         # In this process: a serial, thread or nested map (a kernel's map runs
         # serially in its worker, with its worker id).
-        status, message, errors, values = self._ctx.map(
+        status, message, errors, values, info = self._ctx.map(
             n, itemwise=itemwise, function=function, functor=functor, seq=seq,
             shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
             chunk=chunk, progress=progress_cb, worker_base=self._worker_base,
@@ -1043,10 +1098,11 @@ class _PshContext(MapContext):
                 return values if values is not None else [None] * n
             return _share_values(values if values is not None else ())
         if errors:
-            raise min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
+            index, exc, worker_id = min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)
+            raise _tag(exc, worker_id, index)
         if status == _pasha.ECANCELED:
             raise KeyboardInterrupt
-        raise WorkerError(_describe_failure(message, None, self._worker_base))
+        raise _worker_error(message, info, itemwise=itemwise)
 
     def _map_processes(self, function, functor, progress_cb, itemwise, seq, n, shares,
                        run_worker, schedule, chunk, begin, end):
@@ -1071,14 +1127,14 @@ class _PshContext(MapContext):
                 self._job_key = key if key is not None and not temps and \
                     _same_key(_job_key(job), key) else None
             del job
-            status, message, _, _ = self._ctx.map(
+            status, message, _, _, info = self._ctx.map(
                 n, itemwise=itemwise, mode=_MODE_POOL, job=self._job[:self._job_len],
                 serial=self._serial, err=err, err_size=_ERR_SIZE, schedule=schedule,
                 chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
             if status != _pasha.OK:
                 self._job_key = None
         else:
-            status, message, _, _ = self._ctx.map(
+            status, message, _, _, info = self._ctx.map(
                 n, itemwise=itemwise, function=function, functor=functor, seq=seq,
                 shares=shares, run_worker=run_worker, mode=_MODE_FORK, err=err,
                 err_size=_ERR_SIZE, schedule=schedule, chunk=chunk, progress=progress_cb,
@@ -1096,16 +1152,22 @@ class _PshContext(MapContext):
                         values[i] = v
             return values if itemwise else _share_values(values)
         found = []
-        for slot in slots:
+        for w, slot in enumerate(slots):
             _load_results(slot, keep=False)
             got = _load_exception(slot, function)
             if got is not None:
-                found.append(got)
+                found.append(got + (w + self._worker_base,))
         if found:
-            raise min(found, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
+            index, exc, worker_id = min(found, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)
+            raise _tag(exc, worker_id, index)
         if status == _pasha.ECANCELED:
             raise KeyboardInterrupt
-        raise WorkerError(_describe_failure(message, err, self._worker_base))
+        if info is None:  # libpasha succeeded; a worker's late failure left no exception
+            info = (_pasha.EKERNEL, -1, -1, 0, -1, '')
+        local = info[1] - self._worker_base
+        slot_index = struct.unpack_from('<q', slots[local], 8)[0] \
+            if 0 <= local < len(slots) else None
+        raise _worker_error(message, info, slot_index, itemwise)
 
 
 def _check_chunksize(chunksize):
@@ -1141,25 +1203,6 @@ def _itemwise(ftype):
                                 ftype.split is SequenceFunctor.split and
                                 ftype.iterate is SequenceFunctor.iterate)
     return r
-
-
-def _describe_failure(message, err, worker_base=0):
-    """A WorkerError message from libpasha's, naming the item index (not
-    the share), the worker id the kernels saw (libpasha's local id plus
-    worker_base, an MPI rank's offset) and the Python call (map)."""
-    message = re.sub(r'^psh_map(_blocks)?(_ext)?: ', '', message or 'failed')
-    m = re.search(r'worker (\d+)', message)
-    if m is not None:
-        w = int(m.group(1))
-        if worker_base:
-            message = message[:m.start(1)] + str(w + worker_base) + message[m.end(1):]
-        if err is not None:
-            off = _ERR_HEADER + w * _ERR_SIZE
-            (index,) = struct.unpack('<q', bytes(err[off + 8:off + 16]))
-            message = re.sub(r' at index \d+', '', message)
-            if index >= 0:
-                return f'map: on item {index}: {message}'
-    return f'map: {message}'
 
 
 def _make_progress(progress):

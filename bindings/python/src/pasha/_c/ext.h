@@ -109,8 +109,14 @@ typedef struct {
     const psh_map_options *o;
     int rc;
     char msg[1024];
+    psh_error_info info; /* of the failed map (its callback and message copied below) */
+    char callback[32];
     int done;
 } RunReq;
+
+/* (code, worker_id, index, signal, exit_status, callback) of a failed
+ * run's psh_error_info; worker ids get worker_base added. */
+PyObject *pyp_error_info(const RunReq *r, int worker_base);
 
 int pyp_is_main_thread(void);
 /* Run r with the GIL released. In the main thread of a process map, run it

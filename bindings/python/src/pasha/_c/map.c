@@ -204,7 +204,7 @@ static void record_failure(MapData *d, int w, Py_ssize_t index)
     if (cur_worker && cur_worker->d == d) cur_worker->failed = 1; /* its slot holds the exception */
     if (!exc) return;
     if (d->mode == MODE_INPROC) {
-        PyObject *item = Py_BuildValue("(nO)", index, exc);
+        PyObject *item = Py_BuildValue("(nOi)", index, exc, w + d->worker_base);
         if (!item || PyList_Append(d->errors, item) < 0) PyErr_Clear();
         Py_XDECREF(item);
     } else if (pyp_store_exception) {
@@ -582,9 +582,11 @@ static const psh_functor_vtable items_vt = {sizeof(psh_functor_vtable), items_le
 /* ctx.map(n, *, itemwise=False, function=None, functor=None, seq=None,
  *         shares=None, run_worker=None, mode=MODE_INPROC, job=None, serial=0,
  *         err=None, err_size=0, schedule=-1, chunk=0, progress=None,
- *         worker_base=0, begin=None, end=None) -> (status, message, errors, results)
- * itemwise: n items of seq, else n shares. errors: [(index, exception)]
- * raised in-process. results (in-process; None when every value was None):
+ *         worker_base=0, begin=None, end=None)
+ *   -> (status, message, errors, results, info)
+ * itemwise: n items of seq, else n shares. errors: [(index, exception,
+ * worker id)] raised in-process. info: the failed map's psh_error_info as
+ * (code, worker_id, index, signal, exit_status, callback), else None. results (in-process; None when every value was None):
  * the value of each item, or of each share a list of its entries' values
  * or their number when all were None; worker processes send theirs through
  * their error slot (store_results). job and err: uint8 ndarrays over psh
@@ -707,9 +709,16 @@ PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw)
     }
     psh_functor_destroy(f);
     PyObject *res = NULL;
-    if (!raised && !(d.cancel && PyErr_CheckSignals() < 0))
-        res = Py_BuildValue("(isOO)", r.rc, r.rc == PSH_OK ? "" : r.msg, d.errors,
-                            d.results && r.rc == PSH_OK ? d.results : Py_None);
+    if (!raised && !(d.cancel && PyErr_CheckSignals() < 0)) {
+        PyObject *info = Py_None;
+        if (r.rc == PSH_OK)
+            Py_INCREF(info);
+        else
+            info = pyp_error_info(&r, worker_base);
+        if (info)
+            res = Py_BuildValue("(isOON)", r.rc, r.rc == PSH_OK ? "" : r.msg, d.errors,
+                                d.results && r.rc == PSH_OK ? d.results : Py_None, info);
+    }
     Py_DECREF(d.errors);
     Py_XDECREF(d.results);
     return res;

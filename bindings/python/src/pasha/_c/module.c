@@ -52,6 +52,15 @@ static PyObject *py_default_num_workers(PyObject *self, PyObject *noargs)
     return PyLong_FromLong(n);
 }
 
+static PyObject *py_cpu_count(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    int n = psh_cpu_count();
+    if (n < 1) return PyErr_Format(PyExc_ValueError, "%s", psh_last_error());
+    return PyLong_FromLong(n);
+}
+
 static PyMethodDef module_methods[] = {
     {"alloc_bytes", pyp_alloc_bytes, METH_VARARGS,
      "alloc_bytes(ctx, nbytes) -> uint8 ndarray viewing a new psh array"},
@@ -72,6 +81,8 @@ static PyMethodDef module_methods[] = {
     {"version", py_version, METH_NOARGS, "libpasha's version"},
     {"current_worker", pyp_current_worker, METH_NOARGS,
      "the worker id of the kernel running on this thread, or None outside kernels"},
+    {"cpu_count", py_cpu_count, METH_NOARGS,
+     "psh_cpu_count(): the default number of workers (ValueError on a bad PASHA_NUM_WORKERS)"},
     {"default_num_workers", py_default_num_workers, METH_NOARGS,
      "the number of workers of libpasha's default context"},
     {NULL, NULL, 0, NULL}};
