@@ -87,13 +87,17 @@ def alloc(*args: Any, **kwargs: Any) -> np.ndarray:
 @wraps(MapContext.map)
 def map(function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None,
         **kwargs: Any) -> Optional[list]:
-    return get_default_context().map(function, functor, chunksize, **kwargs)
+    if chunksize is not None:  # (a context of its own may not take it)
+        kwargs['chunksize'] = chunksize
+    return get_default_context().map(function, functor, **kwargs)
 
 
 @wraps(MapContext.map_async)
 def map_async(function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None,
               **kwargs: Any):
-    return get_default_context().map_async(function, functor, chunksize, **kwargs)
+    if chunksize is not None:
+        kwargs['chunksize'] = chunksize
+    return get_default_context().map_async(function, functor, **kwargs)
 
 
 def _on_default(name):

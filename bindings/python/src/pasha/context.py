@@ -827,7 +827,9 @@ class MapContext:
             if not future.set_running_or_notify_cancel():
                 return
             try:
-                values = self.map(function, functor, chunksize, **kwargs)
+                if chunksize is not None:
+                    kwargs['chunksize'] = chunksize
+                values = self.map(function, functor, **kwargs)
             except BaseException as exc:
                 future.set_exception(exc)
             else:
