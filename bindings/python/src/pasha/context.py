@@ -1090,11 +1090,9 @@ class _PshContext(MapContext):
                                            shares, run_worker, schedule, chunk, begin, end)
         # In this process: a serial, thread or nested map (a kernel's map runs
         # serially in its worker, with its worker id).
-        status, message, errors, values, info = self._ctx.map(
-            n, itemwise=itemwise, function=function, functor=functor, seq=seq,
-            shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
-            chunk=chunk, progress=progress_cb, worker_base=self._worker_base,
-            begin=begin, end=end)
+        opts = _map_options(itemwise, function, functor, seq, shares, run_worker, schedule,
+                            chunk, progress_cb, self._worker_base, begin, end)
+        status, message, errors, values, info = self._ctx.map(n, **opts)
         if status == _pasha.OK and not errors:  # (a post_worker hook may fail late)
             if itemwise:
                 return values if values is not None else [None] * n
@@ -1129,28 +1127,30 @@ class _PshContext(MapContext):
                 self._job_key = key if key is not None and not temps and \
                     _same_key(_job_key(job), key) else None
             del job
+            opts = _map_options(itemwise, None, None, None, None, None, schedule, chunk,
+                                progress_cb, self._worker_base, None, None)
             status, message, _, _, info = self._ctx.map(
-                n, itemwise=itemwise, mode=_MODE_POOL, job=self._job[:self._job_len],
-                serial=self._serial, err=err, err_size=_ERR_SIZE, schedule=schedule,
-                chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
+                n, mode=_MODE_POOL, job=self._job[:self._job_len], serial=self._serial,
+                err=err, err_size=_ERR_SIZE, **opts)
             if status != _pasha.OK:
                 self._job_key = None
         else:
+            opts = _map_options(itemwise, function, functor, seq, shares, run_worker, schedule,
+                                chunk, progress_cb, self._worker_base, begin, end)
             status, message, _, _, info = self._ctx.map(
-                n, itemwise=itemwise, function=function, functor=functor, seq=seq,
-                shares=shares, run_worker=run_worker, mode=_MODE_FORK, err=err,
-                err_size=_ERR_SIZE, schedule=schedule, chunk=chunk, progress=progress_cb,
-                worker_base=self._worker_base, begin=begin, end=end)
+                n, mode=_MODE_FORK, err=err, err_size=_ERR_SIZE, **opts)
         del temps
-        slots = [memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
+        # [exception length, item index, results length] of each worker's slot
+        heads = [_SLOT_HEAD.unpack_from(err, _ERR_HEADER + w * _ERR_SIZE)
                  for w in range(self.num_workers)]
-        failed = status != _pasha.OK or any(struct.unpack_from('<q', slot)[0] for slot in slots)
-        if not failed:
+        slots = [memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
+                 for w, h in enumerate(heads)] if status != _pasha.OK or \
+            any(h[0] or h[2] for h in heads) else None
+        if status == _pasha.OK and not any(h[0] for h in heads):
             values = [None] * n
-            for slot in slots:
-                got = _load_results(slot)
-                if got is not None:
-                    for i, v in zip(*got):
+            for w, h in enumerate(heads):
+                if h[2]:
+                    for i, v in zip(*_load_results(slots[w])):
                         values[i] = v
             return values if itemwise else _share_values(values)
         found = []
@@ -1170,6 +1170,34 @@ class _PshContext(MapContext):
         slot_index = struct.unpack_from('<q', slots[local], 8)[0] \
             if 0 <= local < len(slots) else None
         raise _worker_error(message, info, slot_index, itemwise)
+
+
+_SLOT_HEAD = struct.Struct('<qqq')
+
+
+def _map_options(itemwise, function, functor, seq, shares, run_worker, schedule, chunk,
+                 progress, worker_base, begin, end):
+    """Context.map's keyword arguments, the defaults left out (each one
+    passed costs the call)."""
+    opts = {'itemwise': True, 'seq': seq} if itemwise else {'functor': functor, 'shares': shares}
+    if function is not None:
+        opts['function'] = function
+    else:
+        opts.pop('seq', None), opts.pop('functor', None), opts.pop('shares', None)
+    if run_worker is not None:
+        opts['run_worker'] = run_worker
+    if schedule != _SCHEDULE_CONTEXT:
+        opts['schedule'] = schedule
+    if chunk:
+        opts['chunk'] = chunk
+    if progress is not None:
+        opts['progress'] = progress
+    if worker_base:
+        opts['worker_base'] = worker_base
+    if begin is not None:
+        opts['begin'] = begin
+        opts['end'] = end
+    return opts
 
 
 def _check_chunksize(chunksize):
