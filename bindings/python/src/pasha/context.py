@@ -3,7 +3,8 @@
 
 Every context is a libpasha ``psh_context``; arrays from ``alloc`` are
 numpy views of libpasha shared-memory arrays, and ``map`` dispatches one
-Python call per share through ``psh_map_blocks``.
+call per item (or per share of a functor of its own) through one
+``psh_map_ext``, returning the kernel's values.
 """
 
 import ctypes

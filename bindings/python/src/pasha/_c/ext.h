@@ -4,9 +4,9 @@
  * Contexts are psh_context handles (contexts.c); alloc hands out numpy
  * arrays that are zero-copy views of psh arrays, recorded in a registry of
  * address ranges (arrays.c); map runs the kernel over the items of a
- * sequence with one psh_map_ext call (a custom functor whose worker_begin
- * takes the GIL for the worker's items and worker_end gives it back), or
- * over the shares of any other functor with psh_map_blocks_ext (map.c);
+ * sequence or the shares of any other functor with one psh_map_ext call
+ * (a custom functor whose worker_begin takes the GIL for the worker's items
+ * and worker_end gives it back) and returns the kernel's values (map.c);
  * native kernels run without the GIL (native_map.c). A persistent pool
  * keeps the job of the last map while provably unchanged (job_key.c).
  * Only the public CPython API is used.
@@ -101,11 +101,9 @@ PyObject *pyp_same_key(PyObject *self, PyObject *args);
 
 typedef struct {
     psh_context *ctx;
-    psh_block_kernel bk; /* or */
     psh_kernel k;
     psh_functor *f;
     void *ud;
-    size_t n;
     const psh_map_options *o;
     int rc;
     char msg[1024];

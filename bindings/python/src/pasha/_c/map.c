@@ -1,9 +1,11 @@
 /*
- * Context.map: a Python kernel over the items of a sequence (one
- * psh_map_ext call, a custom functor whose worker_begin takes the GIL for
- * the worker's items and worker_end gives it back) or over the shares of
- * any other functor (psh_map_blocks_ext), in this process or in worker
- * processes (fork per map, or a persistent pool that unpickles the job).
+ * Context.map: a Python kernel over the items of a sequence or over the
+ * shares of any other functor, in one psh_map_ext call over a custom
+ * functor whose worker_begin takes the GIL for the worker's items (and runs
+ * the map hooks' pre_worker) and whose worker_end runs post_worker, sends a
+ * worker process's values and gives the GIL back; in this process or in
+ * worker processes (fork per map, or a persistent pool that unpickles the
+ * job).
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */

@@ -16,8 +16,7 @@
 
 static void run_req(RunReq *r)
 {
-    r->rc = r->bk ? psh_map_blocks_ext(r->ctx, r->bk, r->ud, r->n, r->o)
-                  : psh_map_ext(r->ctx, r->k, r->ud, r->f, r->o);
+    r->rc = psh_map_ext(r->ctx, r->k, r->ud, r->f, r->o);
     if (r->rc == PSH_OK) return;
     /* Both thread-local: read on the thread that ran the map. */
     snprintf(r->msg, sizeof r->msg, "%s", psh_last_error());
