@@ -104,25 +104,36 @@ void release_openmp_before_fork()
 {
     OmpRuntimes rt;
     dl_iterate_phdr(find_openmp, &rt);
+    int threads = -1;  // read when a libgomp is found
     for (int i = 0; i < rt.n; ++i) {
+        // LLVM's libomp and Intel's libiomp5 re-initialise themselves in a
+        // forked child (their pthread_atfork handler; tests/fault/
+        // test-openmp.c checks libomp): pausing them would only cost the
+        // parent its threads.
+        if (!rt.gnu[i]) continue;
+        // A process with no other thread has no OpenMP pool to release
+        // (and the last pause left none): no pause, so a program that
+        // maps without running OpenMP in between keeps its pool.
+        if (threads < 0) threads = thread_count();
+        if (threads <= 1) return;
         // RTLD_NOLOAD: a handle on what is loaded already (even RTLD_LOCAL,
         // as Python extension modules load theirs), never a new load.
         void *h = dlopen(rt.path[i], RTLD_LAZY | RTLD_NOLOAD);
         if (!h) continue;
         int (*pause_all)(int);
         *reinterpret_cast<void **>(&pause_all) = dlsym(h, "omp_pause_resource_all");
-        // Its result is not an error: LLVM's libomp answers 1 when it is
-        // paused already (and survives fork by itself), libgomp -1 inside
-        // a parallel region, where the child's regions are nested ones and
-        // get threads of their own.
+        // libgomp frees the calling thread's pool (the one the child would
+        // inherit). Its -1 inside a parallel region is not an error: there
+        // the child's regions are nested ones, which start threads of
+        // their own.
         if (pause_all) pause_all(kOmpPauseSoft);
         dlclose(h);
-        if (!pause_all && rt.gnu[i] && thread_count() > 1)
+        if (!pause_all)
             fail(PSH_ENOTSUP,
-                 "GNU libgomp (%s) has no omp_pause_resource_all (OpenMP 5.0) to release its "
-                 "threads before libpasha forks worker processes: an OpenMP region in a worker would wait for "
-                 "ever for threads that did not survive the fork. Use a newer libgomp, a PSH_THREADS context, "
-                 "or make the persistent pool before the program's first OpenMP region",
+                 "GNU libgomp (%s) has no omp_pause_resource_all (OpenMP 5.0) to release its threads before "
+                 "libpasha forks worker processes: an OpenMP region in a worker would wait for ever for "
+                 "threads that did not survive the fork. Use a newer libgomp, a PSH_THREADS context, or make "
+                 "the persistent pool before the program's first OpenMP region",
                  rt.path[i]);
     }
 }
