@@ -58,9 +58,9 @@ int usable_cpus();
 // - Normal: a waiter spins without a system call (kPureSpinNs at most): on
 //   a machine with a CPU free for each thread the other side answers within
 //   a microsecond, so a map whose workers are awake makes no system call.
-//   Past that (long work on the other side) it yields the CPU every 16th
+//   Past that (long work on the other side) it yields the CPU at every
 //   step until spin_ns(), then sleeps.
-// - Throttled: the waiter yields every 16th step from the start, so that a
+// - Throttled: the waiter yields at every step from the start, so that a
 //   caller and a worker that share one CPU hand it over instead of each
 //   burning a time slice in a pure spin. Statically, when our own threads
 //   exceed the usable CPUs (Control::throttle_spin: a pool's caller and its
