@@ -85,6 +85,7 @@ private:
     void spawn(int w, uint32_t seen)
     {
         control_->verify_wake_fd(false);
+        release_openmp_before_fork();
         Args args{this, w, seen, current_pid()};
         int cpu = cfg_.pin_cpus ? nth_cpu(w) : -1;
         // The pool outlives the thread that made it: watch the process.

@@ -19,6 +19,7 @@ protected:
     {
         Control &c = *control_;
         job.cancel = nullptr;  // the children's copy of the flag would never change
+        release_openmp_before_fork();  // or PSH_ENOTSUP before anything is forked
         c.verify_wake_fd(true);  // one fstat: fork costs far more
         c.prepare(job);
         uint32_t gen = c.generation.fetch_add(1) + 1;

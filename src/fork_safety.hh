@@ -27,4 +27,17 @@ void unregister_context(Context *ctx);
 // The C API's own state in a forked child (its default-context lock).
 void api_after_fork_child();
 
+// OpenMP runtimes before libpasha forks worker processes (fork-per-map,
+// pool creation, pool workers replaced). GNU libgomp keeps its thread pool
+// across fork: in the child the pool's threads are gone and the first
+// parallel region waits for them for ever. So a libgomp loaded in the
+// process (found by name, renamed wheel copies included; reached at run
+// time, libpasha links none) is asked to release the forking thread's
+// pool with omp_pause_resource_all(omp_pause_soft) (OpenMP 5.0) when the
+// process has other threads; its next region starts new ones. LLVM's
+// libomp and Intel's libiomp5 handle fork themselves and are left alone.
+// Throws PSH_ENOTSUP, naming the runtime and the remedy, for a libgomp
+// without that function beside other threads (a fork would hang).
+void release_openmp_before_fork();
+
 }  // namespace psh

@@ -58,9 +58,9 @@ int usable_cpus();
 // - Normal: a waiter spins without a system call (kPureSpinNs at most): on
 //   a machine with a CPU free for each thread the other side answers within
 //   a microsecond, so a map whose workers are awake makes no system call.
-//   Past that (long work on the other side) it yields the CPU every 16th
+//   Past that (long work on the other side) it yields the CPU at every
 //   step until spin_ns(), then sleeps.
-// - Throttled: the waiter yields every 16th step from the start, so that a
+// - Throttled: the waiter yields at every step from the start, so that a
 //   caller and a worker that share one CPU hand it over instead of each
 //   burning a time slice in a pure spin. Statically, when our own threads
 //   exceed the usable CPUs (Control::throttle_spin: a pool's caller and its
@@ -115,32 +115,36 @@ inline bool spin_until(F done, bool yield_only = false, G not_running = never)
         long long until = spin_throttled_until.load(std::memory_order_relaxed);
         if (!until || start >= until) pure_end = start + (limit < kPureSpinNs ? limit : kPureSpinNs);
     }
+    // Past the pure spin every step yields: the other side may be waiting
+    // for this very CPU (a pool's caller and a worker sharing one), and
+    // each step spent in cpu_relax first delays it (16 pauses are ~1 us).
+    bool yielding = pure_end == start;
     for (unsigned i = 1;; ++i) {
         if (done()) return true;
         if ((i & 15) == 0) {
             long long now = monotonic_ns();
             if (now >= deadline) return done();
-            if (now < pure_end) {
-                if (now - last > kPreemptedNs) {
-                    // Preempted while spinning: another thread wanted this CPU.
-                    spin_evidence(now);
-                    pure_end = now;
-                }
-                last = now;
-                cpu_relax();
-            } else {
-                if (pure_end > start) {
+            if (!yielding) {
+                if (now < pure_end) {
+                    if (now - last > kPreemptedNs) {
+                        // Preempted while spinning: another thread wanted this CPU.
+                        spin_evidence(now);
+                        pure_end = now;
+                    }
+                    last = now;
+                } else {
                     // The other side did not answer within the pure spin.
                     // If it has not even started (not scheduled), the
                     // runnable threads exceed the free CPUs: throttle.
                     if (not_running()) spin_evidence(now);
-                    pure_end = start;
+                    yielding = true;
                 }
-                sched_yield();
             }
-        } else {
-            cpu_relax();
         }
+        if (yielding)
+            sched_yield();
+        else
+            cpu_relax();
     }
 }
 

@@ -596,6 +596,29 @@ PSH_API int psh_map_blocks_ext(psh_context *ctx, psh_block_kernel kernel, void *
  * Re-entrance. A progress callback that calls psh_map on the context it
  * reports on gets PSH_EINVAL (it would wait for itself); a psh_map called
  * from inside a kernel runs serially in that worker.
+ *
+ * OpenMP and other thread pools inside kernels. Kernels may use OpenMP in
+ * every kind. GNU libgomp's threads do not survive fork (a region in the
+ * child would wait for them for ever), so before libpasha forks worker
+ * processes (fork-per-map maps, pool creation, pool workers replaced) it
+ * asks a loaded libgomp to release the forking thread's threads with
+ * omp_pause_resource_all(omp_pause_soft) (looked up at run time: libpasha
+ * links no OpenMP runtime); the parent's next OpenMP region starts new
+ * threads, which costs it some tens of microseconds after each
+ * fork-per-map map. LLVM's libomp and Intel's libiomp5 re-initialise
+ * themselves in the child and are left alone. A libgomp without that
+ * function (older than OpenMP 5.0) in a process with other threads makes
+ * such a map fail at once with PSH_ENOTSUP naming the runtime and the
+ * remedies (a newer GCC, a PSH_THREADS context, or a persistent pool made
+ * before the first OpenMP region). Pools with their own fork handling
+ * (OpenBLAS, as in numpy) need nothing.
+ *
+ * Unloading. libpasha is linked with -z nodelete: dlclose of libpasha, or
+ * of a plugin linked to it, leaves libpasha mapped, so the threads it
+ * started (a threads context's, the default context's) stay valid. A
+ * context left alive at dlclose keeps its threads or worker processes
+ * until the process ends; kernels and fork hooks that live in a plugin
+ * must not be used after the plugin is unloaded.
  */
 
 /** A hook run around the forks libpasha makes for its worker processes. */
