@@ -70,6 +70,7 @@
 #include <iterator>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -1016,17 +1017,156 @@ axis_adapter<T> make_axis_adapter(const array<T> &arr, int axis, std::size_t &n)
     return a;
 }
 
+/* The result type of a kernel, void when it returns nothing (or cannot be
+ * called so: the caller's static_assert then says how it must be). */
+template <class Void, class F, class... Args>
+struct result_or_void {
+    using type = void;
+};
+template <class F, class... Args>
+struct result_or_void<std::enable_if_t<std::is_invocable<F, Args...>::value>, F, Args...> {
+    using type = std::decay_t<std::invoke_result_t<F, Args...>>;
+};
+template <class F, class... Args>
+using result_or_void_t = typename result_or_void<void, F, Args...>::type;
+
+/* The closure of a map with results: calls the user's kernel and constructs
+ * its value in slot i of out (trivially copyable when F is). */
+template <class F, class R>
+struct store_results {
+    F f;
+    R *out;
+    template <class... X>
+    void operator()(int w, std::size_t i, X &&...x) const
+    {
+        ::new (static_cast<void *>(out + i)) R(f(w, i, std::forward<X>(x)...));
+    }
+};
+
+/* Where a map's results go: straight into the vector in serial and threads
+ * contexts; in processes contexts into a psh array (shared memory, seen by
+ * a persistent pool too), copied into the vector after the map. run(out)
+ * runs the map that fills out[0..n). */
+template <class R, class Run>
+std::vector<R> collect(const context &ctx, std::size_t n, Run run)
+{
+    static_assert(std::is_trivially_copyable<R>::value,
+                  "pasha::map: the kernel's result type must be trivially copyable, because processes contexts "
+                  "write the results into shared memory (return plain values or structs of them; for a "
+                  "std::string or std::vector result, write into psh arrays instead)");
+    static_assert(alignof(R) <= 64, "pasha::map: the kernel's result type must be aligned to at most 64 bytes");
+    psh_kind k = psh_context_kind(checked(ctx));
+    if (k == PSH_MPI)
+        throw error(PSH_EINVAL, "pasha::map with results: not on an MPI context (write into a psh array and "
+                                "use pasha::mpi::allgather)");
+    if (k == PSH_SERIAL || k == PSH_THREADS) {
+        if constexpr (std::is_default_constructible<R>::value) {
+            std::vector<R> out(n);
+            run(out.data());
+            return out;
+        } else {
+            std::unique_ptr<unsigned char[]> buf(new unsigned char[n * sizeof(R) + 64]);
+            R *p = reinterpret_cast<R *>(buf.get() + (64 - reinterpret_cast<std::uintptr_t>(buf.get()) % 64) % 64);
+            run(p);
+            return std::vector<R>(p, p + n);
+        }
+    }
+    if (n > (SIZE_MAX - 64) / sizeof(R))
+        throw error(PSH_EINVAL, "pasha::map with results: " + std::to_string(n) + " results do not fit in memory");
+    std::size_t bytes = n * sizeof(R) + 64;
+    psh_array *a = nullptr;
+    check(psh_alloc(&a, checked(ctx), PSH_UINT8, 1, &bytes, nullptr));
+    std::unique_ptr<psh_array, void (*)(psh_array *)> hold(a, &psh_array_free);
+    R *p = static_cast<R *>(psh_array_data(a));
+    run(p);
+    return std::vector<R>(p, p + n);
+}
+
+/* Per-worker accumulators of pasha::reduce: one slot per worker, each
+ * starting on its own 128-byte boundary (two cache lines: no false sharing,
+ * and the adjacent-line prefetcher does not pull a neighbour's slot). In
+ * processes contexts the slots are in a psh array. */
+template <class T>
+struct reduce_slots {
+    static constexpr std::size_t align = 128;
+    static constexpr std::size_t stride = (sizeof(T) + align - 1) / align * align;
+    unsigned char *base = nullptr;
+    int count = 0;
+    std::unique_ptr<unsigned char[]> local;
+    std::unique_ptr<psh_array, void (*)(psh_array *)> shared{nullptr, &psh_array_free};
+
+    reduce_slots(psh_context *c, int workers, const T &identity)
+    {
+        count = workers;
+        if (static_cast<std::size_t>(workers) > (SIZE_MAX - align) / stride)
+            throw error(PSH_EINVAL, "pasha::reduce: the accumulators do not fit in memory");
+        std::size_t bytes = static_cast<std::size_t>(workers) * stride + align;
+        unsigned char *raw;
+        if (psh_context_kind(c) == PSH_SERIAL || psh_context_kind(c) == PSH_THREADS) {
+            local.reset(new unsigned char[bytes]);
+            raw = local.get();
+        } else {
+            psh_array *a = nullptr;
+            check(psh_alloc(&a, c, PSH_UINT8, 1, &bytes, nullptr));
+            shared.reset(a);
+            raw = static_cast<unsigned char *>(psh_array_data(a));
+        }
+        base = raw + (align - reinterpret_cast<std::uintptr_t>(raw) % align) % align;
+        for (int w = 0; w < workers; ++w) ::new (static_cast<void *>(base + w * stride)) T(identity);
+    }
+    T &operator[](int w) const noexcept { return *std::launder(reinterpret_cast<T *>(base + w * stride)); }
+};
+
+/* The block closure of pasha::reduce: the worker's own accumulator, updated
+ * in place (kernel(begin, end, T &acc) returning void) or replaced
+ * (acc = kernel(begin, end, const T &acc)). */
+template <class K, class T>
+struct reduce_body {
+    K kernel;
+    unsigned char *slots;
+    void operator()(int w, std::size_t begin, std::size_t end) const
+    {
+        T &acc = *std::launder(reinterpret_cast<T *>(slots + static_cast<std::size_t>(w) * reduce_slots<T>::stride));
+        if constexpr (std::is_void<std::invoke_result_t<const K &, std::size_t, std::size_t, T &>>::value)
+            kernel(begin, end, acc);
+        else
+            acc = kernel(begin, end, static_cast<const T &>(acc));
+    }
+};
+
+/* Which forms of kernel and combine pasha::reduce accepts (see there). */
+template <class K, class T>
+struct reduce_kernel_ok
+    : std::integral_constant<
+          bool, (std::is_invocable<const K &, std::size_t, std::size_t, T &>::value &&
+                 std::is_void<result_or_void_t<const K &, std::size_t, std::size_t, T &>>::value &&
+                 !std::is_invocable<const K &, std::size_t, std::size_t, const T &>::value) ||
+                    std::is_convertible<result_or_void_t<const K &, std::size_t, std::size_t, const T &>, T>::value> {};
+template <class C, class T>
+struct reduce_combine_ok
+    : std::integral_constant<bool, (std::is_invocable<const C &, T &, const T &>::value &&
+                                    std::is_void<result_or_void_t<const C &, T &, const T &>>::value &&
+                                    !std::is_invocable<const C &, const T &, const T &>::value) ||
+                                       std::is_convertible<result_or_void_t<const C &, const T &, const T &>,
+                                                           T>::value> {};
+
 }  // namespace detail
 
 /** Call f(worker_id, index) for every index in [0, n), split among the
  *  context's workers; return when all are done. See the top of this file
  *  for the closure rule and how exceptions come back. */
 template <class F>
-void map(const context &ctx, std::size_t n, const F &f, const map_options &opts = {})
+auto map(const context &ctx, std::size_t n, const F &f, const map_options &opts = {})
 {
     static_assert(std::is_invocable<const F &, int, std::size_t>::value,
                   "pasha::map: the kernel must be callable as f(int worker_id, std::size_t index) const");
-    detail::run_map(ctx, n, f, detail::items_adapter{}, &opts);
+    using R = detail::result_or_void_t<const F &, int, std::size_t>;
+    if constexpr (std::is_void<R>::value)
+        detail::run_map(ctx, n, f, detail::items_adapter{}, &opts);
+    else
+        return detail::collect<R>(ctx, n, [&](R *out) {
+            detail::run_map(ctx, n, detail::store_results<F, R>{f, out}, detail::items_adapter{}, &opts);
+        });
 }
 
 /** Call f(worker_id, begin, end) once per contiguous block of [0, n) (with
@@ -1044,21 +1184,26 @@ void map_blocks(const context &ctx, std::size_t n, const F &f, const map_options
  *  along axis (negative: from the end): view of rank ndim-1; for a 1-d
  *  array a 0-d view of element index. */
 template <class T, class F>
-void map(const context &ctx, const array<T> &arr, int axis, const F &f, const map_options &opts = {})
+auto map(const context &ctx, const array<T> &arr, int axis, const F &f, const map_options &opts = {})
 {
     static_assert(std::is_invocable<const F &, int, std::size_t, view<T>>::value,
                   "pasha::map over an array: the kernel must be callable as f(int worker_id, std::size_t index, "
                   "pasha::view<T> sub) const");
     std::size_t n = 0;
     auto a = detail::make_axis_adapter(arr, axis, n);
-    detail::run_map(ctx, n, f, a, &opts);
+    using R = detail::result_or_void_t<const F &, int, std::size_t, view<T>>;
+    if constexpr (std::is_void<R>::value)
+        detail::run_map(ctx, n, f, a, &opts);
+    else
+        return detail::collect<R>(
+            ctx, n, [&](R *out) { detail::run_map(ctx, n, detail::store_results<F, R>{f, out}, a, &opts); });
 }
 
 /** The same along axis 0. */
 template <class T, class F>
-void map(const context &ctx, const array<T> &arr, const F &f, const map_options &opts = {})
+auto map(const context &ctx, const array<T> &arr, const F &f, const map_options &opts = {})
 {
-    map(ctx, arr, 0, f, opts);
+    return map(ctx, arr, 0, f, opts);
 }
 
 /** Call f(worker_id, index, element &) for every element of a contiguous
@@ -1067,13 +1212,19 @@ void map(const context &ctx, const array<T> &arr, const F &f, const map_options 
  *  a persistent pool does not see memory made after it. */
 template <class R, class F, class = std::enable_if_t<!detail::is_array<std::remove_cv_t<std::remove_reference_t<R>>>::value>,
           class E = detail::range_element_t<R>>
-void map(const context &ctx, R &&range, const F &f, const map_options &opts = {})
+auto map(const context &ctx, R &&range, const F &f, const map_options &opts = {})
 {
     static_assert(std::is_invocable<const F &, int, std::size_t, E &>::value,
                   "pasha::map over a range: the kernel must be callable as f(int worker_id, std::size_t index, "
                   "element &) const");
     detail::range_adapter<E> a{std::data(range)};
-    detail::run_map(ctx, static_cast<std::size_t>(std::size(range)), f, a, &opts);
+    const std::size_t n = static_cast<std::size_t>(std::size(range));
+    using V = detail::result_or_void_t<const F &, int, std::size_t, E &>;
+    if constexpr (std::is_void<V>::value)
+        detail::run_map(ctx, n, f, a, &opts);
+    else
+        return detail::collect<V>(
+            ctx, n, [&](V *out) { detail::run_map(ctx, n, detail::store_results<F, V>{f, out}, a, &opts); });
 }
 
 /** Sum the rows of a per_worker array (shape {num_workers, ...} in C order)
@@ -1089,6 +1240,55 @@ std::vector<T> sum_per_worker(const array<T> &acc)
     for (std::size_t w = 0; w < rows; ++w)
         for (std::size_t j = 0; j < cols; ++j) r[j] += acc[w * cols + j];
     return r;
+}
+
+/** A reduction in the manner of tbb::parallel_reduce's functional form:
+ *  each worker folds the blocks of [0, n) it is handed into an accumulator
+ *  of its own that starts as a copy of identity, with
+ *    kernel(std::size_t begin, std::size_t end, T &acc)             (void: in place) or
+ *    T kernel(std::size_t begin, std::size_t end, const T &acc)     (the new value),
+ *  then the caller folds the accumulators with
+ *    combine(T &into, const T &from)                                (void: in place) or
+ *    T combine(const T &a, const T &b),
+ *  always in worker order: acc[0] + acc[1] + ... + acc[W-1], left to right
+ *  (deterministic for a given schedule; with the static schedule worker w
+ *  always gets items [w*n/W, (w+1)*n/W), so floating-point results are the
+ *  same from run to run). identity must be an identity of combine (a worker
+ *  with no items contributes it). The accumulators sit on separate 128-byte
+ *  boundaries (no false sharing); in processes contexts in a psh array, so
+ *  T must be trivially copyable (checked at compile time). The kernel and
+ *  combine follow the closure rule of pasha::map; exceptions come back as
+ *  from pasha::map. Not on MPI contexts (PSH_EINVAL). For a large T (a
+ *  histogram, a sum frame) use the in-place forms: the functional ones copy
+ *  T once per block. */
+template <class T, class K, class C>
+T reduce(const context &ctx, std::size_t n, const T &identity, const K &kernel, const C &combine,
+         const map_options &opts = {})
+{
+    static_assert(std::is_trivially_copyable<T>::value,
+                  "pasha::reduce: the accumulator type must be trivially copyable, because processes contexts "
+                  "keep the per-worker accumulators in shared memory");
+    static_assert(alignof(T) <= 128, "pasha::reduce: the accumulator type must be aligned to at most 128 bytes");
+    static_assert(detail::reduce_kernel_ok<K, T>::value,
+                  "pasha::reduce: the kernel must be callable as kernel(std::size_t begin, std::size_t end, T &acc) "
+                  "const returning void, or as T kernel(std::size_t begin, std::size_t end, const T &acc) const");
+    static_assert(detail::reduce_combine_ok<C, T>::value,
+                  "pasha::reduce: combine must be callable as combine(T &into, const T &from) returning void, or "
+                  "as T combine(const T &a, const T &b)");
+    psh_context *c = detail::checked(ctx);
+    if (psh_context_kind(c) == PSH_MPI)
+        throw error(PSH_EINVAL, "pasha::reduce: not on an MPI context (reduce per-worker rows with "
+                                "pasha::mpi::reduce)");
+    detail::reduce_slots<T> slots(c, psh_context_num_workers(c), identity);
+    detail::run_map(ctx, n, detail::reduce_body<K, T>{kernel, slots.base}, detail::blocks_adapter{}, &opts);
+    T result = slots[0];
+    for (int w = 1; w < slots.count; ++w) {
+        if constexpr (std::is_void<std::invoke_result_t<const C &, T &, const T &>>::value)
+            combine(result, static_cast<const T &>(slots[w]));
+        else
+            result = combine(static_cast<const T &>(result), static_cast<const T &>(slots[w]));
+    }
+    return result;
 }
 
 }  // namespace pasha
