@@ -45,8 +45,14 @@
  *   - serial and threads contexts: the very exception is rethrown in the
  *     caller (the first one, when several workers throw);
  *   - processes contexts (fork per map and persistent) and MPI contexts: the
- *     caller gets pasha::error with code() == PSH_EKERNEL and a what() that
- *     contains the original what() text.
+ *     caller gets pasha::error with code() == PSH_EKERNEL, a what() that
+ *     contains the original what() text and the type, and as data
+ *     worker_id(), index() (the very item that threw; a block map: the
+ *     block's first item) and callback() ("kernel" for pasha::map,
+ *     "block_kernel" for map_blocks and reduce). A worker process that
+ *     dies is pasha::error(PSH_EWORKER) with worker_id(), index() (the
+ *     first item of the block it was on: pasha::map hands the library
+ *     blocks), signal() or exit_status().
  * No exception ever crosses the C library: the trampolines catch them.
  *
  * SPDX-License-Identifier: BSD-3-Clause
@@ -88,17 +94,65 @@ namespace pasha {
 /** Thrown for every status other than PSH_OK. code() is the PSH_E* code;
  *  what() is psh_strerror(code) followed by the detail (psh_last_error()
  *  of the failed call), e.g. "PSH_EINVAL: invalid argument: psh_alloc:
- *  ndim 40 is out of range 0..32". */
+ *  ndim 40 is out of range 0..32". What the library knows about a failed
+ *  map comes as data (psh_last_error_info, never read from the text):
+ *  which worker, which item, which signal or exit status, which callback. */
 class error : public std::runtime_error {
 public:
-    /** code with the calling thread's psh_last_error() as the detail. */
-    explicit error(int code) : error(code, std::string(psh_last_error())) {}
-    /** code with the given detail instead of psh_last_error(). */
-    error(int code, const std::string &detail) : std::runtime_error(format(code, detail)), code_(code) {}
+    /** code with the calling thread's psh_last_error() as the detail and
+     *  the fields of its psh_last_error_info (when that describes code). */
+    explicit error(int code) : error(code, std::string(psh_last_error()), last_info(code)) {}
+    /** code with the given detail instead of psh_last_error(); no worker,
+     *  item, signal or callback. */
+    error(int code, const std::string &detail) : error(code, detail, none(code)) {}
+    /** code and detail with the fields of info (its code and message are
+     *  not used). */
+    error(int code, const std::string &detail, const psh_error_info &info)
+        : std::runtime_error(format(code, detail)), code_(code), worker_id_(info.worker_id), index_(info.index),
+          signal_(info.signal), exit_status_(info.exit_status), has_callback_(info.callback != nullptr),
+          callback_(info.callback ? info.callback : "")
+    {
+    }
     /** The PSH_E* status code (negative). */
     int code() const noexcept { return code_; }
+    /** The worker the failure happened in; -1: no worker involved. */
+    int worker_id() const noexcept { return worker_id_; }
+    /** The item that failed (a block map: the block's first item; a dead
+     *  worker: the first item of its block); -1: none. */
+    long long index() const noexcept { return index_; }
+    /** The signal that ended a worker process; 0: none. */
+    int signal() const noexcept { return signal_; }
+    /** The exit status of a worker process that exited; -1: none. */
+    int exit_status() const noexcept { return exit_status_; }
+    /** The callback that failed: "kernel" (pasha::map's lambda),
+     *  "block_kernel" (map_blocks, reduce), "worker_begin", "worker_end",
+     *  "progress", ... (psh_last_error_info); nullptr: none. */
+    const char *callback() const noexcept { return has_callback_ ? callback_.c_str() : nullptr; }
+
+    /** psh_last_error_info of the calling thread, its fields reset to
+     *  their "none" values when it does not describe code. */
+    static psh_error_info last_info(int code) noexcept
+    {
+        psh_error_info info = none(code);
+        psh_error_info got;
+        std::memset(&got, 0, sizeof got);
+        got.struct_size = sizeof got;
+        if (psh_last_error_info(&got) == PSH_OK && got.code == code) info = got;
+        return info;
+    }
 
 private:
+    static psh_error_info none(int code) noexcept
+    {
+        psh_error_info info;
+        std::memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        info.code = code;
+        info.worker_id = -1;
+        info.index = -1;
+        info.exit_status = -1;
+        return info;
+    }
     static std::string format(int code, const std::string &detail)
     {
         std::string s = psh_strerror(code);
@@ -106,6 +160,12 @@ private:
         return s;
     }
     int code_;
+    int worker_id_;
+    long long index_;
+    int signal_;
+    int exit_status_;
+    bool has_callback_;
+    std::string callback_;
 };
 
 namespace detail {
@@ -186,8 +246,10 @@ namespace detail {
  * written, 2 written. */
 struct shm_error {
     int state;
-    char text[4092];
+    long long item;  // the item that threw; -1: not known (a block map)
+    char text[4080];
 };
+static_assert(sizeof(shm_error) <= 4096, "one page");
 
 /* What the C++ layer keeps per context, shared by its copies. */
 struct context_state {
@@ -770,6 +832,7 @@ inline void record(shm_error *e, int worker_id, std::size_t begin, std::size_t e
         std::snprintf(where, sizeof where, "in items [%zu, %zu) (worker %d)", begin, end, worker_id);
     std::snprintf(e->text, sizeof e->text, "%s%s%s %s", type ? type : "an exception of unknown type",
                   what ? ": " : "", what ? what : "", where);
+    e->item = item != SIZE_MAX ? static_cast<long long>(item) : -1;
     std::free(demangled);
     __atomic_store_n(&e->state, 2, __ATOMIC_RELEASE);
 }
@@ -883,6 +946,7 @@ inline void progress_trampoline(void *ud, std::size_t done, std::size_t total) n
 
 /* Adapters: how a block [begin, end) becomes calls of the user's lambda. */
 struct items_adapter {
+    static constexpr bool per_item = true;
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
     {
@@ -891,6 +955,7 @@ struct items_adapter {
 };
 
 struct blocks_adapter {
+    static constexpr bool per_item = false;
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
     {
@@ -900,6 +965,7 @@ struct blocks_adapter {
 
 template <class T>
 struct range_adapter {
+    static constexpr bool per_item = true;
     T *data;
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
@@ -911,6 +977,7 @@ struct range_adapter {
 
 template <class T>
 struct axis_adapter {
+    static constexpr bool per_item = true;
     char *base;
     std::ptrdiff_t step;  // bytes between sub-arrays
     int rank;
@@ -973,10 +1040,17 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
         o.user_data_size = sizeof p;
         rc = psh_map_blocks_ext(c, &shared_trampoline<F, A>, &p, n, &o);
         if (rc == PSH_EKERNEL) {
-            if (err && __atomic_load_n(&err->state, __ATOMIC_ACQUIRE) == 2)
-                throw error(PSH_EKERNEL, std::string("the kernel threw ") + err->text);
-            throw error(PSH_EKERNEL, std::string("the kernel threw (its text could not be passed back): ") +
-                                         psh_last_error());
+            // The library saw our block trampoline fail: the C++ layer knows
+            // the very item, and that the user's callback is a per-item kernel.
+            psh_error_info info = error::last_info(rc);
+            bool recorded = err && __atomic_load_n(&err->state, __ATOMIC_ACQUIRE) == 2;
+            if (recorded && err->item >= 0) info.index = err->item;
+            if (A::per_item && info.callback && std::strcmp(info.callback, "block_kernel") == 0)
+                info.callback = "kernel";
+            if (recorded) throw error(PSH_EKERNEL, std::string("the kernel threw ") + err->text, info);
+            throw error(PSH_EKERNEL,
+                        std::string("the kernel threw (its text could not be passed back): ") + psh_last_error(),
+                        info);
         }
     }
     if (ps.exc) std::rethrow_exception(ps.exc);

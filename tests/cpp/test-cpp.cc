@@ -9,8 +9,11 @@
 // must be; the exit status is the number of failed checks (capped).
 #include <pasha/pasha.hpp>
 
+#include <unistd.h>
+
 #include <array>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -100,6 +103,18 @@ static void test_errors()
         caught = std::string(e.what()).rfind("PSH_EINVAL", 0) == 0;
     }
     CHECK(caught);
+    // The fields of an error without a worker: none of them.
+    caught = false;
+    try {
+        pasha::context c(pasha::kind::threads, 100000);
+    } catch (const pasha::error &e) {
+        caught = e.code() == PSH_EINVAL && e.worker_id() == -1 && e.index() == -1 && e.signal() == 0 &&
+                 e.exit_status() == -1 && e.callback() == nullptr;
+    }
+    CHECK(caught);
+    pasha::error own(PSH_ESYS, "made here");
+    CHECK(own.code() == PSH_ESYS && own.worker_id() == -1 && own.callback() == nullptr &&
+          std::string(own.what()) == std::string(psh_strerror(PSH_ESYS)) + ": made here");
     // A bad schedule per map, a bad axis, a 0-d array.
     auto a = pasha::alloc<int>(s, {4});
     EXPECT_PASHA_ERROR(pasha::map(s, 4, [](int, std::size_t) {}, {static_cast<psh_schedule>(3), 0}), PSH_EINVAL,
@@ -512,6 +527,31 @@ static void test_exceptions(pasha::context &ctx, bool processes)
                                           if (i == 3) throw std::runtime_error("row three");
                                       }),
                            PSH_EKERNEL, "std::runtime_error: row three at index 3 (worker ");
+        // The same as data (psh_last_error_info, not the text): the worker
+        // whose static share holds item 1717 of 5000 with 3 workers (1),
+        // the very item, the callback.
+        int W = ctx.num_workers();
+        for (int round = 0; round < 2; ++round) {
+            bool got = false;
+            try {
+                if (round == 0)
+                    pasha::map(ctx, n, kernel);
+                else
+                    pasha::map_blocks(ctx, n, [](int, std::size_t b, std::size_t e) {
+                        if (b <= 4000 && 4000 < e) throw std::invalid_argument("block with 4000");
+                    });
+            } catch (const pasha::error &e) {
+                got = true;
+                CHECK(e.code() == PSH_EKERNEL);
+                CHECK(e.worker_id() == static_cast<int>((round == 0 ? 1717 : 4000) * static_cast<std::size_t>(W) / n));
+                // map: the item; map_blocks (static: one block per worker): the block's start
+                CHECK(e.index() == (round == 0 ? 1717 : static_cast<long long>(e.worker_id() * n / W)));
+                CHECK(e.callback() != nullptr &&
+                      std::string(e.callback()) == (round == 0 ? "kernel" : "block_kernel"));
+                CHECK(e.signal() == 0 && e.exit_status() == -1);
+            }
+            CHECK(got);
+        }
         // Caught as a std::runtime_error too.
         bool caught = false;
         try {
@@ -589,6 +629,39 @@ static void test_options(pasha::context &ctx, bool processes)
 
 // A map from inside a kernel runs serially in that worker; exceptions from it
 // reach the outer map's rules.
+// A worker process that dies: pasha::error(PSH_EWORKER) with the worker,
+// the first item of the block it was on (pasha::map runs blocks; with the
+// static schedule the worker's whole share) and the signal or exit status,
+// as data.
+static void test_dead_worker(pasha::context &ctx)
+{
+    const std::size_t n = 3000;
+    const int W = ctx.num_workers();
+    for (int how = 0; how < 2; ++how) {
+        bool got = false;
+        try {
+            pasha::map(ctx, n, [how](int, std::size_t i) {
+                if (i == 2500) {
+                    if (how == 0) raise(SIGKILL);
+                    _exit(7);
+                }
+            });
+        } catch (const pasha::error &e) {
+            got = true;
+            CHECK(e.code() == PSH_EWORKER);
+            CHECK(e.worker_id() == static_cast<int>(2500 * static_cast<std::size_t>(W) / n));
+            const int w = static_cast<int>(2500 * static_cast<std::size_t>(W) / n);
+            CHECK(e.index() == static_cast<long long>(static_cast<std::size_t>(w) * n / static_cast<std::size_t>(W)));
+            CHECK(how == 0 ? (e.signal() == SIGKILL && e.exit_status() == -1)
+                           : (e.signal() == 0 && e.exit_status() == 7));
+        }
+        CHECK(got);
+        // The context stays usable.
+        std::vector<long> r = pasha::map(ctx, 10, [](int, std::size_t i) { return static_cast<long>(i); });
+        CHECK(r.size() == 10 && r[9] == 9);
+    }
+}
+
 // ---- maps with results, reductions -----------------------------------------
 
 struct item_result {
@@ -825,6 +898,7 @@ int main(int argc, char **argv)
             test_nested(ctx, processes);
             test_results(ctx, what == "pool");
             test_reduce(ctx);
+            if (processes) test_dead_worker(ctx);
         } else {
             std::fprintf(stderr, "usage: test-cpp common|serial|threads|processes|pool\n");
             return 2;
