@@ -101,6 +101,21 @@ module pasha
     integer(c_size_t) :: user_data_size
   end type
 
+  !> psh_error_info: what psh_last_error_info says about this thread's last
+  !> failed call, as data. Set struct_size = c_sizeof(info) before the call;
+  !> callback and message are C strings (psh_c_string), callback c_null_ptr
+  !> when none; index is 0-based, -1: none; worker_id -1: none.
+  type, bind(C) :: psh_error_info
+    integer(c_size_t) :: struct_size
+    integer(c_int) :: code
+    integer(c_int) :: worker_id
+    integer(c_long_long) :: index
+    integer(c_int) :: signal
+    integer(c_int) :: exit_status
+    type(c_ptr) :: callback
+    type(c_ptr) :: message
+  end type
+
   !> Interfaces that kernels and callbacks must match.
   abstract interface
     !> A kernel: called once per index (0-based); return 0, non-zero stops the map.
@@ -134,6 +149,13 @@ module pasha
     end function
     type(c_ptr) function psh_last_error() bind(C, name='psh_last_error')
       import :: c_ptr
+    end function
+    integer(c_int) function psh_last_error_info(info) bind(C, name='psh_last_error_info')
+      import :: c_int, psh_error_info
+      type(psh_error_info), intent(inout) :: info
+    end function
+    integer(c_int) function psh_cpu_count() bind(C, name='psh_cpu_count')
+      import :: c_int
     end function
     type(c_ptr) function psh_version() bind(C, name='psh_version')
       import :: c_ptr

@@ -94,6 +94,7 @@ contains
     integer(c_int64_t), pointer :: pacc(:,:)
     integer :: i, j, nw
     integer(c_int) :: rc
+    type(psh_error_info) :: info
     character(len=2) :: tag
     write (tag, '(i2)') kind
 
@@ -153,6 +154,16 @@ contains
     rc = psh_map(ctx, c_funloc(fail_at_13), c_null_ptr, f)
     call expect(rc == PSH_EKERNEL, 'kernel error is PSH_EKERNEL'//tag)
     call expect(index(psh_error_message(), '13') > 0, 'message names index 13'//tag)
+    ! The same as data: psh_last_error_info.
+    info%struct_size = c_sizeof(info)
+    call expect(psh_last_error_info(info) == PSH_OK, 'psh_last_error_info'//tag)
+    call expect(info%code == PSH_EKERNEL, 'info code'//tag)
+    call expect(info%index == 13_c_long_long, 'info index 13'//tag)
+    ! static split of 100 items over nw workers: item 13 is worker 13*nw/100
+    call expect(info%worker_id == 13 * nw / 100, 'info worker'//tag)
+    call expect(info%signal == 0 .and. info%exit_status == -1, 'info no signal'//tag)
+    call expect(psh_c_string(info%callback) == 'kernel', 'info callback kernel'//tag)
+    call expect(psh_c_string(info%message) == psh_error_message(), 'info message'//tag)
     call expect(index(psh_error_name(rc), 'PSH_EKERNEL') == 1, 'strerror'//tag)
     call psh_functor_destroy(f)
 
@@ -165,6 +176,7 @@ contains
 
   subroutine bad_input()
     type(c_ptr) :: a, ctx
+    type(psh_error_info) :: info
     real(c_double), pointer :: p2(:,:)
     integer(c_size_t), allocatable :: big(:)
     type(psh_alloc_options) :: opts
@@ -174,6 +186,19 @@ contains
     call expect(index(psh_error_message(), 'ndim') > 0, 'message says ndim')
     call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [-1_c_size_t]) == PSH_EINVAL, 'negative length')
     call expect(psh_context_create(ctx, 99_c_int, 1_c_int) == PSH_EINVAL, 'unknown kind')
+    info%struct_size = c_sizeof(info)
+    call expect(psh_last_error_info(info) == PSH_OK, 'psh_last_error_info after EINVAL')
+    call expect(info%code == PSH_EINVAL .and. info%worker_id == -1 .and. info%index == -1_c_long_long, &
+                'info of an invalid argument: no worker, no index')
+    call expect(.not. c_associated(info%callback), 'info of an invalid argument: no callback')
+    info%struct_size = 0
+    call expect(psh_last_error_info(info) == PSH_EINVAL, 'psh_last_error_info refuses struct_size 0')
+    ! psh_cpu_count: the default worker count (PASHA_NUM_WORKERS when set,
+    ! as the test runs it).
+    call expect(psh_cpu_count() >= 1, 'psh_cpu_count >= 1')
+    call expect(psh_context_create(ctx, PSH_THREADS, 0_c_int) == PSH_OK, 'default threads context')
+    call expect(psh_context_num_workers(ctx) == psh_cpu_count(), 'default workers == psh_cpu_count')
+    call psh_context_destroy(ctx)
     ! A pointer of the wrong rank is not associated.
     call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [3_c_size_t]) == PSH_OK, 'alloc 1-d')
     call psh_array_pointer(a, p2)

@@ -672,7 +672,7 @@ def _int_literal(v):
 def check_python(h, pkg_dir, include_dirs):
     problems = []
     n = 0
-    csrc = sorted(glob.glob(os.path.join(pkg_dir, '*.c')))
+    csrc = sorted(glob.glob(os.path.join(pkg_dir, '**', '*.c'), recursive=True))
     for f, line, pyname, const in python_ext_constants(h, csrc, include_dirs):
         if const is None or not const.startswith('PSH_'):
             continue  # a constant of the extension's own (ERR_HEADER)

@@ -28,7 +28,7 @@ class PythonCheckTest(DriftTest):
         self.assertCaught('python', 'SCHEDULE_DYNAMIC = 2 mirrors PSH_SCHEDULE_DYNAMIC')
 
     def test_wrong_extension_constant_fails(self):
-        self.edit(PKG + '/_pasha.c', 'PyModule_AddIntConstant(m, "EKERNEL", PSH_EKERNEL);',
+        self.edit(PKG + '/_c/module.c', 'PyModule_AddIntConstant(m, "EKERNEL", PSH_EKERNEL);',
                   'PyModule_AddIntConstant(m, "EKERNEL", PSH_EWORKER);')
         self.assertCaught('python', 'exports PSH_EWORKER as EKERNEL')
 
