@@ -49,6 +49,21 @@ class FortranCheckTest(DriftTest):
                   "      type(c_ptr), value :: out")
         self.assertCaught('fortran', 'psh_context_create argument 1')
 
+    def test_type_field_kind_fails(self):
+        self.edit(F, '    integer(c_int) :: worker_id\n    integer(c_long_long) :: index',
+                  '    integer(c_int) :: worker_id\n    integer(c_int) :: index')
+        self.assertCaught('fortran', 'psh_error_info%index is', 'psh_error_info%signal is at offset 20 in Fortran, 24 in C')
+
+    def test_type_field_offset_fails(self):
+        # The header widens a field: the Fortran offsets after it drift.
+        self.edit('include/pasha/pasha.h', '    int worker_id;           /**< -1: no worker involved */',
+                  '    long long worker_id;     /**< -1: no worker involved */')
+        self.assertCaught('fortran', 'psh_error_info%worker_id is', 'psh_error_info%index is at offset 16 in Fortran, 24 in C')
+
+    def test_type_missing_field_fails(self):
+        self.edit(F, '    type(c_ptr) :: progress_data\n', '')
+        self.assertCaught('fortran', 'type psh_map_options has fields')
+
     def test_mpi_module_drift_fails(self):
         self.edit(FM, "function psh_mpi_gather(ctx, a, root)", "function psh_mpi_gather(ctx, a)")
         self.assertCaught('fortran', 'psh_mpi_gather takes 3 arguments in C, 2 in Fortran')

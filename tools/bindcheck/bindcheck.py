@@ -10,8 +10,10 @@ checkout this file is in) is checked:
 
   fortran  bindings/fortran/pasha.f90: one bind(C, name='psh_...') interface
            per function of pasha.h, its result and arguments of the matching
-           kinds and value-ness; the PSH_* constants with the header's
-           values. bindings/fortran/mpi/pasha_mpi.f90 likewise against
+           kinds and value-ness; the PSH_* constants (and the version
+           macros it mirrors) with the header's values; each
+           `type, bind(C)` named after a C struct: field names, kinds,
+           offsets and size. bindings/fortran/mpi/pasha_mpi.f90 likewise against
            pasha_mpi.h, where a function taking an MPI_Comm is reached
            through the C shim (pasha_mpi_shim.c, parsed too).
   julia    bindings/julia/src/Pasha.jl, parsed with tree-sitter-julia: every
@@ -305,6 +307,74 @@ def split_commas(s):
     return [p for p in parts if p.strip()]
 
 
+FORTRAN_SIZE = {'integer(c_int)': 4, 'integer(c_size_t)': 8, 'integer(c_long_long)': 8, 'integer(c_int64_t)': 8,
+                'type(c_ptr)': 8, 'type(c_funptr)': 8, 'real(c_double)': 8, 'real(c_float)': 4}
+
+
+def parse_fortran_types(text):
+    """name -> ([(field, kind)], line) for every `type, bind(C) :: name` block."""
+    out = {}
+    lines = [re.sub(r'!.*', '', l) for l in text.splitlines()]
+    i = 0
+    while i < len(lines):
+        m = re.match(r'\s*type\s*,\s*bind\(\s*C\s*\)\s*::\s*(\w+)', lines[i], re.I)
+        if not m:
+            i += 1
+            continue
+        start, fields = i + 1, []
+        i += 1
+        while i < len(lines) and not re.match(r'\s*end\s+type', lines[i], re.I):
+            d = re.match(r'\s*([^:]+?)\s*::\s*(.+)$', lines[i])
+            if d:
+                kind = d.group(1).strip().lower().replace(' ', '')
+                for fname in split_commas(d.group(2)):
+                    fields.append((re.match(r'\s*(\w+)', fname).group(1), kind))
+            i += 1
+        out[m.group(1)] = (fields, start)
+    return out
+
+
+def check_fortran_types(h, fortran_text, name):
+    """Each bind(C) type named after a C struct: field names, kinds, offsets, size."""
+    problems = []
+    types = parse_fortran_types(fortran_text)
+    for tname, (fields, line) in sorted(types.items()):
+        where = '%s:%d' % (name, line)
+        if tname not in h.structs:
+            problems.append('%s: type %s is not a struct of the header' % (where, tname))
+            continue
+        cfields = h.structs[tname]
+        if [f.lower() for f, _ in fields] != [f.lower() for f, _, _ in cfields]:
+            problems.append('%s: type %s has fields %s, the header %s'
+                            % (where, tname, [f for f, _ in fields], [f for f, _, _ in cfields]))
+            continue
+        off = align = 0
+        bad = False
+        for (f, kind), (_, ct, coff) in zip(fields, cfields):
+            ok = {k.replace(',value', '') for k in fortran_expected(h, ct, False)} if ct[1] == 0 else {'type(c_ptr)'}
+            if ct[0] in h.funcptrs or ct[0] == '<funcptr>':
+                ok = {'type(c_funptr)'}
+            if kind not in ok:
+                problems.append('%s: %s%%%s is %s in C, %s in Fortran (expected one of %s)'
+                                % (where, tname, f, ct, kind, sorted(ok)))
+                bad = True
+            size = FORTRAN_SIZE.get(kind)
+            if size is None:
+                problems.append('%s: %s%%%s: no known layout for %s' % (where, tname, f, kind))
+                bad = True
+                break
+            off = (off + size - 1) // size * size
+            if off != coff:
+                problems.append('%s: %s%%%s is at offset %d in Fortran, %d in C' % (where, tname, f, off, coff))
+                bad = True
+            off += size
+            align = max(align, size)
+        total = (off + align - 1) // align * align if align else 0
+        if not bad and total != h.struct_size[tname]:
+            problems.append('%s: type %s is %d bytes in Fortran, %d in C' % (where, tname, total, h.struct_size[tname]))
+    return problems, len(types)
+
+
 def check_fortran(h, fortran_text, origin='pasha.h', name='pasha.f90', shim=None):
     """Problems between the Fortran interfaces and the functions and
     constants of one header (origin); shim: functions of a C shim that the
@@ -346,6 +416,8 @@ def check_fortran(h, fortran_text, origin='pasha.h', name='pasha.f90', shim=None
             problems.append('%s: no constant %s (= %d)' % (name, cname, value))
         elif consts[cname] != value:
             problems.append('%s: %s is %d in the header, %d in Fortran' % (name, cname, value, consts[cname]))
+    tp, _ = check_fortran_types(h, fortran_text, name)
+    problems += tp
     for m in re.finditer(r"\b(PSH_\w+)\s*=\s*'([^']*)'", fortran_text):
         consts[m.group(1)] = m.group(2)
     for cname in sorted(set(consts) - set(h.constants)):
