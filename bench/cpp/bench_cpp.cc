@@ -19,7 +19,7 @@
 //   w4    the reduction workload (f) of bench/bench.c (bench_w4.h): a
 //         64-bin histogram and the sum of 1000 frames of 512x128 float32,
 //         through pasha::reduce (in-place kernel and combine, threads
-//         context and persistent pool) vs OpenMP reduction(+: sum[:65536],
+//         context static and dynamic, persistent pool) vs OpenMP reduction(+: sum[:65536],
 //         hist[:64]) vs oneTBB parallel_reduce (auto and static partitioner)
 #include <pasha/pasha.hpp>
 
@@ -353,16 +353,20 @@ static void workload_w4()
     // timed, as bench.c's).
     static w4_acc result;
     static const w4_acc zero{};
-    auto pasha_reduce = [&](const pasha::context &ctx) {
+    auto pasha_reduce = [&](const pasha::context &ctx, const pasha::map_options &mo) {
         result = pasha::reduce(
             ctx, frames, zero,
             [=](std::size_t b, std::size_t e, w4_acc &acc) {
                 for (std::size_t i = b; i < e; ++i) w4_frame(pf + i * W4_PIXELS, acc.sum, acc.hist);
             },
-            [](w4_acc &into, const w4_acc &from) { w4_add_rows(into.sum, into.hist, from.sum, from.hist); });
+            [](w4_acc &into, const w4_acc &from) { w4_add_rows(into.sum, into.hist, from.sum, from.hist); }, mo);
     };
     std::vector<variant> vs;
-    vs.push_back({"pasha::reduce (threads)", [&] { pasha_reduce(t); }});
+    vs.push_back({"pasha::reduce (threads)", [&] { pasha_reduce(t, {}); }});
+    // Dynamic hand-out in chunks of 8 frames, like TBB's auto partitioner
+    // balances (the combine order stays fixed; which frames each worker adds
+    // does not).
+    vs.push_back({"pasha::reduce (threads, dynamic 8)", [&] { pasha_reduce(t, {PSH_SCHEDULE_DYNAMIC, 8}); }});
     vs.push_back({"OpenMP reduction(+: sum[:65536], hist[:64])", [&] {
                       float *sum = result.sum;
                       int64_t *hist = result.hist;
@@ -391,7 +395,7 @@ static void workload_w4()
     vs.push_back({"oneTBB parallel_reduce (auto_partitioner)", [&] { tbb_reduce(false); }});
     vs.push_back({"oneTBB parallel_reduce (static_partitioner)", [&] { tbb_reduce(true); }});
 #endif
-    vs.push_back({"pasha::reduce (persistent pool)", [&] { pasha_reduce(pool); }});
+    vs.push_back({"pasha::reduce (persistent pool)", [&] { pasha_reduce(pool, {}); }});
 
     // Every variant computes the same histogram (exactly) and sum frame (up
     // to the order of the float additions).
@@ -429,6 +433,8 @@ static void workload_w4()
           "pasha::reduce / oneTBB (auto)");
     ratio(vs, "pasha::reduce (threads)", "oneTBB parallel_reduce (static_partitioner)",
           "pasha::reduce / oneTBB (static)");
+    ratio(vs, "pasha::reduce (threads, dynamic 8)", "oneTBB parallel_reduce (auto_partitioner)",
+          "pasha::reduce dynamic / oneTBB (auto)");
 #endif
 }
 
