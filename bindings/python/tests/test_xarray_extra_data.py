@@ -94,3 +94,62 @@ def test_extra_data_keydata_missed_train(ctx, lpd_run_dir):
     ctx.map(functools.partial(_train_record, tids, counts), kd)
     np.testing.assert_array_equal(tids, kd.train_ids)
     np.testing.assert_array_equal(counts, expected)
+
+
+def _source_record(tids, nkeys, firsts, worker_id, index, train_id, data):
+    assert isinstance(data, dict)  # never None
+    tids[index] = train_id
+    nkeys[index] = len(data)
+    if 'beamPosition.ixPos.value' in data:
+        firsts[index] = float(np.asarray(data['beamPosition.ixPos.value']).ravel()[0])
+    return sorted(data)
+
+
+def test_extra_data_sourcedata(ctx, run_dir):
+    """SourceData (EXtra-data >= 1.10): the kernel gets the source's dict
+    {key: value} for each train, index aligned with train_ids."""
+    import extra_data as xd
+    if not hasattr(xd, 'SourceData'):
+        pytest.skip('EXtra-data without SourceData')
+    run = xd.RunDirectory(str(run_dir))
+    sd = run['SA1_XTD2_XGM/DOOCS/MAIN'].select_keys('beamPosition.*')
+    assert isinstance(sd, xd.SourceData)
+    assert type(psh.functor.Functor.try_wrap(sd)) is psh.ExtraDataFunctor
+    n = len(sd.train_ids)
+    tids = ctx.zeros(n, dtype=np.uint64)
+    nkeys = ctx.full(n, -1, dtype=np.int64)
+    firsts = ctx.full(n, np.nan)
+    keys = ctx.map(functools.partial(_source_record, tids, nkeys, firsts), sd, chunksize=7)
+    np.testing.assert_array_equal(tids, sd.train_ids)
+    assert (nkeys == len(sd.keys())).all() and nkeys[0] > 0
+    assert keys == [sorted(sd.keys())] * n
+    np.testing.assert_array_equal(firsts, sd['beamPosition.ixPos'].ndarray().astype(float))
+
+
+def test_extra_data_sourcedata_without_data(ctx, run_dir):
+    """A source with no data in a train gives an empty dict, never None."""
+    import extra_data as xd
+    if not hasattr(xd, 'SourceData'):
+        pytest.skip('EXtra-data without SourceData')
+    run = xd.RunDirectory(str(run_dir))
+    sd = run['FXE_XAD_GEC/CAM/CAMERA_NODATA:daqOutput']
+    n = len(sd.train_ids)
+    tids = ctx.zeros(n, dtype=np.uint64)
+    nkeys = ctx.full(n, -1, dtype=np.int64)
+    firsts = ctx.full(n, np.nan)
+    got = ctx.map(functools.partial(_source_record, tids, nkeys, firsts), sd)
+    np.testing.assert_array_equal(tids, sd.train_ids)
+    assert n == 400 and (nkeys == 0).all() and got == [[]] * n
+
+
+def _keydata_shape(worker_id, index, train_id, data):
+    return (int(train_id), type(data).__name__, data.shape, str(data.dtype))
+
+
+def test_extra_data_keydata_empty_train_is_an_empty_array(ctx, run_dir):
+    import extra_data as xd
+    run = xd.RunDirectory(str(run_dir))
+    kd = run['FXE_XAD_GEC/CAM/CAMERA_NODATA:daqOutput', 'data.image.pixels']
+    got = ctx.map(_keydata_shape, kd)
+    assert [g[0] for g in got] == [int(t) for t in kd.train_ids]
+    assert set(g[1:] for g in got) == {('ndarray', (0,) + kd.entry_shape, str(kd.dtype))}

@@ -3,20 +3,24 @@
 
 Every context is a libpasha ``psh_context``; arrays from ``alloc`` are
 numpy views of libpasha shared-memory arrays, and ``map`` dispatches one
-Python call per share through ``psh_map_blocks``.
+call per item (or per share of a functor of its own) through one
+``psh_map_ext``, returning the kernel's values.
 """
 
 import ctypes
 import functools
 import io
 import marshal
+import os
 import pickle
 import re
 import struct
 import sys
+import threading
 import traceback
 import types
 import warnings
+from concurrent.futures import Future
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
 
@@ -32,7 +36,7 @@ except ImportError:  # pragma: no cover - cloudpickle is a dependency
     _cloudpickle = None
     _Pickler = pickle.Pickler
 
-__all__ = ['MapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
+__all__ = ['MapContext', 'HeapContext', 'SerialContext', 'ThreadContext', 'ProcessContext',
            'WorkerError']
 
 _SERIAL, _THREADS, _PROCESSES = 0, 1, 2
@@ -41,13 +45,69 @@ _SCHEDULE_CONTEXT = -1
 _MODE_INPROC, _MODE_FORK, _MODE_POOL = 0, 1, 2
 _ERR_SIZE = 1 << 16  # bytes per worker for a pickled exception
 _ERR_HEADER = _pasha.ERR_HEADER
+_SLOT_HEADER = _pasha.SLOT_HEADER  # [exception length, item index, results length, 0]
 # An ordinary ndarray at least this large reaching a pool map by value is
 # copied once into shared memory for the map instead of being pickled.
 _BIG_ARRAY = 1 << 20
 
 
 class WorkerError(RuntimeError):
-    """A worker process died (signal or exit) or the map failed in libpasha."""
+    """A worker process died (signal or exit) or the map failed in libpasha.
+
+    Attributes (None where they do not apply): worker_id (the id the
+    kernels got), index (the item the worker was on), signal (that ended
+    the worker process), exit_status (of a worker process that exited).
+    Exceptions a kernel raised are re-raised as themselves, with the same
+    attributes (signal and exit_status None)."""
+
+    def __init__(self, message='', worker_id=None, index=None, signal=None, exit_status=None):
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.index = index
+        self.signal = signal
+        self.exit_status = exit_status
+
+
+def _tag(exc, worker_id, index):
+    """A kernel's exception, re-raised: where it came from, as attributes."""
+    for name, value in (('worker_id', worker_id), ('index', index if index >= 0 else None),
+                        ('signal', None), ('exit_status', None)):
+        try:
+            setattr(exc, name, value)
+        except (AttributeError, TypeError):  # an exception type with __slots__
+            pass
+    return exc
+
+
+def _worker_error(message, info, slot_index=None, itemwise=True):
+    """The WorkerError of a failed map from its psh_error_info (info: code,
+    worker_id with the worker base added, index, signal, exit_status,
+    callback); slot_index: the item the worker last started, as it
+    recorded it in its slot (a process map), -1: none."""
+    code, worker_id, index, sig, status, callback = info
+    worker_id = worker_id if worker_id >= 0 else None
+    if slot_index is not None and slot_index >= 0:
+        index = slot_index
+    elif not itemwise or index < 0:
+        index = None  # libpasha's index is a share's, not an item's
+    died = code == _pasha.EWORKER
+    sig = sig if died and sig > 0 else None
+    status = status if died and status >= 0 else None
+    if sig is not None:
+        import signal as _signal
+        try:
+            name = _signal.Signals(sig).name
+        except ValueError:
+            name = 'unknown'
+        text = f'worker {worker_id} was killed by signal {sig} ({name})'
+    elif status is not None:
+        text = f'worker {worker_id} exited with status {status}'
+    elif died:
+        text = f'worker {worker_id} died'
+    else:
+        text = message or 'failed'
+    where = f'on item {index}: ' if index is not None else ''
+    return WorkerError(f'map: {where}{text}', worker_id, index, sig, status)
 
 
 class _RemoteTraceback(Exception):
@@ -142,6 +202,8 @@ class _JobPickler(_Pickler):
         self._copies = {}
 
     def reducer_override(self, obj):
+        if obj is self._ctx:  # named by the kernel or its hooks: a stand-in there
+            return _InPoolWorker, (type(obj).__name__, obj.num_workers)
         t = type(obj)
         if t is _FunctionType or issubclass(t, type):
             if _parent_override is None:
@@ -225,19 +287,19 @@ def _store_exception(slot, exc, index):
     """In a worker process: pickle exc (and its traceback text) into slot."""
     tb = ''.join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     data = _pickle_exception(exc, tb, index)
-    room = len(slot) - 16
+    room = len(slot) - _SLOT_HEADER
     if len(data) > room:
         data = pickle.dumps((RuntimeError(f'{type(exc).__name__}: {str(exc)[:1000]}'),
                              tb[-(room // 2):], index))
-    slot[16:16 + len(data)] = data
+    slot[_SLOT_HEADER:_SLOT_HEADER + len(data)] = data
     slot[:8] = struct.pack('<q', len(data))
 
 
 def _load_exception(slot, function=None):
     (n,) = struct.unpack('<q', bytes(slot[:8]))
-    if n <= 0 or n + 16 > len(slot):
+    if n <= 0 or n + _SLOT_HEADER > len(slot):
         return None
-    exc, tb, index = pickle.loads(bytes(slot[16:16 + n]))
+    exc, tb, index = pickle.loads(bytes(slot[_SLOT_HEADER:_SLOT_HEADER + n]))
     if tb and function is not None:
         try:
             tb = _fix_dynamic_frames(tb, function)
@@ -298,6 +360,133 @@ def _fix_dynamic_frames(tb, function):
         return f'  File "{name}", line {m.group(1)}, in {m.group(2)}\n' + \
             (f'    {src}\n' if src else '')
     return _DYNAMIC_FRAME.sub(repl, tb)
+
+
+# ---- the values of a map, from worker processes -------------------------
+#
+# A worker process keeps the values its kernel returned (None is not kept)
+# and, after its last item of the map, pickles them once into its slot of
+# the error buffer (shared memory), or, when they do not fit, into a file
+# in /dev/shm whose name the slot holds; the caller reads every slot once.
+
+def _results_dir():
+    d = '/dev/shm'
+    return d if os.path.isdir(d) and os.access(d, os.W_OK) else None
+
+
+def _store_results(slot, indices, values):
+    """In a worker process, at its end: the values it computed, to the caller."""
+    try:
+        data = pickle.dumps((indices, values), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        if _cloudpickle is None:
+            raise
+        data = _cloudpickle.dumps((indices, values), protocol=pickle.HIGHEST_PROTOCOL)
+    room = len(slot) - _SLOT_HEADER
+    if len(data) <= room:
+        slot[_SLOT_HEADER:_SLOT_HEADER + len(data)] = data
+        slot[16:24] = struct.pack('<q', len(data))
+        return
+    import tempfile
+    fd, path = tempfile.mkstemp(prefix='pasha-results-', dir=_results_dir())
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+    except BaseException:
+        os.unlink(path)
+        raise
+    name = os.fsencode(path)
+    slot[_SLOT_HEADER:_SLOT_HEADER + len(name)] = name
+    slot[16:24] = struct.pack('<q', -len(name))
+
+
+def _load_results(slot, keep=True):
+    """In the caller: (indices, values) a worker stored in slot, or None
+    (keep False: only remove the file they may be in)."""
+    (n,) = struct.unpack('<q', bytes(slot[16:24]))
+    if n == 0 or abs(n) + _SLOT_HEADER > len(slot):
+        return None
+    if n > 0:
+        return pickle.loads(bytes(slot[_SLOT_HEADER:_SLOT_HEADER + n])) if keep else None
+    path = os.fsdecode(bytes(slot[_SLOT_HEADER:_SLOT_HEADER - n]))
+    try:
+        if not keep:
+            return None
+        with open(path, 'rb') as f:
+            return pickle.loads(f.read())
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _collect_run_worker(run_worker, function, functor, share, worker_id):
+    """A context's own run_worker, its kernel's values kept as a share's:
+    a list, or their number when all are None."""
+    values = []
+
+    def keep(*args):
+        values.append(function(*args))
+
+    run_worker(keep, functor, share, worker_id)
+    if all(v is None for v in values):
+        return len(values)
+    return values
+
+
+def _share_values(per_share):
+    """The values of a map over shares, in item order."""
+    out = []
+    for v in per_share:
+        if v is None:
+            continue
+        if type(v) is int:
+            out.extend([None] * v)
+        else:
+            out.extend(v)
+    return out
+
+
+# ---- map hooks in the workers --------------------------------------------
+
+class _WorkerHooks:
+    """The worker stages of a map's hooks (pasha.util.MapHook): begin runs
+    pre_worker before a worker's first item and gives the function it runs;
+    end runs post_worker after its last; once per worker per map."""
+
+    def __init__(self, context, function, hooks):
+        self.context = context
+        self.function = function
+        self.hooks = hooks
+
+    def begin(self, worker_id):
+        fn = self.function
+        for hook in self.hooks:
+            fn = _keep_hooks(hook.pre_worker(self.context, fn, worker_id), fn, self.hooks)
+        return fn
+
+    def end(self, worker_id, fn):
+        for hook in reversed(self.hooks):
+            fn = _keep_hooks(hook.post_worker(self.context, fn, worker_id), fn, self.hooks)
+
+
+def _hooks_of(function):
+    hooks = getattr(function, '_pasha_hooks_', None)
+    return list(hooks) if hooks else None
+
+
+def _keep_hooks(new, old, hooks):
+    """The function a hook stage returned (None: the one it was given),
+    with the hooks attached."""
+    if new is None:
+        return old
+    if new is not old and getattr(new, '_pasha_hooks_', None) is None:
+        try:
+            new._pasha_hooks_ = hooks
+        except (AttributeError, TypeError):
+            pass
+    return new
 
 
 # ---- the job of the last map, kept while provably unchanged -------------
@@ -385,7 +574,8 @@ def _flush_stdio():
             pass
 
 
-_pasha.set_hooks(_pool_entry, _store_exception, _flush_stdio)
+_pasha.set_hooks(_pool_entry, _store_exception, _flush_stdio, _store_results,
+                 _collect_run_worker)
 
 
 def _exiting():
@@ -393,7 +583,6 @@ def _exiting():
 
 
 import atexit  # noqa: E402
-import os  # noqa: E402
 
 atexit.register(_exiting)
 if hasattr(os, 'register_at_fork'):
@@ -457,7 +646,12 @@ class MapContext:
         return shape, dtype, order
 
     def _alloc(self, shape, dtype, order, fill):
-        """Allocate the array in libpasha shared memory (a zero-copy view)."""
+        """Allocate the array in libpasha shared memory (a zero-copy view),
+        or with the subclass's own empty when it has one."""
+        if type(self).empty is not MapContext.empty:
+            array = self.empty(shape, dtype=dtype, order=order)
+            array[...] = 0 if fill is None else fill  # alloc zero-fills
+            return array
         if order not in ('C', 'F'):
             raise ValueError(f"order must be 'C' or 'F', not {order!r}")
         dtype = np.dtype(dtype)
@@ -508,15 +702,97 @@ class MapContext:
                 shape = shape + (self.num_workers,)
         return self._alloc(shape, dtype, order, fill)
 
+    # ---- numpy-style creation: everything comes from empty ------------
+
+    def empty(self, shape: Union[int, Tuple[int, ...]], dtype: Any = np.float64,
+              order: str = 'C') -> np.ndarray:
+        """A new array (as numpy.empty) shared with every worker of this
+        context. A subclass that implements only empty gets every other
+        creation method (and alloc) from it."""
+        return self.alloc(_shape_tuple(shape), dtype, order=_check_order(order))
+
+    def zeros(self, shape, dtype=np.float64, order='C'):
+        """As numpy.zeros, shared with every worker."""
+        return self._filled(_shape_tuple(shape), 0, dtype, order)
+
+    def ones(self, shape, dtype=np.float64, order='C'):
+        """As numpy.ones, shared with every worker."""
+        return self._filled(_shape_tuple(shape), 1, dtype, order)
+
+    def full(self, shape, fill_value, dtype=np.float64, order='C'):
+        """As numpy.full (dtype float64 unless given), shared with every worker."""
+        return self._filled(_shape_tuple(shape), fill_value, dtype, order)
+
+    def empty_like(self, prototype, dtype=None, order='K', shape=None):
+        """As numpy.empty_like, shared with every worker."""
+        return self.empty(*_like(prototype, dtype, order, shape))
+
+    def zeros_like(self, prototype, dtype=None, order='K', shape=None):
+        """As numpy.zeros_like, shared with every worker."""
+        shape, dtype, order = _like(prototype, dtype, order, shape)
+        return self._filled(shape, 0, dtype, order)
+
+    def ones_like(self, prototype, dtype=None, order='K', shape=None):
+        """As numpy.ones_like, shared with every worker."""
+        shape, dtype, order = _like(prototype, dtype, order, shape)
+        return self._filled(shape, 1, dtype, order)
+
+    def full_like(self, prototype, fill_value, dtype=None, order='K', shape=None):
+        """As numpy.full_like, shared with every worker."""
+        shape, dtype, order = _like(prototype, dtype, order, shape)
+        return self._filled(shape, fill_value, dtype, order)
+
+    def empty_per_worker(self, shape, dtype=np.float64, order='C'):
+        """empty with shape (num_workers,) + shape: one array per worker,
+        indexed by the worker id."""
+        return self.empty((self.num_workers,) + _shape_tuple(shape), dtype, order)
+
+    def zeros_per_worker(self, shape, dtype=np.float64, order='C'):
+        """zeros with shape (num_workers,) + shape."""
+        return self.zeros((self.num_workers,) + _shape_tuple(shape), dtype, order)
+
+    def ones_per_worker(self, shape, dtype=np.float64, order='C'):
+        """ones with shape (num_workers,) + shape."""
+        return self.ones((self.num_workers,) + _shape_tuple(shape), dtype, order)
+
+    def full_per_worker(self, shape, fill_value, dtype=np.float64, order='C'):
+        """full with shape (num_workers,) + shape."""
+        return self.full((self.num_workers,) + _shape_tuple(shape), fill_value, dtype, order)
+
+    def _filled(self, shape, value, dtype, order):
+        array = self.empty(shape, dtype=dtype, order=order)
+        plain = type(self).empty is MapContext.empty and type(self).alloc is MapContext.alloc
+        zero = np.isscalar(value) and value == 0
+        if not (plain and zero and not array.dtype.hasobject):  # psh memory is zeroed
+            array[...] = value
+        return array
+
+    # ---- the names of pasha before 0.1 (deprecated) -----------------------
+
+    def array(self, shape, dtype=np.float64, order='C'):
+        """Deprecated: empty."""
+        _deprecated('array', 'empty')
+        return self.empty(shape, dtype, order)
+
+    def array_like(self, prototype, dtype=None, order='K', shape=None):
+        """Deprecated: empty_like."""
+        _deprecated('array_like', 'empty_like')
+        return self.empty_like(prototype, dtype, order, shape)
+
+    def array_per_worker(self, shape, dtype=np.float64, order='C'):
+        """Deprecated: empty_per_worker."""
+        _deprecated('array_per_worker', 'empty_per_worker')
+        return self.empty_per_worker(shape, dtype, order)
+
     @staticmethod
     def run_worker(function, functor, share, worker_id):
         """Call function(worker_id, *entry) for each entry of functor.iterate(share)."""
         for entry in functor.iterate(share):
             function(worker_id, *entry)
 
-    def map(self, function: Callable[..., Any], functor: Any, *,
-            progress: Union[bool, Callable[[int, int], Any]] = False,
-            user_data: Any = None) -> None:
+    def map(self, function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None,
+            *, progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> Optional[list]:
         """Apply function to every element of functor.
 
         Args:
@@ -525,13 +801,140 @@ class MapContext:
                 function pointer or numba cfunc with the signature
                 int(void *, int, size_t, const void *) run without the GIL.
             functor (Functor or Any): What to map over.
+            chunksize (int, optional): The number of items a worker takes
+                at a time (handed out dynamically); None: the context's
+                schedule. Serial contexts ignore it. The values are the
+                same either way.
             progress (bool or Callable): True: a tqdm bar (a printed line
                 without tqdm); a callable: called as progress(done, total)
                 with the number of shares finished.
             user_data (int or ndarray, optional): native kernels only: the
                 user_data pointer (an address, or an array's data pointer).
+
+        Returns:
+            (list) The kernel's return values in item order (None for
+            native kernels).
         """
         raise NotImplementedError('map')
+
+    def map_async(self, function: Callable[..., Any], functor: Any,
+                  chunksize: Optional[int] = None, **kwargs: Any) -> 'Future':
+        """map in a background thread: a concurrent.futures.Future of the
+        list map returns (or of its exception). Maps on one context run one
+        at a time; a map_async started while another map runs waits."""
+        future = Future()
+
+        def run():
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                if chunksize is not None:
+                    kwargs['chunksize'] = chunksize
+                values = self.map(function, functor, **kwargs)
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(values)
+
+        threading.Thread(target=run, name='pasha-map_async', daemon=True).start()
+        return future
+
+
+def _shape_tuple(shape):
+    if isinstance(shape, Integral):
+        return (int(shape),)
+    return tuple(int(s) for s in shape)
+
+
+def _check_order(order):
+    if order not in ('C', 'F'):
+        raise ValueError(f"order must be 'C' or 'F', not {order!r}")
+    return order
+
+
+def _like(prototype, dtype, order, shape):
+    """(shape, dtype, order) of the *_like methods, as numpy picks them."""
+    if not (hasattr(prototype, 'shape') and hasattr(prototype, 'dtype')):
+        prototype = np.asarray(prototype)
+    dtype = prototype.dtype if dtype is None else dtype
+    shape = tuple(prototype.shape) if shape is None else _shape_tuple(shape)
+    if order in ('K', 'A'):
+        flags = getattr(prototype, 'flags', None)
+        order = 'F' if flags is not None and flags.f_contiguous and not flags.c_contiguous \
+            else 'C'
+    return shape, dtype, _check_order(order)
+
+
+def _deprecated(old, new, stacklevel=3):
+    warnings.warn(f'pasha: {old} is deprecated, use {new}', DeprecationWarning,
+                  stacklevel=stacklevel)
+
+
+class HeapContext(MapContext):
+    """A context whose arrays are ordinary numpy arrays on the heap: shared
+    by threads of this process, not by other processes. Its own map runs
+    serially in the calling thread (worker 0); it is a base for contexts
+    whose workers share the address space.
+
+    Args:
+        num_workers (int): Number of workers (the first axis of the
+            *_per_worker arrays).
+    """
+
+    def __init__(self, num_workers: int = 1):
+        super().__init__(num_workers)
+
+    def empty(self, shape, dtype=np.float64, order='C'):
+        return np.empty(_shape_tuple(shape), dtype=dtype, order=_check_order(order))
+
+    def map(self, function, functor, chunksize=None, *, progress=False, user_data=None):
+        _check_chunksize(chunksize)
+        if _native_pointer(function) is not None:
+            raise ValueError('HeapContext runs Python kernels only')
+        functor = Functor.try_wrap(functor)
+        hooks = _hooks_of(function)
+        for hook in hooks or ():
+            function = _keep_hooks(hook.pre_map(self, function), function, hooks)
+        worker = _WorkerHooks(self, function, hooks or [])
+        fn = worker.begin(0)
+        values = []
+        for share in functor.split(1):
+            got = _collect_run_worker(self.run_worker, fn, functor, share, 0)
+            values.extend([None] * got if type(got) is int else got)
+        worker.end(0, fn)
+        for hook in reversed(hooks or ()):
+            function = _keep_hooks(hook.post_map(self, function), function, hooks)
+        return values
+
+
+class _InPoolWorker(HeapContext):
+    """The context a persistent pool's job names (its kernel, a map hook),
+    as the pool's worker sees it: the caller's context does not travel. A
+    map on it runs serially in the worker (as a nested map does), with the
+    worker's id; its arrays are the worker's own."""
+
+    def __init__(self, context_type, num_workers):
+        super().__init__(num_workers)
+        self.context_type = context_type
+
+    def map(self, function, functor, chunksize=None, *, progress=False, user_data=None):
+        _check_chunksize(chunksize)
+        wid = _pasha.current_worker()
+        functor = Functor.try_wrap(functor)
+        hooks = _hooks_of(function)
+        for hook in hooks or ():
+            function = _keep_hooks(hook.pre_map(self, function), function, hooks)
+        values = []
+        for share in functor.split(1):
+            got = _collect_run_worker(self.run_worker, function, functor, share,
+                                      0 if wid is None else wid)
+            values.extend([None] * got if type(got) is int else got)
+        for hook in reversed(hooks or ()):
+            function = _keep_hooks(hook.post_map(self, function), function, hooks)
+        return values
+
+    def __repr__(self):
+        return f'<{self.context_type} in a pool worker, {self.num_workers} workers>'
 
 
 class _PshContext(MapContext):
@@ -579,6 +982,7 @@ class _PshContext(MapContext):
         self.persistent = bool(persistent)
         self._ctx = ctx
         MapContext.__init__(self, self._ctx.num_workers)
+        self._lock = threading.Lock()
         self._err = None
         self._job = None
         self._job_len = 0
@@ -596,30 +1000,39 @@ class _PshContext(MapContext):
             n = n * 4
         return list(functor.split(n))
 
-    def map(self, function: Callable[..., Any], functor: Any, *,
-            progress: Union[bool, Callable[[int, int], Any]] = False,
-            user_data: Any = None) -> None:
+    def map(self, function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None,
+            *, progress: Union[bool, Callable[[int, int], Any]] = False,
+            user_data: Any = None) -> Optional[list]:
+        chunksize = _check_chunksize(chunksize)
         native = _native_pointer(function)
         if native is not None:
             if not isinstance(functor, np.ndarray):
                 functor = Functor.try_wrap(functor)
-            status, message = self._map_native(native, functor, user_data)
+            status, message, info = self._map_native(native, functor, user_data)
             if status == _pasha.OK:
-                return
+                return None
             if status == _pasha.ECANCELED:
                 raise KeyboardInterrupt
-            raise WorkerError(_describe_failure(message, None))
+            raise _worker_error(message, info)
         if not isinstance(functor, Functor):
             functor = Functor.try_wrap(functor)
+        hooks = _hooks_of(function)
+        if hooks:
+            for hook in hooks:
+                function = _keep_hooks(hook.pre_map(self, function), function, hooks)
         if progress:
             progress_cb, done_cb = _make_progress(progress)
             try:
-                self._map_python(function, functor, progress_cb)
+                values = self._map_python(function, functor, progress_cb, chunksize, hooks)
             finally:
                 if done_cb is not None:
                     done_cb()
         else:
-            self._map_python(function, functor, None)
+            values = self._map_python(function, functor, None, chunksize, hooks)
+        if hooks:
+            for hook in reversed(hooks):
+                function = _keep_hooks(hook.post_map(self, function), function, hooks)
+        return values
 
     def _map_native(self, address, functor, user_data):
         from .functor import NdarrayFunctor
@@ -640,41 +1053,64 @@ class _PshContext(MapContext):
             return self._ctx.map_native(address, ud, len(functor.sequence), None, 0)
         raise ValueError('native kernels map over ndarrays and sequences only')
 
-    def _map_python(self, function, functor, progress_cb):
+    def _map_python(self, function, functor, progress_cb, chunksize, hooks):
         ftype = type(functor)
         itemwise = _itemwise(ftype) and type(self).run_worker is MapContext.run_worker
+        parallel = self._kind != _SERIAL
         if itemwise:
             seq = functor.sequence
             n = len(seq)
             shares = None
-            schedule, chunk = _SCHEDULE_CONTEXT, 0
+            if chunksize is not None and parallel:
+                schedule, chunk = _SCHEDULES['dynamic'], chunksize
+            else:
+                schedule, chunk = _SCHEDULE_CONTEXT, 0
         else:
             seq = None
-            shares = self._shares(functor)
+            total = _functor_length(functor) if chunksize is not None and parallel else None
+            if total is not None:
+                shares = list(functor.split(max(1, -(-total // chunksize))))
+            elif chunksize is not None and parallel:
+                shares = list(functor.split(self.num_workers * 4))
+            else:
+                shares = self._shares(functor)
             n = len(shares)
-            if self.schedule == 'static':
+            if self.schedule == 'static' and chunksize is None:
                 schedule, chunk = 0, 0
             else:
-                schedule, chunk = _SCHEDULES[self.schedule], 1
+                schedule, chunk = _SCHEDULES['dynamic' if chunksize else self.schedule], 1
         run_worker = None if type(self).run_worker is MapContext.run_worker else self.run_worker
-        kind = self._kind
-        if kind != _PROCESSES:
-            status, message, errors = self._ctx.map(
-                n, itemwise=itemwise, function=function, functor=functor, seq=seq,
-                shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
-                chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
-            if status == _pasha.OK:
-                return
-            if errors:
-                raise min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
-            if status == _pasha.ECANCELED:
-                raise KeyboardInterrupt
-            raise WorkerError(_describe_failure(message, None, self._worker_base))
+        if hooks:
+            worker_hooks = _WorkerHooks(self, function, hooks)
+            begin, end = worker_hooks.begin, worker_hooks.end
+        else:
+            begin = end = None
+        if self._kind == _PROCESSES and _pasha.current_worker() is None:
+            with self._lock:  # one process map at a time: the slots and the job are the context's
+                return self._map_processes(function, functor, progress_cb, itemwise, seq, n,
+                                           shares, run_worker, schedule, chunk, begin, end)
+        # In this process: a serial, thread or nested map (a kernel's map runs
+        # serially in its worker, with its worker id).
+        opts = _map_options(itemwise, function, functor, seq, shares, run_worker, schedule,
+                            chunk, progress_cb, self._worker_base, begin, end)
+        status, message, errors, values, info = self._ctx.map(n, **opts)
+        if status == _pasha.OK and not errors:  # (a post_worker hook may fail late)
+            if itemwise:
+                return values if values is not None else [None] * n
+            return _share_values(values if values is not None else ())
+        if errors:
+            index, exc, worker_id = min(errors, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)
+            raise _tag(exc, worker_id, index)
+        if status == _pasha.ECANCELED:
+            raise KeyboardInterrupt
+        raise _worker_error(message, info, itemwise=itemwise)
 
+    def _map_processes(self, function, functor, progress_cb, itemwise, seq, n, shares,
+                       run_worker, schedule, chunk, begin, end):
         err = self._err_buffer()
         temps = []
         if self.persistent:
-            job = (function, functor, shares, run_worker)
+            job = (function, functor, shares, run_worker, begin, end)
             key = _job_key(job)
             if key is None or not _same_key(key, self._job_key):
                 buf = io.BytesIO()
@@ -692,32 +1128,98 @@ class _PshContext(MapContext):
                 self._job_key = key if key is not None and not temps and \
                     _same_key(_job_key(job), key) else None
             del job
-            status, message, _ = self._ctx.map(
-                n, itemwise=itemwise, mode=_MODE_POOL, job=self._job[:self._job_len],
-                serial=self._serial, err=err, err_size=_ERR_SIZE, schedule=schedule,
-                chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
+            opts = _map_options(itemwise, None, None, None, None, None, schedule, chunk,
+                                progress_cb, self._worker_base, None, None)
+            status, message, _, _, info = self._ctx.map(
+                n, mode=_MODE_POOL, job=self._job[:self._job_len], serial=self._serial,
+                err=err, err_size=_ERR_SIZE, **opts)
             if status != _pasha.OK:
                 self._job_key = None
         else:
-            status, message, _ = self._ctx.map(
-                n, itemwise=itemwise, function=function, functor=functor, seq=seq,
-                shares=shares, run_worker=run_worker, mode=_MODE_FORK, err=err,
-                err_size=_ERR_SIZE, schedule=schedule, chunk=chunk, progress=progress_cb,
-                worker_base=self._worker_base)
+            opts = _map_options(itemwise, function, functor, seq, shares, run_worker, schedule,
+                                chunk, progress_cb, self._worker_base, begin, end)
+            status, message, _, _, info = self._ctx.map(
+                n, mode=_MODE_FORK, err=err, err_size=_ERR_SIZE, **opts)
         del temps
-        if status == _pasha.OK:
-            return
+        # [exception length, item index, results length] of each worker's slot
+        heads = [_SLOT_HEAD.unpack_from(err, _ERR_HEADER + w * _ERR_SIZE)
+                 for w in range(self.num_workers)]
+        slots = [memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
+                 for w, h in enumerate(heads)] if status != _pasha.OK or \
+            any(h[0] or h[2] for h in heads) else None
+        if status == _pasha.OK and not any(h[0] for h in heads):
+            values = [None] * n
+            for w, h in enumerate(heads):
+                if h[2]:
+                    for i, v in zip(*_load_results(slots[w])):
+                        values[i] = v
+            return values if itemwise else _share_values(values)
         found = []
-        for w in range(self.num_workers):
-            slot = memoryview(err)[_ERR_HEADER + w * _ERR_SIZE:_ERR_HEADER + (w + 1) * _ERR_SIZE]
+        for w, slot in enumerate(slots):
+            _load_results(slot, keep=False)
             got = _load_exception(slot, function)
             if got is not None:
-                found.append(got)
+                found.append(got + (w + self._worker_base,))
         if found:
-            raise min(found, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)[1]
+            index, exc, worker_id = min(found, key=lambda e: e[0] if e[0] >= 0 else sys.maxsize)
+            raise _tag(exc, worker_id, index)
         if status == _pasha.ECANCELED:
             raise KeyboardInterrupt
-        raise WorkerError(_describe_failure(message, err, self._worker_base))
+        if info is None:  # libpasha succeeded; a worker's late failure left no exception
+            info = (_pasha.EKERNEL, -1, -1, 0, -1, '')
+        local = info[1] - self._worker_base
+        slot_index = struct.unpack_from('<q', slots[local], 8)[0] \
+            if 0 <= local < len(slots) else None
+        raise _worker_error(message, info, slot_index, itemwise)
+
+
+_SLOT_HEAD = struct.Struct('<qqq')
+
+
+def _map_options(itemwise, function, functor, seq, shares, run_worker, schedule, chunk,
+                 progress, worker_base, begin, end):
+    """Context.map's keyword arguments, the defaults left out (each one
+    passed costs the call)."""
+    opts = {'itemwise': True, 'seq': seq} if itemwise else {'functor': functor, 'shares': shares}
+    if function is not None:
+        opts['function'] = function
+    else:
+        opts.pop('seq', None), opts.pop('functor', None), opts.pop('shares', None)
+    if run_worker is not None:
+        opts['run_worker'] = run_worker
+    if schedule != _SCHEDULE_CONTEXT:
+        opts['schedule'] = schedule
+    if chunk:
+        opts['chunk'] = chunk
+    if progress is not None:
+        opts['progress'] = progress
+    if worker_base:
+        opts['worker_base'] = worker_base
+    if begin is not None:
+        opts['begin'] = begin
+        opts['end'] = end
+    return opts
+
+
+def _check_chunksize(chunksize):
+    if chunksize is None:
+        return None
+    if isinstance(chunksize, bool) or not isinstance(chunksize, Integral) or chunksize < 1:
+        raise ValueError(f'chunksize must be a positive integer or None, not {chunksize!r}')
+    return int(chunksize)
+
+
+def _functor_length(functor):
+    """The number of items of a functor, or None when it cannot tell."""
+    if isinstance(functor, SequenceFunctor):
+        return len(functor.sequence)
+    n = getattr(functor, 'n_trains', None)
+    if isinstance(n, Integral):
+        return int(n)
+    try:
+        return len(functor)
+    except TypeError:
+        return None
 
 
 _ITEMWISE = {}
@@ -732,25 +1234,6 @@ def _itemwise(ftype):
                                 ftype.split is SequenceFunctor.split and
                                 ftype.iterate is SequenceFunctor.iterate)
     return r
-
-
-def _describe_failure(message, err, worker_base=0):
-    """A WorkerError message from libpasha's, naming the item index (not
-    the share), the worker id the kernels saw (libpasha's local id plus
-    worker_base, an MPI rank's offset) and the Python call (map)."""
-    message = re.sub(r'^psh_map(_blocks)?(_ext)?: ', '', message or 'failed')
-    m = re.search(r'worker (\d+)', message)
-    if m is not None:
-        w = int(m.group(1))
-        if worker_base:
-            message = message[:m.start(1)] + str(w + worker_base) + message[m.end(1):]
-        if err is not None:
-            off = _ERR_HEADER + w * _ERR_SIZE
-            (index,) = struct.unpack('<q', bytes(err[off + 8:off + 16]))
-            message = re.sub(r' at index \d+', '', message)
-            if index >= 0:
-                return f'map: on item {index}: {message}'
-    return f'map: {message}'
 
 
 def _make_progress(progress):

@@ -132,8 +132,12 @@ class DataArrayFunctor(NdarrayFunctor):
 
 
 class ExtraDataFunctor(Functor):
-    """Maps over the trains of an EXtra-data DataCollection or KeyData; the
-    kernel gets (index, train_id, data). KeyData includes empty trains.
+    """Maps over the trains of an EXtra-data DataCollection, SourceData or
+    KeyData; the kernel gets (index, train_id, data), index aligned with
+    the object's train_ids. data: for a DataCollection the train's dict of
+    sources, as EXtra-data's trains() gives it; for a SourceData the source's dict {key: value} for the train,
+    an empty dict when it has no data; for a KeyData the train's array, an
+    empty array (shape (0,) + entry_shape) when it has no data. Never None.
     Files are reopened when iterating in a child process."""
 
     def __init__(self, obj):
@@ -146,7 +150,11 @@ class ExtraDataFunctor(Functor):
         if 'extra_data' not in sys.modules:
             return None
         import extra_data as xd
-        if isinstance(value, (xd.DataCollection, xd.keydata.KeyData)):
+        types = (xd.DataCollection, xd.keydata.KeyData)
+        source_data = getattr(xd, 'SourceData', None)  # EXtra-data >= 1.10
+        if source_data is not None:
+            types += (source_data,)
+        if isinstance(value, types):
             return cls(value)
         return None
 
@@ -154,23 +162,39 @@ class ExtraDataFunctor(Functor):
         return gen_split_slices(self.n_trains, n_parts=num_workers)
 
     def iterate(self, share):
-        from extra_data import KeyData
+        from extra_data import DataCollection, KeyData
         subobj = self.obj.select_trains(np.s_[share])
         if getpid() != self._parent_pid:
             for f in subobj.files:
                 f.close()
         indices = range(*share.indices(self.n_trains))
         if isinstance(subobj, KeyData):
-            # Every train of the selection, None where it has no data (also
-            # trains EXtra-data's own iterator skips: not in any chunk).
-            found = subobj.trains(include_empty=True)
+            empty = np.zeros((0,) + tuple(subobj.entry_shape), dtype=subobj.dtype)
+            for index, train_id, data in zip(indices, subobj.train_ids, _per_train(subobj)):
+                yield index, train_id, empty if data is _NO_DATA else data
+        elif isinstance(subobj, DataCollection):
+            where = {int(t): i for i, t in zip(indices, subobj.train_ids)}
+            for train_id, data in subobj.trains():
+                yield where[int(train_id)], train_id, data
+        else:  # SourceData
+            keys = sorted(subobj.keys())
+            columns = [_per_train(subobj[key]) for key in keys]
+            for index, train_id, *values in zip(indices, subobj.train_ids, *columns):
+                yield index, train_id, {k: v for k, v in zip(keys, values) if v is not _NO_DATA}
+
+
+_NO_DATA = object()
+
+
+def _per_train(kd):
+    """A KeyData's value for every one of its train_ids (_NO_DATA where the
+    train has none, also trains EXtra-data's own iterator skips: in no
+    chunk)."""
+    found = kd.trains(include_empty=True)
+    pending = next(found, None)
+    for train_id in kd.train_ids:
+        if pending is not None and pending[0] == train_id:
+            yield _NO_DATA if pending[1] is None else pending[1]
             pending = next(found, None)
-            for index, train_id in zip(indices, subobj.train_ids):
-                if pending is not None and pending[0] == train_id:
-                    yield index, train_id, pending[1]
-                    pending = next(found, None)
-                else:
-                    yield index, train_id, None
         else:
-            for index, (train_id, data) in zip(indices, subobj.trains()):
-                yield index, train_id, data
+            yield _NO_DATA

@@ -105,9 +105,10 @@ static PyObject *ctx_from_capsule(PyObject *cls, PyObject *cap)
 static PyMethodDef ctx_methods[] = {
     {"map", (PyCFunction)(void (*)(void))pyp_ctx_map, METH_VARARGS | METH_KEYWORDS,
      "map(n, *, itemwise, function, functor, seq, shares, run_worker, mode, job, serial, err,"
-     " err_size, schedule, chunk, progress, worker_base) -> (status, message, errors)"},
+     " err_size, schedule, chunk, progress, worker_base, begin, end)"
+     " -> (status, message, errors, results, info)"},
     {"map_native", (PyCFunction)pyp_ctx_map_native, METH_VARARGS,
-     "map_native(fnptr, user_data, n, array, axis) -> (status, message)"},
+     "map_native(fnptr, user_data, n, array, axis) -> (status, message, info)"},
     {"_from_capsule", ctx_from_capsule, METH_O | METH_CLASS,
      "_from_capsule(capsule) -> Context over the psh_context * of a 'pasha.psh_context' capsule"
      " (takes over its reference)"},

@@ -4,9 +4,9 @@
  * Contexts are psh_context handles (contexts.c); alloc hands out numpy
  * arrays that are zero-copy views of psh arrays, recorded in a registry of
  * address ranges (arrays.c); map runs the kernel over the items of a
- * sequence with one psh_map_ext call (a custom functor whose worker_begin
- * takes the GIL for the worker's items and worker_end gives it back), or
- * over the shares of any other functor with psh_map_blocks_ext (map.c);
+ * sequence or the shares of any other functor with one psh_map_ext call
+ * (a custom functor whose worker_begin takes the GIL for the worker's items
+ * and worker_end gives it back) and returns the kernel's values (map.c);
  * native kernels run without the GIL (native_map.c). A persistent pool
  * keeps the job of the last map while provably unchanged (job_key.c).
  * Only the public CPython API is used.
@@ -65,6 +65,10 @@ PyObject *pyp_after_fork_child(PyObject *self, PyObject *noargs);
 extern PyObject *pyp_pool_entry;      /* pool_entry(job, serial) -> (fn, functor, shares, run_worker) */
 extern PyObject *pyp_store_exception; /* store_exception(slot, exc, index) in worker processes */
 extern PyObject *pyp_flush_stdio;     /* flush_stdio(): sys.stdout/stderr at a worker's end */
+extern PyObject *pyp_store_results;   /* store_results(slot, indices, values) in worker processes */
+/* collect_run_worker(run_worker, function, functor, share, worker_id) -> the
+ * share's values (a list, or their number when all are None) */
+extern PyObject *pyp_collect_run_worker;
 
 /* Raise the Python exception of libpasha status rc (set; returns NULL). */
 PyObject *pyp_raise(int rc, const char *what);
@@ -97,16 +101,20 @@ PyObject *pyp_same_key(PyObject *self, PyObject *args);
 
 typedef struct {
     psh_context *ctx;
-    psh_block_kernel bk; /* or */
     psh_kernel k;
     psh_functor *f;
     void *ud;
-    size_t n;
     const psh_map_options *o;
     int rc;
     char msg[1024];
+    psh_error_info info; /* of the failed map (its callback and message copied below) */
+    char callback[32];
     int done;
 } RunReq;
+
+/* (code, worker_id, index, signal, exit_status, callback) of a failed
+ * run's psh_error_info; worker ids get worker_base added. */
+PyObject *pyp_error_info(const RunReq *r, int worker_base);
 
 int pyp_is_main_thread(void);
 /* Run r with the GIL released. In the main thread of a process map, run it
@@ -122,10 +130,13 @@ void pyp_run_after_fork(void);
 enum { MODE_INPROC = 0, MODE_FORK = 1, MODE_POOL = 2 };
 
 /* The error buffer (a psh array every worker sees): a header with the stop
- * flag, then one slot per worker: [exception length, item index, data]. */
-enum { ERR_HEADER = 64 };
+ * flag, then one slot per worker: a header of four int64 [exception
+ * length, item index, results length (< 0: the length of the name of the
+ * file that holds them), 0], then the pickled exception or results. */
+enum { ERR_HEADER = 64, SLOT_HEADER = 32 };
 
 PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw);
 PyObject *pyp_ctx_map_native(CtxObject *self, PyObject *args);
+PyObject *pyp_current_worker(PyObject *self, PyObject *noargs);
 
 #endif

@@ -1,9 +1,11 @@
 /*
- * Context.map: a Python kernel over the items of a sequence (one
- * psh_map_ext call, a custom functor whose worker_begin takes the GIL for
- * the worker's items and worker_end gives it back) or over the shares of
- * any other functor (psh_map_blocks_ext), in this process or in worker
- * processes (fork per map, or a persistent pool that unpickles the job).
+ * Context.map: a Python kernel over the items of a sequence or over the
+ * shares of any other functor, in one psh_map_ext call over a custom
+ * functor whose worker_begin takes the GIL for the worker's items (and runs
+ * the map hooks' pre_worker) and whose worker_end runs post_worker, sends a
+ * worker process's values and gives the GIL back; in this process or in
+ * worker processes (fork per map, or a persistent pool that unpickles the
+ * job).
  *
  * SPDX-License-Identifier: BSD-3-Clause
  */
@@ -29,7 +31,10 @@ typedef struct {
     PyObject *seq;       /* itemwise: functor.sequence */
     PyObject *shares;    /* blocks: the list of shares */
     PyObject *run_worker; /* blocks: a run_worker override, or NULL */
+    PyObject *begin;     /* map hooks: begin(worker_id) -> the worker's function, or NULL */
+    PyObject *end;       /* map hooks: end(worker_id, function), or NULL */
     PyObject *errors;    /* in-process: list of (index, exception) */
+    PyObject *results;   /* in-process: [value per item (share)], made at the first one */
     PyObject *progress;  /* callable(done, total) or NULL */
     volatile int stop_local;
     size_t num_items;
@@ -66,12 +71,17 @@ static char *slot_of(MapData *d, int w)
 /* What a pool worker unpickled for the job it runs (one process, one
  * thread: plain statics). */
 static long long pool_serial = -1;
-static PyObject *pool_job; /* (function, functor, shares, run_worker_or_None) */
+static PyObject *pool_job; /* (function, functor, shares, run_worker, begin, end); None: none */
 static PyObject *pool_seq;
 
 typedef struct {
-    PyObject *function, *functor, *seq, *shares, *run_worker;
+    PyObject *function, *functor, *seq, *shares, *run_worker, *begin, *end;
 } Resolved;
+
+static PyObject *none_to_null(PyObject *o)
+{
+    return o == Py_None ? NULL : o;
+}
 
 static int resolve(MapData *d, Resolved *r)
 {
@@ -81,6 +91,8 @@ static int resolve(MapData *d, Resolved *r)
         r->seq = d->seq;
         r->shares = d->shares;
         r->run_worker = d->run_worker;
+        r->begin = d->begin;
+        r->end = d->end;
         return 0;
     }
     /* The entry is asked on every map: it may hand back the job it gave
@@ -96,7 +108,7 @@ static int resolve(MapData *d, Resolved *r)
     if (t == pool_job && pool_serial == d->serial && (pool_seq != NULL) == (d->itemwise != 0)) {
         Py_DECREF(t);
     } else {
-        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 4) {
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 6) {
             Py_DECREF(t);
             PyErr_SetString(PyExc_RuntimeError, "pasha: bad pool job");
             return -1;
@@ -116,7 +128,9 @@ static int resolve(MapData *d, Resolved *r)
     r->function = PyTuple_GET_ITEM(pool_job, 0);
     r->functor = PyTuple_GET_ITEM(pool_job, 1);
     r->shares = PyTuple_GET_ITEM(pool_job, 2);
-    r->run_worker = PyTuple_GET_ITEM(pool_job, 3) == Py_None ? NULL : PyTuple_GET_ITEM(pool_job, 3);
+    r->run_worker = none_to_null(PyTuple_GET_ITEM(pool_job, 3));
+    r->begin = none_to_null(PyTuple_GET_ITEM(pool_job, 4));
+    r->end = none_to_null(PyTuple_GET_ITEM(pool_job, 5));
     r->seq = pool_seq;
     return 0;
 }
@@ -138,28 +152,6 @@ static PyObject *fetch_exception(void)
 #endif
 }
 
-/* A kernel raised at item `index` (-1: unknown) in worker w: keep the
- * exception for the caller and stop the other workers. */
-static void record_failure(MapData *d, int w, Py_ssize_t index)
-{
-    PyObject *exc = fetch_exception();
-    set_stop(d);
-    if (!exc) return;
-    if (d->mode == MODE_INPROC) {
-        PyObject *item = Py_BuildValue("(nO)", index, exc);
-        if (!item || PyList_Append(d->errors, item) < 0) PyErr_Clear();
-        Py_XDECREF(item);
-    } else if (pyp_store_exception) {
-        char *slot = slot_of(d, w);
-        PyObject *mv = PyMemoryView_FromMemory(slot, (Py_ssize_t)d->err_size, PyBUF_WRITE);
-        PyObject *r = mv ? PyObject_CallFunction(pyp_store_exception, "OOn", mv, exc, index) : NULL;
-        if (!r) PyErr_Clear();
-        Py_XDECREF(r);
-        Py_XDECREF(mv);
-    }
-    Py_DECREF(exc);
-}
-
 /* Per (thread, map) state: the GIL taken when the worker starts on the
  * map, given back when it ends. A stack: maps nest (a kernel may map). */
 typedef struct WorkerState {
@@ -168,6 +160,11 @@ typedef struct WorkerState {
     PyObject *wid;
     Resolved r;
     int resolved;
+    int failed;          /* this worker recorded a failure in this map */
+    PyObject *fn;        /* the function this worker runs (map hooks may replace it) */
+    PyObject *indices;   /* worker processes: indices of the values kept, or NULL */
+    PyObject *values;    /* ... and the values, sent to the caller at the worker's end */
+    int lw;              /* libpasha's worker id (the slot) */
     unsigned count;
     long long last_ns;
     struct WorkerState *up;
@@ -195,6 +192,34 @@ static void maybe_switch(WorkerState *s)
 
 static _Thread_local WorkerState *cur_worker;
 
+static int worker_local_id(const WorkerState *s)
+{
+    return s->lw;
+}
+
+/* A kernel raised at item `index` (-1: unknown) in worker w: keep the
+ * exception for the caller and stop the other workers. */
+static void record_failure(MapData *d, int w, Py_ssize_t index)
+{
+    PyObject *exc = fetch_exception();
+    set_stop(d);
+    if (cur_worker && cur_worker->d == d) cur_worker->failed = 1; /* its slot holds the exception */
+    if (!exc) return;
+    if (d->mode == MODE_INPROC) {
+        PyObject *item = Py_BuildValue("(nOi)", index, exc, w + d->worker_base);
+        if (!item || PyList_Append(d->errors, item) < 0) PyErr_Clear();
+        Py_XDECREF(item);
+    } else if (pyp_store_exception) {
+        char *slot = slot_of(d, w);
+        PyObject *mv = PyMemoryView_FromMemory(slot, (Py_ssize_t)d->err_size, PyBUF_WRITE);
+        PyObject *r = mv ? PyObject_CallFunction(pyp_store_exception, "OOn", mv, exc, index) : NULL;
+        if (!r) PyErr_Clear();
+        Py_XDECREF(r);
+        Py_XDECREF(mv);
+    }
+    Py_DECREF(exc);
+}
+
 static WorkerState *worker_push(int w)
 {
     WorkerState *s = PyMem_RawMalloc(sizeof *s);
@@ -202,6 +227,11 @@ static WorkerState *worker_push(int w)
     s->gil = pyp_gil_enter();
     s->d = NULL;
     s->resolved = 0;
+    s->failed = 0;
+    s->lw = w;
+    s->fn = NULL;
+    s->indices = NULL;
+    s->values = NULL;
     s->count = 0;
     s->last_ns = now_ns();
     s->wid = PyLong_FromLong(w);
@@ -215,9 +245,34 @@ static void worker_pop(void)
 {
     WorkerState *s = cur_worker;
     if (!s) return;
+    MapData *d = s->d;
+    if (d && s->resolved && s->r.end && s->fn) {
+        /* The map hooks' post_worker stages, after the worker's last item. */
+        PyObject *r = PyObject_CallFunctionObjArgs(s->r.end, s->wid, s->fn, NULL);
+        if (!r) {
+            record_failure(d, worker_local_id(s), -1);
+            s->failed = 1;
+        }
+        Py_XDECREF(r);
+    }
+    if (d && s->values && !s->failed && !stopped(d)) {
+        /* The values this worker process computed: to the caller, at once. */
+        PyObject *mv = PyMemoryView_FromMemory(slot_of(d, worker_local_id(s)),
+                                               (Py_ssize_t)d->err_size, PyBUF_WRITE);
+        PyObject *r = mv && pyp_store_results
+                          ? PyObject_CallFunctionObjArgs(pyp_store_results, mv, s->indices,
+                                                         s->values, NULL)
+                          : NULL;
+        Py_XDECREF(mv);
+        if (!r) record_failure(d, worker_local_id(s), -1);
+        Py_XDECREF(r);
+    }
     cur_worker = s->up;
+    Py_XDECREF(s->fn);
+    Py_XDECREF(s->indices);
+    Py_XDECREF(s->values);
     Py_XDECREF(s->wid);
-    if (s->d && s->d->mode != MODE_INPROC && pyp_flush_stdio) {
+    if (d && d->mode != MODE_INPROC && pyp_flush_stdio) {
         /* The worker's Python-level stdout/stderr buffers. */
         PyObject *r = PyObject_CallNoArgs(pyp_flush_stdio);
         if (!r) PyErr_Clear();
@@ -248,13 +303,68 @@ static WorkerState *worker_state(MapData *d, int w)
         }
     }
     if (!s->resolved) {
+        if (s->failed) return NULL;
+        s->lw = w;
         if (resolve(d, &s->r) < 0) {
             record_failure(d, w, -1);
+            s->failed = 1;
             return NULL;
         }
         s->resolved = 1;
+        /* The map hooks' pre_worker stages, before the worker's first item:
+         * they may hand back the function this worker runs. */
+        PyObject *fn = s->r.begin ? PyObject_CallOneArg(s->r.begin, s->wid) : s->r.function;
+        if (!fn) {
+            record_failure(d, w, -1);
+            s->failed = 1;
+            return NULL;
+        }
+        if (!s->r.begin) Py_INCREF(fn);
+        s->fn = fn;
     }
     return s;
+}
+
+/* current_worker() -> the worker id a kernel running on this thread got
+ * (the innermost map's), or None outside kernels. */
+PyObject *pyp_current_worker(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    WorkerState *s = cur_worker;
+    if (!s || !s->d || !s->wid) Py_RETURN_NONE;
+    Py_INCREF(s->wid);
+    return s->wid;
+}
+
+/* Keep value (a new reference, not None) of item (or share) index. */
+static int keep_result(MapData *d, WorkerState *s, Py_ssize_t index, PyObject *value)
+{
+    if (d->mode == MODE_INPROC) {
+        if (!d->results) {
+            d->results = PyList_New((Py_ssize_t)d->num_items);
+            if (!d->results) goto fail;
+            for (Py_ssize_t i = 0; i < (Py_ssize_t)d->num_items; ++i) {
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(d->results, i, Py_None);
+            }
+        }
+        return PyList_SetItem(d->results, index, value);  /* steals value */
+    }
+    if (!s->values) {
+        s->indices = PyList_New(0);
+        s->values = PyList_New(0);
+        if (!s->indices || !s->values) goto fail;
+    }
+    PyObject *i = PyLong_FromSsize_t(index);
+    int r = i ? PyList_Append(s->indices, i) : -1;
+    Py_XDECREF(i);
+    if (r == 0) r = PyList_Append(s->values, value);
+    Py_DECREF(value);
+    return r;
+fail:
+    Py_DECREF(value);
+    return -1;
 }
 
 /* The items' functor: a custom psh functor over range(n) whose callbacks
@@ -287,65 +397,43 @@ static void items_end(void *self, int w)
     worker_pop();
 }
 
-static int item_kernel(void *ud, int w, size_t index, const void *value)
-{
-    (void)value;
-    MapData *d = (MapData *)ud;
-    WorkerState *s = worker_state(d, w);
-    if (!s) return 3;
-    if (stopped(d)) return 2;
-    if (d->err) {
-        ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
-    } else {
-        /* In-process, in the main thread: run signal handlers (even if the
-         * kernel runs no bytecode; elsewhere a no-op), share the GIL. */
-        if (PyErr_CheckSignals() < 0) {
-            record_failure(d, w, (Py_ssize_t)index);
-            return 1;
-        }
-        maybe_switch(s);
-    }
-    PyObject *idx = PyLong_FromSize_t(index);
-    PyObject *val = idx ? PySequence_GetItem(s->r.seq, (Py_ssize_t)index) : NULL;
-    PyObject *res = NULL;
-    if (val) {
-        PyObject *args[3] = {s->wid, idx, val};
-        res = PyObject_Vectorcall(s->r.function, args, 3, NULL);
-    }
-    Py_XDECREF(idx);
-    Py_XDECREF(val);
-    if (!res) {
-        record_failure(d, w, (Py_ssize_t)index);
-        return 1;
-    }
-    Py_DECREF(res);
-    return 0;
-}
-
 /* One share of a generic functor: function(w, *entry) for each entry of
- * functor.iterate(share), or run_worker(function, functor, share, w). */
-static int run_share(MapData *d, WorkerState *s, int w, PyObject *share)
+ * functor.iterate(share), or run_worker(function, functor, share, w).
+ * Its values: a list, one per entry, or the number of entries when all
+ * are None (kept as the share's result). */
+static int run_share(MapData *d, WorkerState *s, int w, Py_ssize_t share_index)
 {
     Resolved *r = &s->r;
+    PyObject *share = PySequence_GetItem(r->shares, share_index);
+    if (!share) {
+        record_failure(d, w, -1);
+        return 1;
+    }
     if (r->run_worker) {
-        PyObject *res = PyObject_CallFunctionObjArgs(r->run_worker, r->function, r->functor, share,
-                                                     s->wid, NULL);
-        if (!res) {
+        /* collect_run_worker: run_worker with a function that keeps the
+         * values; returns them as run_share keeps them. */
+        PyObject *res = pyp_collect_run_worker
+                            ? PyObject_CallFunctionObjArgs(pyp_collect_run_worker, r->run_worker,
+                                                           s->fn, r->functor, share, s->wid, NULL)
+                            : NULL;
+        Py_DECREF(share);
+        if (!res || keep_result(d, s, share_index, res) < 0) {
             record_failure(d, w, -1);
             return 1;
         }
-        Py_DECREF(res);
         return 0;
     }
     PyObject *gen = PyObject_CallMethod(r->functor, "iterate", "O", share);
+    Py_DECREF(share);
     PyObject *it = gen ? PyObject_GetIter(gen) : NULL;
     Py_XDECREF(gen);
     if (!it) {
         record_failure(d, w, -1);
         return 1;
     }
-    PyObject *entry;
+    PyObject *entry, *values = NULL;
     PyObject *small[8];
+    Py_ssize_t count = 0;
     int rc = 0;
     while ((entry = PyIter_Next(it)) != NULL) {
         if (stopped(d)) {
@@ -382,49 +470,88 @@ static int run_share(MapData *d, WorkerState *s, int w, PyObject *share)
         if (args) {
             args[0] = s->wid;
             for (Py_ssize_t i = 0; i < m; ++i) args[i + 1] = PyTuple_GET_ITEM(tup, i);
-            res = PyObject_Vectorcall(r->function, args, (size_t)m + 1, NULL);
+            res = PyObject_Vectorcall(s->fn, args, (size_t)m + 1, NULL);
             if (args != small) PyMem_Free(args);
         } else {
             PyErr_NoMemory();
         }
         Py_DECREF(tup);
+        if (res && res != Py_None && !values) {
+            values = PyList_New(count);
+            for (Py_ssize_t i = 0; values && i < count; ++i) {
+                Py_INCREF(Py_None);
+                PyList_SET_ITEM(values, i, Py_None);
+            }
+        }
+        if (res && values && PyList_Append(values, res) < 0) Py_CLEAR(res);
         if (!res) {
             record_failure(d, w, index);
             rc = 1;
             break;
         }
         Py_DECREF(res);
+        ++count;
     }
     if (rc == 0 && PyErr_Occurred()) {
         record_failure(d, w, -1);
         rc = 1;
     }
     Py_DECREF(it);
+    if (rc == 0) {
+        PyObject *kept = values ? values : PyLong_FromSsize_t(count);
+        values = NULL;
+        if (!kept || keep_result(d, s, share_index, kept) < 0) {
+            record_failure(d, w, -1);
+            rc = 1;
+        }
+    }
+    Py_XDECREF(values);
     return rc;
 }
 
-static int block_kernel(void *ud, int w, size_t begin, size_t end)
+/* The kernel of every Python map: item `index` of the sequence (itemwise)
+ * or share `index` of the functor. */
+static int item_kernel(void *ud, int w, size_t index, const void *value)
 {
+    (void)value;
     MapData *d = (MapData *)ud;
-    if (!worker_push(w)) return 3;
     WorkerState *s = worker_state(d, w);
-    int rc = s ? 0 : 3;
-    for (size_t i = begin; i < end && rc == 0; ++i) {
-        if (stopped(d)) {
-            rc = 2;
-            break;
+    if (!s) return 3;
+    if (stopped(d)) return 2;
+    if (!d->itemwise) return run_share(d, s, w, (Py_ssize_t)index);
+    if (d->err) {
+        ((int64_t *)slot_of(d, w))[1] = (int64_t)index;
+    } else {
+        /* In-process, in the main thread: run signal handlers (even if the
+         * kernel runs no bytecode; elsewhere a no-op), share the GIL. */
+        if (PyErr_CheckSignals() < 0) {
+            record_failure(d, w, (Py_ssize_t)index);
+            return 1;
         }
-        PyObject *share = PySequence_GetItem(s->r.shares, (Py_ssize_t)i);
-        if (!share) {
-            record_failure(d, w, -1);
-            rc = 1;
-            break;
-        }
-        rc = run_share(d, s, w, share);
-        Py_DECREF(share);
+        maybe_switch(s);
     }
-    worker_pop();
-    return rc;
+    PyObject *idx = PyLong_FromSize_t(index);
+    PyObject *val = idx ? PySequence_GetItem(s->r.seq, (Py_ssize_t)index) : NULL;
+    PyObject *res = NULL;
+    if (val) {
+        PyObject *args[3] = {s->wid, idx, val};
+        res = PyObject_Vectorcall(s->fn, args, 3, NULL);
+    }
+    Py_XDECREF(idx);
+    Py_XDECREF(val);
+    if (!res) {
+        record_failure(d, w, (Py_ssize_t)index);
+        return 1;
+    }
+    if (res == Py_None) {
+        Py_DECREF(res);
+        return 0;
+    }
+    if (keep_result(d, s, (Py_ssize_t)index, res) < 0) {
+        record_failure(d, w, (Py_ssize_t)index);
+        return 1;
+    }
+    return 0;
 }
 
 static void progress_cb(void *ud, size_t done, size_t total)
@@ -457,25 +584,34 @@ static const psh_functor_vtable items_vt = {sizeof(psh_functor_vtable), items_le
 /* ctx.map(n, *, itemwise=False, function=None, functor=None, seq=None,
  *         shares=None, run_worker=None, mode=MODE_INPROC, job=None, serial=0,
  *         err=None, err_size=0, schedule=-1, chunk=0, progress=None,
- *         worker_base=0) -> (status, message, errors)
- * itemwise: n items of seq, else n shares. errors: [(index, exception)]
- * raised in-process. job and err: uint8 ndarrays over psh arrays, or None.
+ *         worker_base=0, begin=None, end=None)
+ *   -> (status, message, errors, results, info)
+ * itemwise: n items of seq, else n shares. errors: [(index, exception,
+ * worker id)] raised in-process. info: the failed map's psh_error_info as
+ * (code, worker_id, index, signal, exit_status, callback), else None. results (in-process; None when every value was None):
+ * the value of each item, or of each share a list of its entries' values
+ * or their number when all were None; worker processes send theirs through
+ * their error slot (store_results). job and err: uint8 ndarrays over psh
+ * arrays, or None. begin(worker_id) -> function and end(worker_id,
+ * function): the map hooks' worker stages, once per worker that runs items.
  * schedule -1: the context's. worker_base is added to the worker ids the
  * kernels get (an MPI rank's offset); libpasha's messages keep the local ids. */
 PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw)
 {
     static char *kwlist[] = {"n", "itemwise", "function", "functor", "seq", "shares",
                              "run_worker", "mode", "job", "serial", "err", "err_size",
-                             "schedule", "chunk", "progress", "worker_base", NULL};
+                             "schedule", "chunk", "progress", "worker_base", "begin", "end",
+                             NULL};
     int itemwise = 0, mode = MODE_INPROC, schedule = PSH_SCHEDULE_CONTEXT, worker_base = 0;
     Py_ssize_t n, err_size = 0, chunk = 0;
     long long serial = 0;
     PyObject *function = Py_None, *functor = Py_None, *seq = Py_None, *shares = Py_None;
     PyObject *run_worker = Py_None, *job = Py_None, *err = Py_None, *progress = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|$pOOOOOiOLOninOi:map", kwlist, &n, &itemwise,
+    PyObject *begin = Py_None, *end = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "n|$pOOOOOiOLOninOiOO:map", kwlist, &n, &itemwise,
                                      &function, &functor, &seq, &shares, &run_worker, &mode, &job,
                                      &serial, &err, &err_size, &schedule, &chunk, &progress,
-                                     &worker_base))
+                                     &worker_base, &begin, &end))
         return NULL;
     if (mode < MODE_INPROC || mode > MODE_POOL) return PyErr_Format(PyExc_ValueError, "map: bad mode");
     if (chunk < 0) return PyErr_Format(PyExc_ValueError, "map: negative chunk");
@@ -490,7 +626,9 @@ PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw)
     d.functor = functor;
     d.seq = seq;
     d.shares = shares;
-    d.run_worker = run_worker == Py_None ? NULL : run_worker;
+    d.run_worker = none_to_null(run_worker);
+    d.begin = none_to_null(begin);
+    d.end = none_to_null(end);
     d.serial = serial;
     d.progress = progress == Py_None ? NULL : progress;
     d.num_slots = psh_context_num_workers(self->ctx);
@@ -503,13 +641,16 @@ PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw)
     if (err != Py_None) {
         if (!PyArray_Check(err)) return PyErr_Format(PyExc_TypeError, "err must be an ndarray");
         if ((size_t)PyArray_NBYTES((PyArrayObject *)err) <
-            ERR_HEADER + (size_t)d.num_slots * (size_t)err_size || err_size < 16)
+            ERR_HEADER + (size_t)d.num_slots * (size_t)err_size || err_size < SLOT_HEADER)
             return PyErr_Format(PyExc_ValueError, "err buffer too small");
         d.err = PyArray_BYTES((PyArrayObject *)err);
         d.err_size = (size_t)err_size;
         memset(d.err, 0, ERR_HEADER);
-        for (int w = 0; w < d.num_slots; ++w) memset(slot_of(&d, w), 0xff, 16);
-        for (int w = 0; w < d.num_slots; ++w) ((int64_t *)slot_of(&d, w))[0] = 0;
+        for (int w = 0; w < d.num_slots; ++w) {
+            int64_t *h = (int64_t *)slot_of(&d, w);
+            memset(h, 0, SLOT_HEADER);
+            h[1] = -1; /* no item yet */
+        }
     } else if (mode != MODE_INPROC) {
         return PyErr_Format(PyExc_ValueError, "process maps need an error buffer");
     }
@@ -535,18 +676,16 @@ PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw)
     r.ctx = self->ctx;
     r.ud = &d;
     r.o = &o;
-    if (itemwise) {
-        int rc = psh_functor_custom(&f, &items_vt, &d);
-        if (rc != PSH_OK) {
-            Py_DECREF(d.errors);
-            return pyp_raise(rc, "map");
-        }
-        r.k = item_kernel;
-        r.f = f;
-    } else {
-        r.bk = block_kernel;
-        r.n = len;
+    /* Items or shares alike: one custom functor, whose worker_begin and
+     * worker_end run once per worker per map however the items are handed
+     * out (map hooks, and the values a worker process sends once). */
+    int frc = psh_functor_custom(&f, &items_vt, &d);
+    if (frc != PSH_OK) {
+        Py_DECREF(d.errors);
+        return pyp_raise(frc, "map");
     }
+    r.k = item_kernel;
+    r.f = f;
 
     int main_thread = pyp_is_main_thread();
     struct sigaction sa, saved;
@@ -571,15 +710,18 @@ PyObject *pyp_ctx_map(CtxObject *self, PyObject *args, PyObject *kw)
         if (hooked) sigaction(SIGINT, &saved, NULL);
     }
     psh_functor_destroy(f);
-    if (raised) {
-        Py_DECREF(d.errors);
-        return NULL;
+    PyObject *res = NULL;
+    if (!raised && !(d.cancel && PyErr_CheckSignals() < 0)) {
+        PyObject *info = Py_None;
+        if (r.rc == PSH_OK)
+            Py_INCREF(info);
+        else
+            info = pyp_error_info(&r, worker_base);
+        if (info)
+            res = Py_BuildValue("(isOON)", r.rc, r.rc == PSH_OK ? "" : r.msg, d.errors,
+                                d.results && r.rc == PSH_OK ? d.results : Py_None, info);
     }
-    if (d.cancel && PyErr_CheckSignals() < 0) {
-        Py_DECREF(d.errors);
-        return NULL;
-    }
-    PyObject *res = Py_BuildValue("(isO)", r.rc, r.rc == PSH_OK ? "" : r.msg, d.errors);
     Py_DECREF(d.errors);
+    Py_XDECREF(d.results);
     return res;
 }

@@ -9,6 +9,8 @@
 PyObject *pyp_pool_entry;
 PyObject *pyp_store_exception;
 PyObject *pyp_flush_stdio;
+PyObject *pyp_store_results;
+PyObject *pyp_collect_run_worker;
 
 PyObject *pyp_raise(int rc, const char *what)
 {
@@ -21,14 +23,14 @@ PyObject *pyp_raise(int rc, const char *what)
 static PyObject *py_set_hooks(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *a, *b, *c;
-    if (!PyArg_ParseTuple(args, "OOO", &a, &b, &c)) return NULL;
-    Py_INCREF(a);
-    Py_INCREF(b);
-    Py_INCREF(c);
-    Py_XSETREF(pyp_pool_entry, a);
-    Py_XSETREF(pyp_store_exception, b);
-    Py_XSETREF(pyp_flush_stdio, c);
+    PyObject *h[5];
+    if (!PyArg_ParseTuple(args, "OOOOO", &h[0], &h[1], &h[2], &h[3], &h[4])) return NULL;
+    PyObject **to[5] = {&pyp_pool_entry, &pyp_store_exception, &pyp_flush_stdio,
+                        &pyp_store_results, &pyp_collect_run_worker};
+    for (int i = 0; i < 5; ++i) {
+        Py_INCREF(h[i]);
+        Py_XSETREF(*to[i], h[i]);
+    }
     Py_RETURN_NONE;
 }
 
@@ -50,6 +52,15 @@ static PyObject *py_default_num_workers(PyObject *self, PyObject *noargs)
     return PyLong_FromLong(n);
 }
 
+static PyObject *py_cpu_count(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    int n = psh_cpu_count();
+    if (n < 1) return PyErr_Format(PyExc_ValueError, "%s", psh_last_error());
+    return PyLong_FromLong(n);
+}
+
 static PyMethodDef module_methods[] = {
     {"alloc_bytes", pyp_alloc_bytes, METH_VARARGS,
      "alloc_bytes(ctx, nbytes) -> uint8 ndarray viewing a new psh array"},
@@ -64,10 +75,14 @@ static PyMethodDef module_methods[] = {
     {"from_address", pyp_from_address, METH_VARARGS,
      "from_address(addr, nbytes) -> writable memoryview of psh memory"},
     {"set_hooks", py_set_hooks, METH_VARARGS,
-     "set_hooks(pool_entry, store_exception, flush_stdio)"},
+     "set_hooks(pool_entry, store_exception, flush_stdio, store_results, collect_run_worker)"},
     {"_at_exit", pyp_at_exit, METH_NOARGS, "the interpreter is exiting"},
     {"_after_fork_child", pyp_after_fork_child, METH_NOARGS, "after os.fork() in the child"},
     {"version", py_version, METH_NOARGS, "libpasha's version"},
+    {"current_worker", pyp_current_worker, METH_NOARGS,
+     "the worker id of the kernel running on this thread, or None outside kernels"},
+    {"cpu_count", py_cpu_count, METH_NOARGS,
+     "psh_cpu_count(): the default number of workers (ValueError on a bad PASHA_NUM_WORKERS)"},
     {"default_num_workers", py_default_num_workers, METH_NOARGS,
      "the number of workers of libpasha's default context"},
     {NULL, NULL, 0, NULL}};
@@ -99,5 +114,6 @@ PyMODINIT_FUNC PyInit__pasha(void)
     PyModule_AddIntConstant(m, "EWORKER", PSH_EWORKER);
     PyModule_AddIntConstant(m, "ECANCELED", PSH_ECANCELED);
     PyModule_AddIntConstant(m, "ERR_HEADER", ERR_HEADER);
+    PyModule_AddIntConstant(m, "SLOT_HEADER", SLOT_HEADER);
     return m;
 }

@@ -7,7 +7,7 @@
 
 #include <string.h>
 
-/* ctx.map_native(fnptr, user_data, n, array_or_None, axis) -> (status, msg)
+/* ctx.map_native(fnptr, user_data, n, array_or_None, axis) -> (status, msg, info)
  * Runs a C kernel (psh_kernel) without the GIL: over range(n) (value NULL)
  * or over the sub-arrays of a numpy array along axis (value: psh_view *). */
 static int npy_to_psh(int t, psh_dtype *out)
@@ -80,5 +80,6 @@ PyObject *pyp_ctx_map_native(CtxObject *self, PyObject *args)
                               cancel_flag_only, (void *)&cancel);
     psh_functor_destroy(f);
     if (raised) return NULL;
-    return Py_BuildValue("(is)", r.rc, r.rc == PSH_OK ? "" : r.msg);
+    if (r.rc == PSH_OK) return Py_BuildValue("(isO)", r.rc, "", Py_None);
+    return Py_BuildValue("(isN)", r.rc, r.msg, pyp_error_info(&r, 0));
 }

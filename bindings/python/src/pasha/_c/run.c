@@ -10,14 +10,28 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 static void run_req(RunReq *r)
 {
-    r->rc = r->bk ? psh_map_blocks_ext(r->ctx, r->bk, r->ud, r->n, r->o)
-                  : psh_map_ext(r->ctx, r->k, r->ud, r->f, r->o);
-    if (r->rc != PSH_OK) snprintf(r->msg, sizeof r->msg, "%s", psh_last_error());
+    r->rc = psh_map_ext(r->ctx, r->k, r->ud, r->f, r->o);
+    if (r->rc == PSH_OK) return;
+    /* Both thread-local: read on the thread that ran the map. */
+    snprintf(r->msg, sizeof r->msg, "%s", psh_last_error());
+    memset(&r->info, 0, sizeof r->info);
+    r->info.struct_size = sizeof r->info;
+    if (psh_last_error_info(&r->info) != PSH_OK) {
+        r->info.code = r->rc;
+        r->info.worker_id = -1;
+        r->info.index = -1;
+        r->info.exit_status = -1;
+        r->info.callback = NULL;
+    }
+    snprintf(r->callback, sizeof r->callback, "%s", r->info.callback ? r->info.callback : "");
+    r->info.callback = NULL;
+    r->info.message = NULL;
 }
 
 static struct {
@@ -130,4 +144,11 @@ void pyp_run_after_fork(void)
     helper.started = 0;
     helper.busy = 0;
     helper.req = NULL;
+}
+
+PyObject *pyp_error_info(const RunReq *r, int worker_base)
+{
+    const psh_error_info *i = &r->info;
+    return Py_BuildValue("(iiLiis)", i->code, i->worker_id >= 0 ? i->worker_id + worker_base : -1,
+                         (long long)i->index, i->signal, i->exit_status, r->callback);
 }
