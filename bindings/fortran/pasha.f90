@@ -90,7 +90,12 @@ module pasha
     type(c_funptr) :: worker_end
   end type
 
-  !> psh_map_options; fill with psh_map_options_init first.
+  !> psh_map_options; fill with psh_map_options_init_size(opts, c_sizeof(opts))
+  !> first (psh_map_options_init fills only the fields of pasha 0.2, up to
+  !> user_data_size). worker_begin / worker_end: c_null_funptr or c_funloc of
+  !> a bind(C) integer(c_int) function (user_data, worker_id), run in each
+  !> worker once per map before its first / after its last item; non-zero
+  !> fails the map like a kernel error.
   type, bind(C) :: psh_map_options
     integer(c_size_t) :: struct_size
     integer(c_int) :: schedule
@@ -99,6 +104,8 @@ module pasha
     type(c_ptr) :: progress_data
     type(c_ptr) :: cancel
     integer(c_size_t) :: user_data_size
+    type(c_funptr) :: worker_begin
+    type(c_funptr) :: worker_end
   end type
 
   !> psh_error_info: what psh_last_error_info says about this thread's last
@@ -341,6 +348,11 @@ module pasha
       type(c_ptr), value :: user_data
       integer(c_size_t), value :: n
     end function
+    subroutine psh_map_options_init_size(opts, struct_size) bind(C, name='psh_map_options_init_size')
+      import :: psh_map_options, c_size_t
+      type(psh_map_options), intent(inout) :: opts
+      integer(c_size_t), value :: struct_size
+    end subroutine
     subroutine psh_map_options_init(opts) bind(C, name='psh_map_options_init')
       import :: psh_map_options
       type(psh_map_options), intent(inout) :: opts

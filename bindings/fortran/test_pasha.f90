@@ -63,6 +63,34 @@ contains
     if (index == 13 .and. worker_id >= 0 .and. .not. c_associated(value) &
         .and. .not. c_associated(user_data)) rc = 7
   end function
+
+  !> worker_begin: acc(3, worker_id+1) += 1; user_data: the map's per-worker array.
+  integer(c_int) function count_begin(user_data, worker_id) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_int64_t), pointer :: acc(:,:)
+    call psh_array_pointer(user_data, acc)
+    acc(3, worker_id + 1) = acc(3, worker_id + 1) + 1
+    rc = 0
+  end function
+
+  !> worker_end: acc(4, worker_id+1) += 1.
+  integer(c_int) function count_end(user_data, worker_id) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_int64_t), pointer :: acc(:,:)
+    call psh_array_pointer(user_data, acc)
+    acc(4, worker_id + 1) = acc(4, worker_id + 1) + 1
+    rc = 0
+  end function
+
+  !> worker_begin that fails in worker 0.
+  integer(c_int) function fail_begin(user_data, worker_id) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    rc = 0
+    if (worker_id == 0 .and. c_associated(user_data)) rc = 3
+  end function
 end module
 
 program test_pasha
@@ -95,6 +123,9 @@ contains
     integer :: i, j, nw
     integer(c_int) :: rc
     type(psh_error_info) :: info
+    type(psh_map_options) :: mopts
+    type(c_ptr) :: hooks
+    integer(c_int64_t), pointer :: phooks(:,:)
     character(len=2) :: tag
     write (tag, '(i2)') kind
 
@@ -129,6 +160,29 @@ contains
     call psh_array_pointer(acc, pacc)
     call expect(sum(pacc(1, :)) == 9999_c_int64_t * 10000_c_int64_t / 2, 'block sum'//tag)
     call expect(sum(pacc(2, :)) == 10000, 'block count'//tag)
+
+    ! worker_begin / worker_end: once per worker per map, also under a
+    ! dynamic schedule that hands a worker several chunks.
+    call expect(psh_alloc_f(hooks, ctx, PSH_INT64, [4_c_size_t], per_worker=.true.) == PSH_OK, 'alloc hooks'//tag)
+    call psh_map_options_init_size(mopts, c_sizeof(mopts))
+    call expect(.not. c_associated(mopts%worker_begin), 'init_size clears worker_begin'//tag)
+    mopts%schedule = PSH_SCHEDULE_DYNAMIC
+    mopts%chunk = 100
+    mopts%worker_begin = c_funloc(count_begin)
+    mopts%worker_end = c_funloc(count_end)
+    call expect(psh_map_blocks_ext(ctx, c_funloc(block_sum), hooks, 10000_c_size_t, mopts) == PSH_OK, &
+                'map with hooks'//tag)
+    call psh_array_pointer(hooks, phooks)
+    call expect(sum(phooks(1, :)) == 9999_c_int64_t * 10000_c_int64_t / 2, 'hooks: block sum'//tag)
+    call expect(all(phooks(3, :) == 1) .and. all(phooks(4, :) == 1), 'worker_begin/end once per worker'//tag)
+    mopts%worker_begin = c_funloc(fail_begin)
+    rc = psh_map_blocks_ext(ctx, c_funloc(block_sum), hooks, 10000_c_size_t, mopts)
+    call expect(rc == PSH_EKERNEL, 'failing worker_begin is PSH_EKERNEL'//tag)
+    info%struct_size = c_sizeof(info)
+    call expect(psh_last_error_info(info) == PSH_OK, 'info after worker_begin'//tag)
+    call expect(psh_c_string(info%callback) == 'worker_begin' .and. info%worker_id == 0, &
+                'info: worker_begin of worker 0'//tag)
+    call psh_array_free(hooks)
 
     ! psh_functor_array over the columns of a 2-D Fortran-order array:
     ! axis 1 (0-based) of shape [4, 5] hands 5 contiguous columns of 4.

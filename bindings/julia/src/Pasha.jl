@@ -134,7 +134,10 @@ mutable struct psh_functor_vtable
     worker_end::Ptr{Cvoid}
 end
 
-"""`psh_map_options`; initialize with `psh_map_options_init`."""
+"""`psh_map_options`; initialize with `psh_map_options_init_size(opts)` (the
+exported `psh_map_options_init` fills only pasha 0.2's fields).
+`worker_begin` / `worker_end`: `C_NULL` or a `@cfunction` of
+`Cint (Ptr{Cvoid}, Cint)` run in each worker once per map."""
 mutable struct psh_map_options
     struct_size::Csize_t
     schedule::Cint
@@ -143,8 +146,10 @@ mutable struct psh_map_options
     progress_data::Ptr{Cvoid}
     cancel::Ptr{Cint}
     user_data_size::Csize_t
+    worker_begin::Ptr{Cvoid}
+    worker_end::Ptr{Cvoid}
 end
-psh_map_options() = psh_map_options(0, 0, 0, C_NULL, C_NULL, C_NULL, 0)
+psh_map_options() = psh_map_options(0, 0, 0, C_NULL, C_NULL, C_NULL, 0, C_NULL, C_NULL)
 
 """`psh_error_info`: what `psh_last_error_info` says about this thread's last
 failed call, as data (`callback` and `message` are C strings, `callback`
@@ -291,6 +296,9 @@ psh_map(ctx, kernel, user_data, functor) =
 psh_map_blocks(ctx, kernel, user_data, n) =
     ccall((:psh_map_blocks, libpasha), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Csize_t),
           ctx, kernel, user_data, n)
+"""`psh_map_options_init_size(opts, struct_size = sizeof(psh_map_options))`."""
+psh_map_options_init_size(opts, struct_size = sizeof(psh_map_options)) =
+    ccall((:psh_map_options_init_size, libpasha), Cvoid, (Ref{psh_map_options}, Csize_t), opts, struct_size)
 """`psh_map_options_init(opts)`."""
 psh_map_options_init(opts) = ccall((:psh_map_options_init, libpasha), Cvoid, (Ref{psh_map_options},), opts)
 """`psh_map_ext(ctx, kernel, user_data, functor, opts)`."""
