@@ -765,6 +765,15 @@ struct map_options {
      *  map with pasha::error(PSH_ECANCELED); the library reads it with
      *  relaxed loads. nullptr: none. */
     const std::atomic<int> *cancel = nullptr;
+    /** Called in each worker (its thread or process) once per map, before
+     *  its first item / after its last one (also after an error), with the
+     *  worker's id (psh_map_options::worker_begin / worker_end): per-worker
+     *  setup of thread_local or process-local state. Plain function
+     *  pointers (a captureless lambda converts), so that a persistent
+     *  pool's workers can call them. A throw fails the map like a kernel's
+     *  (callback() "worker_begin" / "worker_end"). nullptr: none. */
+    void (*worker_begin)(int worker_id) = nullptr;
+    void (*worker_end)(int worker_id) = nullptr;  ///< see worker_begin
 };
 
 namespace detail {
@@ -826,7 +835,9 @@ inline void record(shm_error *e, int worker_id, std::size_t begin, std::size_t e
     } catch (...) {
     }
     char where[96];
-    if (item != SIZE_MAX)
+    if (begin == SIZE_MAX)
+        std::snprintf(where, sizeof where, "(worker %d)", worker_id);
+    else if (item != SIZE_MAX)
         std::snprintf(where, sizeof where, "at index %zu (worker %d)", item, worker_id);
     else
         std::snprintf(where, sizeof where, "in items [%zu, %zu) (worker %d)", begin, end, worker_id);
@@ -875,6 +886,7 @@ struct local_payload {
     const F *f;
     A a;
     exception_slot *slot;
+    void (*hooks[2])(int);  // worker_begin, worker_end
 };
 
 /* A map in processes contexts: the closure is copied (into the pool's shared
@@ -884,7 +896,35 @@ struct shared_payload {
     F f;
     A a;
     shm_error *err;
+    void (*hooks[2])(int);  // worker_begin, worker_end
 };
+
+/* map_options::worker_begin (H = 0) and worker_end (H = 1) in a worker. */
+template <class P, int H>
+int local_hook(void *ud, int worker_id) noexcept
+{
+    const auto *p = static_cast<const P *>(ud);
+    try {
+        p->hooks[H](worker_id);
+        return 0;
+    } catch (...) {
+        p->slot->store();
+        return 1;
+    }
+}
+
+template <class P, int H>
+int shared_hook(void *ud, int worker_id) noexcept
+{
+    const auto *p = static_cast<const P *>(ud);
+    try {
+        p->hooks[H](worker_id);
+        return 0;
+    } catch (...) {
+        record(p->err, worker_id, SIZE_MAX, SIZE_MAX);
+        return 1;
+    }
+}
 
 /* One block: a small closure is copied into a local first, so that the
  * compiler keeps its captures in registers (a store through a captured
@@ -1030,13 +1070,19 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
     int rc;
     if (k == PSH_SERIAL || k == PSH_THREADS) {
         exception_slot slot;
-        local_payload<F, A> p{&f, a, &slot};
+        using P = local_payload<F, A>;
+        P p{&f, a, &slot, {mo ? mo->worker_begin : nullptr, mo ? mo->worker_end : nullptr}};
+        if (p.hooks[0]) o.worker_begin = &local_hook<P, 0>;
+        if (p.hooks[1]) o.worker_end = &local_hook<P, 1>;
         rc = psh_map_blocks_ext(c, &local_trampoline<F, A>, &p, n, &o);
         if (slot.taken.load(std::memory_order_acquire)) std::rethrow_exception(slot.p);
     } else {
         std::unique_lock<std::mutex> lock;
         shm_error *err = acquire_error_page(c, state_of(ctx), lock);
-        shared_payload<F, A> p{f, a, err};
+        using P = shared_payload<F, A>;
+        P p{f, a, err, {mo ? mo->worker_begin : nullptr, mo ? mo->worker_end : nullptr}};
+        if (p.hooks[0]) o.worker_begin = &shared_hook<P, 0>;
+        if (p.hooks[1]) o.worker_end = &shared_hook<P, 1>;
         o.user_data_size = sizeof p;
         rc = psh_map_blocks_ext(c, &shared_trampoline<F, A>, &p, n, &o);
         if (rc == PSH_EKERNEL) {
@@ -1047,7 +1093,9 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
             if (recorded && err->item >= 0) info.index = err->item;
             if (A::per_item && info.callback && std::strcmp(info.callback, "block_kernel") == 0)
                 info.callback = "kernel";
-            if (recorded) throw error(PSH_EKERNEL, std::string("the kernel threw ") + err->text, info);
+            std::string who = "the kernel";
+            if (info.callback && std::strncmp(info.callback, "worker_", 7) == 0) who = info.callback;
+            if (recorded) throw error(PSH_EKERNEL, who + " threw " + err->text, info);
             throw error(PSH_EKERNEL,
                         std::string("the kernel threw (its text could not be passed back): ") + psh_last_error(),
                         info);

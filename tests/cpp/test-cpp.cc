@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -662,6 +663,39 @@ static void test_dead_worker(pasha::context &ctx)
     }
 }
 
+// map_options::worker_begin / worker_end: per-worker state set up in the
+// worker itself (its thread, or its process in processes contexts and a
+// pool), once per map, seen by the worker's kernel calls.
+static thread_local int began_as = -1;
+static std::atomic<int> ends{0};  // the caller's: serial and threads only
+
+static void test_worker_hooks(pasha::context &ctx, bool processes)
+{
+    const std::size_t n = 5000;
+    const int W = ctx.num_workers();
+    pasha::map_options o{PSH_SCHEDULE_DYNAMIC, 50};
+    o.worker_begin = [](int w) { began_as = w; };
+    o.worker_end = [](int) { ends.fetch_add(1); began_as = -1; };
+    ends = 0;
+    std::vector<int> seen = pasha::map(ctx, n, [](int w, std::size_t) { return began_as == w ? 1 : 0; }, o);
+    CHECK(seen.size() == n && std::accumulate(seen.begin(), seen.end(), 0) == static_cast<int>(n));
+    if (!processes) CHECK(ends.load() == W);  // once per worker, not per chunk
+    // A throwing worker_begin fails the map, as a kernel's throw does.
+    o.worker_begin = [](int w) {
+        if (w == 0) throw std::logic_error("no setup");
+    };
+    bool thrown = false;
+    try {
+        pasha::map(ctx, n, [](int, std::size_t) {}, o);
+    } catch (const std::logic_error &e) {
+        thrown = !processes && std::string(e.what()) == "no setup";
+    } catch (const pasha::error &e) {
+        thrown = processes && e.code() == PSH_EKERNEL && e.callback() && std::string(e.callback()) == "worker_begin" &&
+                 e.worker_id() == 0 && std::string(e.what()).find("no setup") != std::string::npos;
+    }
+    CHECK(thrown);
+}
+
 // ---- maps with results, reductions -----------------------------------------
 
 struct item_result {
@@ -899,6 +933,7 @@ int main(int argc, char **argv)
             test_results(ctx, what == "pool");
             test_reduce(ctx);
             if (processes) test_dead_worker(ctx);
+            test_worker_hooks(ctx, processes);
         } else {
             std::fprintf(stderr, "usage: test-cpp common|serial|threads|processes|pool\n");
             return 2;
