@@ -18,7 +18,7 @@ else
     echo "fortran: quickguide_fortran not built (no Fortran compiler), skipped"
 fi
 
-python3 bindings/julia/check_ccalls.py include/pasha/pasha.h bindings/julia/src/Pasha.jl
+python3 tools/bindcheck/bindcheck.py  # Fortran, Julia and Python's constants against the headers
 
 if command -v cargo >/dev/null; then
     export PKG_CONFIG_PATH=$PWD/$build/meson-uninstalled

@@ -4,7 +4,7 @@
 // variants (odd rounds in reverse order); medians and fastest rounds, ratios against the reference run in
 // the same process.
 //
-//   bench_cpp [--workers N] [--rounds R] [--quick] [--only axpy|calib]
+//   bench_cpp [--workers N] [--rounds R] [--quick] [--only axpy|calib|w4]
 //
 // Workloads:
 //   axpy  y[i] = a*x[i] + y[i] over 2^25 floats, one item per element, on a
@@ -16,6 +16,11 @@
 //         the C API (psh_map over psh_functor_array, as bench.c) and through
 //         the C++ API (pasha::map over the array's axis 0), on a threads
 //         context and on a persistent pool
+//   w4    the reduction workload (f) of bench/bench.c (bench_w4.h): a
+//         64-bin histogram and the sum of 1000 frames of 512x128 float32,
+//         through pasha::reduce (in-place kernel and combine, threads
+//         context static and dynamic, persistent pool) vs OpenMP reduction(+: sum[:65536],
+//         hist[:64]) vs oneTBB parallel_reduce (auto and static partitioner)
 #include <pasha/pasha.hpp>
 
 #include <omp.h>
@@ -34,13 +39,18 @@
 #ifdef PASHA_BENCH_TBB
 #include <oneapi/tbb/blocked_range.h>
 #include <oneapi/tbb/parallel_for.h>
+#include <oneapi/tbb/parallel_reduce.h>
 #include <oneapi/tbb/partitioner.h>
 #include <oneapi/tbb/task_arena.h>
 #endif
 
+extern "C" {
+#include "bench_w4.h"
+}
+
 static int opt_workers = 2, opt_rounds = 11;
 static bool opt_quick = false;
-static std::string opt_only = "axpy,calib";
+static std::string opt_only = "axpy,calib,w4";
 
 static double now()
 {
@@ -298,6 +308,136 @@ static void workload_calib()
     psh_functor_destroy(f);
 }
 
+// ---- the reduction (bench.c's workload f) -----------------------------------
+
+// pasha::reduce's accumulator: the sum frame and the histogram of one worker.
+struct w4_acc {
+    float sum[W4_PIXELS];
+    int64_t hist[W4_BINS];
+};
+
+#ifdef PASHA_BENCH_TBB
+// tbb::parallel_reduce's imperative form (a Body with a splitting
+// constructor and join), as bench/bench_tbb.cc.
+struct w4_tbb_body {
+    const float *frames;
+    std::vector<float> sum;
+    std::vector<int64_t> hist;
+    explicit w4_tbb_body(const float *f) : frames(f), sum(W4_PIXELS, 0.0f), hist(W4_BINS, 0) {}
+    w4_tbb_body(w4_tbb_body &o, oneapi::tbb::split) : frames(o.frames), sum(W4_PIXELS, 0.0f), hist(W4_BINS, 0) {}
+    void operator()(const oneapi::tbb::blocked_range<std::size_t> &r)
+    {
+        for (std::size_t i = r.begin(); i != r.end(); ++i) w4_frame(frames + i * W4_PIXELS, sum.data(), hist.data());
+    }
+    void join(const w4_tbb_body &o) { w4_add_rows(sum.data(), hist.data(), o.sum.data(), o.hist.data()); }
+};
+#endif
+
+static void workload_w4()
+{
+    const std::size_t frames = opt_quick ? 40 : 1000;
+    pasha::context t(pasha::kind::threads, opt_workers);
+    pasha::context_options po;
+    po.kind = pasha::kind::processes;
+    po.num_workers = opt_workers;
+    po.persistent = true;
+    pasha::context pool(po);
+    auto raw = pasha::alloc<float>(t, {frames, 512, 128});
+    uint32_t x = 12345;
+    for (std::size_t i = 0; i < raw.size(); ++i) {  // bench.c's frames
+        x = x * 1664525u + 1013904223u;
+        raw[i] = static_cast<float>(x >> 8) * (4096.0f / 16777216.0f);
+    }
+    const float *pf = raw.data();
+    // Every variant leaves its answer here (each variant's own copy-out
+    // timed, as bench.c's).
+    static w4_acc result;
+    static const w4_acc zero{};
+    auto pasha_reduce = [&](const pasha::context &ctx, const pasha::map_options &mo) {
+        result = pasha::reduce(
+            ctx, frames, zero,
+            [=](std::size_t b, std::size_t e, w4_acc &acc) {
+                for (std::size_t i = b; i < e; ++i) w4_frame(pf + i * W4_PIXELS, acc.sum, acc.hist);
+            },
+            [](w4_acc &into, const w4_acc &from) { w4_add_rows(into.sum, into.hist, from.sum, from.hist); }, mo);
+    };
+    std::vector<variant> vs;
+    vs.push_back({"pasha::reduce (threads)", [&] { pasha_reduce(t, {}); }});
+    // Dynamic hand-out in chunks of 8 frames, like TBB's auto partitioner
+    // balances (the combine order stays fixed; which frames each worker adds
+    // does not).
+    vs.push_back({"pasha::reduce (threads, dynamic 8)", [&] { pasha_reduce(t, {PSH_SCHEDULE_DYNAMIC, 8}); }});
+    vs.push_back({"OpenMP reduction(+: sum[:65536], hist[:64])", [&] {
+                      float *sum = result.sum;
+                      int64_t *hist = result.hist;
+                      std::memset(sum, 0, sizeof result.sum);
+                      std::memset(hist, 0, sizeof result.hist);
+#pragma omp parallel num_threads(opt_workers) reduction(+ : sum[:W4_PIXELS], hist[:W4_BINS])
+                      {
+#pragma omp for schedule(static)
+                          for (std::size_t i = 0; i < frames; ++i) w4_frame(pf + i * W4_PIXELS, sum, hist);
+                      }
+                  }});
+#ifdef PASHA_BENCH_TBB
+    static oneapi::tbb::task_arena arena(opt_workers);
+    auto tbb_reduce = [&](bool static_part) {
+        w4_tbb_body body(pf);
+        arena.execute([&] {
+            oneapi::tbb::blocked_range<std::size_t> r(0, frames);
+            if (static_part)
+                oneapi::tbb::parallel_reduce(r, body, oneapi::tbb::static_partitioner());
+            else
+                oneapi::tbb::parallel_reduce(r, body);
+        });
+        std::memcpy(result.sum, body.sum.data(), sizeof result.sum);
+        std::memcpy(result.hist, body.hist.data(), sizeof result.hist);
+    };
+    vs.push_back({"oneTBB parallel_reduce (auto_partitioner)", [&] { tbb_reduce(false); }});
+    vs.push_back({"oneTBB parallel_reduce (static_partitioner)", [&] { tbb_reduce(true); }});
+#endif
+    vs.push_back({"pasha::reduce (persistent pool)", [&] { pasha_reduce(pool, {}); }});
+
+    // Every variant computes the same histogram (exactly) and sum frame (up
+    // to the order of the float additions).
+    std::vector<int64_t> want_hist(W4_BINS, 0);
+    std::vector<double> want_sum(W4_PIXELS, 0.0);
+    for (std::size_t i = 0; i < frames; ++i)
+        for (std::size_t p = 0; p < W4_PIXELS; ++p) {
+            float v = raw[i * W4_PIXELS + p];
+            want_sum[p] += v;
+            int b = static_cast<int>(v * (W4_BINS / 4096.0f));
+            want_hist[static_cast<std::size_t>(b < 0 ? 0 : b >= W4_BINS ? W4_BINS - 1 : b)] += 1;
+        }
+    for (auto &v : vs) {
+        std::memset(&result, 0xff, sizeof result);
+        v.run();
+        for (std::size_t b = 0; b < W4_BINS; ++b)
+            if (result.hist[b] != want_hist[b]) {
+                std::fprintf(stderr, "w4: %s: histogram bin %zu is %lld, not %lld\n", v.name.c_str(), b,
+                             static_cast<long long>(result.hist[b]), static_cast<long long>(want_hist[b]));
+                std::exit(1);
+            }
+        for (std::size_t p = 0; p < W4_PIXELS; ++p)
+            if (std::fabs(result.sum[p] - want_sum[p]) > 1e-4 * want_sum[p] + 1e-3) {
+                std::fprintf(stderr, "w4: %s: sum[%zu] is %g, not %g\n", v.name.c_str(), p, double(result.sum[p]),
+                             want_sum[p]);
+                std::exit(1);
+            }
+    }
+    char title[128];
+    std::snprintf(title, sizeof title, "reduction (bench.c f), %zu frames of 512x128 float32", frames);
+    measure(title, vs, "OpenMP reduction(+: sum[:65536], hist[:64])");
+    ratio(vs, "pasha::reduce (threads)", "OpenMP reduction(+: sum[:65536], hist[:64])", "pasha::reduce / OpenMP");
+#ifdef PASHA_BENCH_TBB
+    ratio(vs, "pasha::reduce (threads)", "oneTBB parallel_reduce (auto_partitioner)",
+          "pasha::reduce / oneTBB (auto)");
+    ratio(vs, "pasha::reduce (threads)", "oneTBB parallel_reduce (static_partitioner)",
+          "pasha::reduce / oneTBB (static)");
+    ratio(vs, "pasha::reduce (threads, dynamic 8)", "oneTBB parallel_reduce (auto_partitioner)",
+          "pasha::reduce dynamic / oneTBB (auto)");
+#endif
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; ++i) {
@@ -310,7 +450,7 @@ int main(int argc, char **argv)
         else if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             opt_only = argv[++i];
         else {
-            std::fprintf(stderr, "usage: bench_cpp [--workers N] [--rounds R] [--quick] [--only axpy|calib]\n");
+            std::fprintf(stderr, "usage: bench_cpp [--workers N] [--rounds R] [--quick] [--only axpy|calib|w4]\n");
             return 2;
         }
     }
@@ -323,6 +463,7 @@ int main(int argc, char **argv)
     try {
         if (opt_only.find("axpy") != std::string::npos) workload_axpy();
         if (opt_only.find("calib") != std::string::npos) workload_calib();
+        if (opt_only.find("w4") != std::string::npos) workload_w4();
     } catch (const pasha::error &e) {
         std::fprintf(stderr, "bench_cpp: %s\n", e.what());
         return 1;

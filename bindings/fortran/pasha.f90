@@ -90,7 +90,12 @@ module pasha
     type(c_funptr) :: worker_end
   end type
 
-  !> psh_map_options; fill with psh_map_options_init first.
+  !> psh_map_options; fill with psh_map_options_init_size(opts, c_sizeof(opts))
+  !> first (psh_map_options_init fills only the fields of pasha 0.2, up to
+  !> user_data_size). worker_begin / worker_end: c_null_funptr or c_funloc of
+  !> a bind(C) integer(c_int) function (user_data, worker_id), run in each
+  !> worker once per map before its first / after its last item; non-zero
+  !> fails the map like a kernel error.
   type, bind(C) :: psh_map_options
     integer(c_size_t) :: struct_size
     integer(c_int) :: schedule
@@ -99,6 +104,23 @@ module pasha
     type(c_ptr) :: progress_data
     type(c_ptr) :: cancel
     integer(c_size_t) :: user_data_size
+    type(c_funptr) :: worker_begin
+    type(c_funptr) :: worker_end
+  end type
+
+  !> psh_error_info: what psh_last_error_info says about this thread's last
+  !> failed call, as data. Set struct_size = c_sizeof(info) before the call;
+  !> callback and message are C strings (psh_c_string), callback c_null_ptr
+  !> when none; index is 0-based, -1: none; worker_id -1: none.
+  type, bind(C) :: psh_error_info
+    integer(c_size_t) :: struct_size
+    integer(c_int) :: code
+    integer(c_int) :: worker_id
+    integer(c_long_long) :: index
+    integer(c_int) :: signal
+    integer(c_int) :: exit_status
+    type(c_ptr) :: callback
+    type(c_ptr) :: message
   end type
 
   !> Interfaces that kernels and callbacks must match.
@@ -134,6 +156,13 @@ module pasha
     end function
     type(c_ptr) function psh_last_error() bind(C, name='psh_last_error')
       import :: c_ptr
+    end function
+    integer(c_int) function psh_last_error_info(info) bind(C, name='psh_last_error_info')
+      import :: c_int, psh_error_info
+      type(psh_error_info), intent(inout) :: info
+    end function
+    integer(c_int) function psh_cpu_count() bind(C, name='psh_cpu_count')
+      import :: c_int
     end function
     type(c_ptr) function psh_version() bind(C, name='psh_version')
       import :: c_ptr
@@ -319,6 +348,11 @@ module pasha
       type(c_ptr), value :: user_data
       integer(c_size_t), value :: n
     end function
+    subroutine psh_map_options_init_size(opts, struct_size) bind(C, name='psh_map_options_init_size')
+      import :: psh_map_options, c_size_t
+      type(psh_map_options), intent(inout) :: opts
+      integer(c_size_t), value :: struct_size
+    end subroutine
     subroutine psh_map_options_init(opts) bind(C, name='psh_map_options_init')
       import :: psh_map_options
       type(psh_map_options), intent(inout) :: opts

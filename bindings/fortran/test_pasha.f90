@@ -63,6 +63,34 @@ contains
     if (index == 13 .and. worker_id >= 0 .and. .not. c_associated(value) &
         .and. .not. c_associated(user_data)) rc = 7
   end function
+
+  !> worker_begin: acc(3, worker_id+1) += 1; user_data: the map's per-worker array.
+  integer(c_int) function count_begin(user_data, worker_id) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_int64_t), pointer :: acc(:,:)
+    call psh_array_pointer(user_data, acc)
+    acc(3, worker_id + 1) = acc(3, worker_id + 1) + 1
+    rc = 0
+  end function
+
+  !> worker_end: acc(4, worker_id+1) += 1.
+  integer(c_int) function count_end(user_data, worker_id) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    integer(c_int64_t), pointer :: acc(:,:)
+    call psh_array_pointer(user_data, acc)
+    acc(4, worker_id + 1) = acc(4, worker_id + 1) + 1
+    rc = 0
+  end function
+
+  !> worker_begin that fails in worker 0.
+  integer(c_int) function fail_begin(user_data, worker_id) bind(C) result(rc)
+    type(c_ptr), value :: user_data
+    integer(c_int), value :: worker_id
+    rc = 0
+    if (worker_id == 0 .and. c_associated(user_data)) rc = 3
+  end function
 end module
 
 program test_pasha
@@ -94,6 +122,10 @@ contains
     integer(c_int64_t), pointer :: pacc(:,:)
     integer :: i, j, nw
     integer(c_int) :: rc
+    type(psh_error_info) :: info
+    type(psh_map_options) :: mopts
+    type(c_ptr) :: hooks
+    integer(c_int64_t), pointer :: phooks(:,:)
     character(len=2) :: tag
     write (tag, '(i2)') kind
 
@@ -129,6 +161,29 @@ contains
     call expect(sum(pacc(1, :)) == 9999_c_int64_t * 10000_c_int64_t / 2, 'block sum'//tag)
     call expect(sum(pacc(2, :)) == 10000, 'block count'//tag)
 
+    ! worker_begin / worker_end: once per worker per map, also under a
+    ! dynamic schedule that hands a worker several chunks.
+    call expect(psh_alloc_f(hooks, ctx, PSH_INT64, [4_c_size_t], per_worker=.true.) == PSH_OK, 'alloc hooks'//tag)
+    call psh_map_options_init_size(mopts, c_sizeof(mopts))
+    call expect(.not. c_associated(mopts%worker_begin), 'init_size clears worker_begin'//tag)
+    mopts%schedule = PSH_SCHEDULE_DYNAMIC
+    mopts%chunk = 100
+    mopts%worker_begin = c_funloc(count_begin)
+    mopts%worker_end = c_funloc(count_end)
+    call expect(psh_map_blocks_ext(ctx, c_funloc(block_sum), hooks, 10000_c_size_t, mopts) == PSH_OK, &
+                'map with hooks'//tag)
+    call psh_array_pointer(hooks, phooks)
+    call expect(sum(phooks(1, :)) == 9999_c_int64_t * 10000_c_int64_t / 2, 'hooks: block sum'//tag)
+    call expect(all(phooks(3, :) == 1) .and. all(phooks(4, :) == 1), 'worker_begin/end once per worker'//tag)
+    mopts%worker_begin = c_funloc(fail_begin)
+    rc = psh_map_blocks_ext(ctx, c_funloc(block_sum), hooks, 10000_c_size_t, mopts)
+    call expect(rc == PSH_EKERNEL, 'failing worker_begin is PSH_EKERNEL'//tag)
+    info%struct_size = c_sizeof(info)
+    call expect(psh_last_error_info(info) == PSH_OK, 'info after worker_begin'//tag)
+    call expect(psh_c_string(info%callback) == 'worker_begin' .and. info%worker_id == 0, &
+                'info: worker_begin of worker 0'//tag)
+    call psh_array_free(hooks)
+
     ! psh_functor_array over the columns of a 2-D Fortran-order array:
     ! axis 1 (0-based) of shape [4, 5] hands 5 contiguous columns of 4.
     call expect(psh_alloc_f(mat, ctx, PSH_FLOAT64, [4_c_size_t, 5_c_size_t]) == PSH_OK, 'alloc mat'//tag)
@@ -153,6 +208,16 @@ contains
     rc = psh_map(ctx, c_funloc(fail_at_13), c_null_ptr, f)
     call expect(rc == PSH_EKERNEL, 'kernel error is PSH_EKERNEL'//tag)
     call expect(index(psh_error_message(), '13') > 0, 'message names index 13'//tag)
+    ! The same as data: psh_last_error_info.
+    info%struct_size = c_sizeof(info)
+    call expect(psh_last_error_info(info) == PSH_OK, 'psh_last_error_info'//tag)
+    call expect(info%code == PSH_EKERNEL, 'info code'//tag)
+    call expect(info%index == 13_c_long_long, 'info index 13'//tag)
+    ! static split of 100 items over nw workers: item 13 is worker 13*nw/100
+    call expect(info%worker_id == 13 * nw / 100, 'info worker'//tag)
+    call expect(info%signal == 0 .and. info%exit_status == -1, 'info no signal'//tag)
+    call expect(psh_c_string(info%callback) == 'kernel', 'info callback kernel'//tag)
+    call expect(psh_c_string(info%message) == psh_error_message(), 'info message'//tag)
     call expect(index(psh_error_name(rc), 'PSH_EKERNEL') == 1, 'strerror'//tag)
     call psh_functor_destroy(f)
 
@@ -165,6 +230,7 @@ contains
 
   subroutine bad_input()
     type(c_ptr) :: a, ctx
+    type(psh_error_info) :: info
     real(c_double), pointer :: p2(:,:)
     integer(c_size_t), allocatable :: big(:)
     type(psh_alloc_options) :: opts
@@ -174,6 +240,19 @@ contains
     call expect(index(psh_error_message(), 'ndim') > 0, 'message says ndim')
     call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [-1_c_size_t]) == PSH_EINVAL, 'negative length')
     call expect(psh_context_create(ctx, 99_c_int, 1_c_int) == PSH_EINVAL, 'unknown kind')
+    info%struct_size = c_sizeof(info)
+    call expect(psh_last_error_info(info) == PSH_OK, 'psh_last_error_info after EINVAL')
+    call expect(info%code == PSH_EINVAL .and. info%worker_id == -1 .and. info%index == -1_c_long_long, &
+                'info of an invalid argument: no worker, no index')
+    call expect(.not. c_associated(info%callback), 'info of an invalid argument: no callback')
+    info%struct_size = 0
+    call expect(psh_last_error_info(info) == PSH_EINVAL, 'psh_last_error_info refuses struct_size 0')
+    ! psh_cpu_count: the default worker count (PASHA_NUM_WORKERS when set,
+    ! as the test runs it).
+    call expect(psh_cpu_count() >= 1, 'psh_cpu_count >= 1')
+    call expect(psh_context_create(ctx, PSH_THREADS, 0_c_int) == PSH_OK, 'default threads context')
+    call expect(psh_context_num_workers(ctx) == psh_cpu_count(), 'default workers == psh_cpu_count')
+    call psh_context_destroy(ctx)
     ! A pointer of the wrong rank is not associated.
     call expect(psh_alloc_f(a, c_null_ptr, PSH_FLOAT64, [3_c_size_t]) == PSH_OK, 'alloc 1-d')
     call psh_array_pointer(a, p2)

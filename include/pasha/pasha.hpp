@@ -45,8 +45,14 @@
  *   - serial and threads contexts: the very exception is rethrown in the
  *     caller (the first one, when several workers throw);
  *   - processes contexts (fork per map and persistent) and MPI contexts: the
- *     caller gets pasha::error with code() == PSH_EKERNEL and a what() that
- *     contains the original what() text.
+ *     caller gets pasha::error with code() == PSH_EKERNEL, a what() that
+ *     contains the original what() text and the type, and as data
+ *     worker_id(), index() (the very item that threw; a block map: the
+ *     block's first item) and callback() ("kernel" for pasha::map,
+ *     "block_kernel" for map_blocks and reduce). A worker process that
+ *     dies is pasha::error(PSH_EWORKER) with worker_id(), index() (the
+ *     first item of the block it was on: pasha::map hands the library
+ *     blocks), signal() or exit_status().
  * No exception ever crosses the C library: the trampolines catch them.
  *
  * SPDX-License-Identifier: BSD-3-Clause
@@ -70,6 +76,7 @@
 #include <iterator>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -87,17 +94,65 @@ namespace pasha {
 /** Thrown for every status other than PSH_OK. code() is the PSH_E* code;
  *  what() is psh_strerror(code) followed by the detail (psh_last_error()
  *  of the failed call), e.g. "PSH_EINVAL: invalid argument: psh_alloc:
- *  ndim 40 is out of range 0..32". */
+ *  ndim 40 is out of range 0..32". What the library knows about a failed
+ *  map comes as data (psh_last_error_info, never read from the text):
+ *  which worker, which item, which signal or exit status, which callback. */
 class error : public std::runtime_error {
 public:
-    /** code with the calling thread's psh_last_error() as the detail. */
-    explicit error(int code) : error(code, std::string(psh_last_error())) {}
-    /** code with the given detail instead of psh_last_error(). */
-    error(int code, const std::string &detail) : std::runtime_error(format(code, detail)), code_(code) {}
+    /** code with the calling thread's psh_last_error() as the detail and
+     *  the fields of its psh_last_error_info (when that describes code). */
+    explicit error(int code) : error(code, std::string(psh_last_error()), last_info(code)) {}
+    /** code with the given detail instead of psh_last_error(); no worker,
+     *  item, signal or callback. */
+    error(int code, const std::string &detail) : error(code, detail, none(code)) {}
+    /** code and detail with the fields of info (its code and message are
+     *  not used). */
+    error(int code, const std::string &detail, const psh_error_info &info)
+        : std::runtime_error(format(code, detail)), code_(code), worker_id_(info.worker_id), index_(info.index),
+          signal_(info.signal), exit_status_(info.exit_status), has_callback_(info.callback != nullptr),
+          callback_(info.callback ? info.callback : "")
+    {
+    }
     /** The PSH_E* status code (negative). */
     int code() const noexcept { return code_; }
+    /** The worker the failure happened in; -1: no worker involved. */
+    int worker_id() const noexcept { return worker_id_; }
+    /** The item that failed (a block map: the block's first item; a dead
+     *  worker: the first item of its block); -1: none. */
+    long long index() const noexcept { return index_; }
+    /** The signal that ended a worker process; 0: none. */
+    int signal() const noexcept { return signal_; }
+    /** The exit status of a worker process that exited; -1: none. */
+    int exit_status() const noexcept { return exit_status_; }
+    /** The callback that failed: "kernel" (pasha::map's lambda),
+     *  "block_kernel" (map_blocks, reduce), "worker_begin", "worker_end",
+     *  "progress", ... (psh_last_error_info); nullptr: none. */
+    const char *callback() const noexcept { return has_callback_ ? callback_.c_str() : nullptr; }
+
+    /** psh_last_error_info of the calling thread, its fields reset to
+     *  their "none" values when it does not describe code. */
+    static psh_error_info last_info(int code) noexcept
+    {
+        psh_error_info info = none(code);
+        psh_error_info got;
+        std::memset(&got, 0, sizeof got);
+        got.struct_size = sizeof got;
+        if (psh_last_error_info(&got) == PSH_OK && got.code == code) info = got;
+        return info;
+    }
 
 private:
+    static psh_error_info none(int code) noexcept
+    {
+        psh_error_info info;
+        std::memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        info.code = code;
+        info.worker_id = -1;
+        info.index = -1;
+        info.exit_status = -1;
+        return info;
+    }
     static std::string format(int code, const std::string &detail)
     {
         std::string s = psh_strerror(code);
@@ -105,6 +160,12 @@ private:
         return s;
     }
     int code_;
+    int worker_id_;
+    long long index_;
+    int signal_;
+    int exit_status_;
+    bool has_callback_;
+    std::string callback_;
 };
 
 namespace detail {
@@ -185,8 +246,10 @@ namespace detail {
  * written, 2 written. */
 struct shm_error {
     int state;
-    char text[4092];
+    long long item;  // the item that threw; -1: not known (a block map)
+    char text[4080];
 };
+static_assert(sizeof(shm_error) <= 4096, "one page");
 
 /* What the C++ layer keeps per context, shared by its copies. */
 struct context_state {
@@ -702,6 +765,15 @@ struct map_options {
      *  map with pasha::error(PSH_ECANCELED); the library reads it with
      *  relaxed loads. nullptr: none. */
     const std::atomic<int> *cancel = nullptr;
+    /** Called in each worker (its thread or process) once per map, before
+     *  its first item / after its last one (also after an error), with the
+     *  worker's id (psh_map_options::worker_begin / worker_end): per-worker
+     *  setup of thread_local or process-local state. Plain function
+     *  pointers (a captureless lambda converts), so that a persistent
+     *  pool's workers can call them. A throw fails the map like a kernel's
+     *  (callback() "worker_begin" / "worker_end"). nullptr: none. */
+    void (*worker_begin)(int worker_id) = nullptr;
+    void (*worker_end)(int worker_id) = nullptr;  ///< see worker_begin
 };
 
 namespace detail {
@@ -763,12 +835,15 @@ inline void record(shm_error *e, int worker_id, std::size_t begin, std::size_t e
     } catch (...) {
     }
     char where[96];
-    if (item != SIZE_MAX)
+    if (begin == SIZE_MAX)
+        std::snprintf(where, sizeof where, "(worker %d)", worker_id);
+    else if (item != SIZE_MAX)
         std::snprintf(where, sizeof where, "at index %zu (worker %d)", item, worker_id);
     else
         std::snprintf(where, sizeof where, "in items [%zu, %zu) (worker %d)", begin, end, worker_id);
     std::snprintf(e->text, sizeof e->text, "%s%s%s %s", type ? type : "an exception of unknown type",
                   what ? ": " : "", what ? what : "", where);
+    e->item = item != SIZE_MAX ? static_cast<long long>(item) : -1;
     std::free(demangled);
     __atomic_store_n(&e->state, 2, __ATOMIC_RELEASE);
 }
@@ -811,6 +886,7 @@ struct local_payload {
     const F *f;
     A a;
     exception_slot *slot;
+    void (*hooks[2])(int);  // worker_begin, worker_end
 };
 
 /* A map in processes contexts: the closure is copied (into the pool's shared
@@ -820,7 +896,35 @@ struct shared_payload {
     F f;
     A a;
     shm_error *err;
+    void (*hooks[2])(int);  // worker_begin, worker_end
 };
+
+/* map_options::worker_begin (H = 0) and worker_end (H = 1) in a worker. */
+template <class P, int H>
+int local_hook(void *ud, int worker_id) noexcept
+{
+    const auto *p = static_cast<const P *>(ud);
+    try {
+        p->hooks[H](worker_id);
+        return 0;
+    } catch (...) {
+        p->slot->store();
+        return 1;
+    }
+}
+
+template <class P, int H>
+int shared_hook(void *ud, int worker_id) noexcept
+{
+    const auto *p = static_cast<const P *>(ud);
+    try {
+        p->hooks[H](worker_id);
+        return 0;
+    } catch (...) {
+        record(p->err, worker_id, SIZE_MAX, SIZE_MAX);
+        return 1;
+    }
+}
 
 /* One block: a small closure is copied into a local first, so that the
  * compiler keeps its captures in registers (a store through a captured
@@ -882,6 +986,7 @@ inline void progress_trampoline(void *ud, std::size_t done, std::size_t total) n
 
 /* Adapters: how a block [begin, end) becomes calls of the user's lambda. */
 struct items_adapter {
+    static constexpr bool per_item = true;
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
     {
@@ -890,6 +995,7 @@ struct items_adapter {
 };
 
 struct blocks_adapter {
+    static constexpr bool per_item = false;
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
     {
@@ -899,6 +1005,7 @@ struct blocks_adapter {
 
 template <class T>
 struct range_adapter {
+    static constexpr bool per_item = true;
     T *data;
     template <class F>
     void run(const F &f, int w, std::size_t begin, std::size_t end) const
@@ -910,6 +1017,7 @@ struct range_adapter {
 
 template <class T>
 struct axis_adapter {
+    static constexpr bool per_item = true;
     char *base;
     std::ptrdiff_t step;  // bytes between sub-arrays
     int rank;
@@ -962,20 +1070,35 @@ void run_map(const context &ctx, std::size_t n, const F &f, const A &a, const ma
     int rc;
     if (k == PSH_SERIAL || k == PSH_THREADS) {
         exception_slot slot;
-        local_payload<F, A> p{&f, a, &slot};
+        using P = local_payload<F, A>;
+        P p{&f, a, &slot, {mo ? mo->worker_begin : nullptr, mo ? mo->worker_end : nullptr}};
+        if (p.hooks[0]) o.worker_begin = &local_hook<P, 0>;
+        if (p.hooks[1]) o.worker_end = &local_hook<P, 1>;
         rc = psh_map_blocks_ext(c, &local_trampoline<F, A>, &p, n, &o);
         if (slot.taken.load(std::memory_order_acquire)) std::rethrow_exception(slot.p);
     } else {
         std::unique_lock<std::mutex> lock;
         shm_error *err = acquire_error_page(c, state_of(ctx), lock);
-        shared_payload<F, A> p{f, a, err};
+        using P = shared_payload<F, A>;
+        P p{f, a, err, {mo ? mo->worker_begin : nullptr, mo ? mo->worker_end : nullptr}};
+        if (p.hooks[0]) o.worker_begin = &shared_hook<P, 0>;
+        if (p.hooks[1]) o.worker_end = &shared_hook<P, 1>;
         o.user_data_size = sizeof p;
         rc = psh_map_blocks_ext(c, &shared_trampoline<F, A>, &p, n, &o);
         if (rc == PSH_EKERNEL) {
-            if (err && __atomic_load_n(&err->state, __ATOMIC_ACQUIRE) == 2)
-                throw error(PSH_EKERNEL, std::string("the kernel threw ") + err->text);
-            throw error(PSH_EKERNEL, std::string("the kernel threw (its text could not be passed back): ") +
-                                         psh_last_error());
+            // The library saw our block trampoline fail: the C++ layer knows
+            // the very item, and that the user's callback is a per-item kernel.
+            psh_error_info info = error::last_info(rc);
+            bool recorded = err && __atomic_load_n(&err->state, __ATOMIC_ACQUIRE) == 2;
+            if (recorded && err->item >= 0) info.index = err->item;
+            if (A::per_item && info.callback && std::strcmp(info.callback, "block_kernel") == 0)
+                info.callback = "kernel";
+            std::string who = "the kernel";
+            if (info.callback && std::strncmp(info.callback, "worker_", 7) == 0) who = info.callback;
+            if (recorded) throw error(PSH_EKERNEL, who + " threw " + err->text, info);
+            throw error(PSH_EKERNEL,
+                        std::string("the kernel threw (its text could not be passed back): ") + psh_last_error(),
+                        info);
         }
     }
     if (ps.exc) std::rethrow_exception(ps.exc);
@@ -1016,17 +1139,156 @@ axis_adapter<T> make_axis_adapter(const array<T> &arr, int axis, std::size_t &n)
     return a;
 }
 
+/* The result type of a kernel, void when it returns nothing (or cannot be
+ * called so: the caller's static_assert then says how it must be). */
+template <class Void, class F, class... Args>
+struct result_or_void {
+    using type = void;
+};
+template <class F, class... Args>
+struct result_or_void<std::enable_if_t<std::is_invocable<F, Args...>::value>, F, Args...> {
+    using type = std::decay_t<std::invoke_result_t<F, Args...>>;
+};
+template <class F, class... Args>
+using result_or_void_t = typename result_or_void<void, F, Args...>::type;
+
+/* The closure of a map with results: calls the user's kernel and constructs
+ * its value in slot i of out (trivially copyable when F is). */
+template <class F, class R>
+struct store_results {
+    F f;
+    R *out;
+    template <class... X>
+    void operator()(int w, std::size_t i, X &&...x) const
+    {
+        ::new (static_cast<void *>(out + i)) R(f(w, i, std::forward<X>(x)...));
+    }
+};
+
+/* Where a map's results go: straight into the vector in serial and threads
+ * contexts; in processes contexts into a psh array (shared memory, seen by
+ * a persistent pool too), copied into the vector after the map. run(out)
+ * runs the map that fills out[0..n). */
+template <class R, class Run>
+std::vector<R> collect(const context &ctx, std::size_t n, Run run)
+{
+    static_assert(std::is_trivially_copyable<R>::value,
+                  "pasha::map: the kernel's result type must be trivially copyable, because processes contexts "
+                  "write the results into shared memory (return plain values or structs of them; for a "
+                  "std::string or std::vector result, write into psh arrays instead)");
+    static_assert(alignof(R) <= 64, "pasha::map: the kernel's result type must be aligned to at most 64 bytes");
+    psh_kind k = psh_context_kind(checked(ctx));
+    if (k == PSH_MPI)
+        throw error(PSH_EINVAL, "pasha::map with results: not on an MPI context (write into a psh array and "
+                                "use pasha::mpi::allgather)");
+    if (k == PSH_SERIAL || k == PSH_THREADS) {
+        if constexpr (std::is_default_constructible<R>::value) {
+            std::vector<R> out(n);
+            run(out.data());
+            return out;
+        } else {
+            std::unique_ptr<unsigned char[]> buf(new unsigned char[n * sizeof(R) + 64]);
+            R *p = reinterpret_cast<R *>(buf.get() + (64 - reinterpret_cast<std::uintptr_t>(buf.get()) % 64) % 64);
+            run(p);
+            return std::vector<R>(p, p + n);
+        }
+    }
+    if (n > (SIZE_MAX - 64) / sizeof(R))
+        throw error(PSH_EINVAL, "pasha::map with results: " + std::to_string(n) + " results do not fit in memory");
+    std::size_t bytes = n * sizeof(R) + 64;
+    psh_array *a = nullptr;
+    check(psh_alloc(&a, checked(ctx), PSH_UINT8, 1, &bytes, nullptr));
+    std::unique_ptr<psh_array, void (*)(psh_array *)> hold(a, &psh_array_free);
+    R *p = static_cast<R *>(psh_array_data(a));
+    run(p);
+    return std::vector<R>(p, p + n);
+}
+
+/* Per-worker accumulators of pasha::reduce: one slot per worker, each
+ * starting on its own 128-byte boundary (two cache lines: no false sharing,
+ * and the adjacent-line prefetcher does not pull a neighbour's slot). In
+ * processes contexts the slots are in a psh array. */
+template <class T>
+struct reduce_slots {
+    static constexpr std::size_t align = 128;
+    static constexpr std::size_t stride = (sizeof(T) + align - 1) / align * align;
+    unsigned char *base = nullptr;
+    int count = 0;
+    std::unique_ptr<unsigned char[]> local;
+    std::unique_ptr<psh_array, void (*)(psh_array *)> shared{nullptr, &psh_array_free};
+
+    reduce_slots(psh_context *c, int workers, const T &identity)
+    {
+        count = workers;
+        if (static_cast<std::size_t>(workers) > (SIZE_MAX - align) / stride)
+            throw error(PSH_EINVAL, "pasha::reduce: the accumulators do not fit in memory");
+        std::size_t bytes = static_cast<std::size_t>(workers) * stride + align;
+        unsigned char *raw;
+        if (psh_context_kind(c) == PSH_SERIAL || psh_context_kind(c) == PSH_THREADS) {
+            local.reset(new unsigned char[bytes]);
+            raw = local.get();
+        } else {
+            psh_array *a = nullptr;
+            check(psh_alloc(&a, c, PSH_UINT8, 1, &bytes, nullptr));
+            shared.reset(a);
+            raw = static_cast<unsigned char *>(psh_array_data(a));
+        }
+        base = raw + (align - reinterpret_cast<std::uintptr_t>(raw) % align) % align;
+        for (int w = 0; w < workers; ++w) ::new (static_cast<void *>(base + w * stride)) T(identity);
+    }
+    T &operator[](int w) const noexcept { return *std::launder(reinterpret_cast<T *>(base + w * stride)); }
+};
+
+/* The block closure of pasha::reduce: the worker's own accumulator, updated
+ * in place (kernel(begin, end, T &acc) returning void) or replaced
+ * (acc = kernel(begin, end, const T &acc)). */
+template <class K, class T>
+struct reduce_body {
+    K kernel;
+    unsigned char *slots;
+    void operator()(int w, std::size_t begin, std::size_t end) const
+    {
+        T &acc = *std::launder(reinterpret_cast<T *>(slots + static_cast<std::size_t>(w) * reduce_slots<T>::stride));
+        if constexpr (std::is_void<std::invoke_result_t<const K &, std::size_t, std::size_t, T &>>::value)
+            kernel(begin, end, acc);
+        else
+            acc = kernel(begin, end, static_cast<const T &>(acc));
+    }
+};
+
+/* Which forms of kernel and combine pasha::reduce accepts (see there). */
+template <class K, class T>
+struct reduce_kernel_ok
+    : std::integral_constant<
+          bool, (std::is_invocable<const K &, std::size_t, std::size_t, T &>::value &&
+                 std::is_void<result_or_void_t<const K &, std::size_t, std::size_t, T &>>::value &&
+                 !std::is_invocable<const K &, std::size_t, std::size_t, const T &>::value) ||
+                    std::is_convertible<result_or_void_t<const K &, std::size_t, std::size_t, const T &>, T>::value> {};
+template <class C, class T>
+struct reduce_combine_ok
+    : std::integral_constant<bool, (std::is_invocable<const C &, T &, const T &>::value &&
+                                    std::is_void<result_or_void_t<const C &, T &, const T &>>::value &&
+                                    !std::is_invocable<const C &, const T &, const T &>::value) ||
+                                       std::is_convertible<result_or_void_t<const C &, const T &, const T &>,
+                                                           T>::value> {};
+
 }  // namespace detail
 
 /** Call f(worker_id, index) for every index in [0, n), split among the
  *  context's workers; return when all are done. See the top of this file
  *  for the closure rule and how exceptions come back. */
 template <class F>
-void map(const context &ctx, std::size_t n, const F &f, const map_options &opts = {})
+auto map(const context &ctx, std::size_t n, const F &f, const map_options &opts = {})
 {
     static_assert(std::is_invocable<const F &, int, std::size_t>::value,
                   "pasha::map: the kernel must be callable as f(int worker_id, std::size_t index) const");
-    detail::run_map(ctx, n, f, detail::items_adapter{}, &opts);
+    using R = detail::result_or_void_t<const F &, int, std::size_t>;
+    if constexpr (std::is_void<R>::value)
+        detail::run_map(ctx, n, f, detail::items_adapter{}, &opts);
+    else
+        return detail::collect<R>(ctx, n, [&](R *out) {
+            detail::run_map(ctx, n, detail::store_results<F, R>{f, out}, detail::items_adapter{}, &opts);
+        });
 }
 
 /** Call f(worker_id, begin, end) once per contiguous block of [0, n) (with
@@ -1044,21 +1306,26 @@ void map_blocks(const context &ctx, std::size_t n, const F &f, const map_options
  *  along axis (negative: from the end): view of rank ndim-1; for a 1-d
  *  array a 0-d view of element index. */
 template <class T, class F>
-void map(const context &ctx, const array<T> &arr, int axis, const F &f, const map_options &opts = {})
+auto map(const context &ctx, const array<T> &arr, int axis, const F &f, const map_options &opts = {})
 {
     static_assert(std::is_invocable<const F &, int, std::size_t, view<T>>::value,
                   "pasha::map over an array: the kernel must be callable as f(int worker_id, std::size_t index, "
                   "pasha::view<T> sub) const");
     std::size_t n = 0;
     auto a = detail::make_axis_adapter(arr, axis, n);
-    detail::run_map(ctx, n, f, a, &opts);
+    using R = detail::result_or_void_t<const F &, int, std::size_t, view<T>>;
+    if constexpr (std::is_void<R>::value)
+        detail::run_map(ctx, n, f, a, &opts);
+    else
+        return detail::collect<R>(
+            ctx, n, [&](R *out) { detail::run_map(ctx, n, detail::store_results<F, R>{f, out}, a, &opts); });
 }
 
 /** The same along axis 0. */
 template <class T, class F>
-void map(const context &ctx, const array<T> &arr, const F &f, const map_options &opts = {})
+auto map(const context &ctx, const array<T> &arr, const F &f, const map_options &opts = {})
 {
-    map(ctx, arr, 0, f, opts);
+    return map(ctx, arr, 0, f, opts);
 }
 
 /** Call f(worker_id, index, element &) for every element of a contiguous
@@ -1067,13 +1334,19 @@ void map(const context &ctx, const array<T> &arr, const F &f, const map_options 
  *  a persistent pool does not see memory made after it. */
 template <class R, class F, class = std::enable_if_t<!detail::is_array<std::remove_cv_t<std::remove_reference_t<R>>>::value>,
           class E = detail::range_element_t<R>>
-void map(const context &ctx, R &&range, const F &f, const map_options &opts = {})
+auto map(const context &ctx, R &&range, const F &f, const map_options &opts = {})
 {
     static_assert(std::is_invocable<const F &, int, std::size_t, E &>::value,
                   "pasha::map over a range: the kernel must be callable as f(int worker_id, std::size_t index, "
                   "element &) const");
     detail::range_adapter<E> a{std::data(range)};
-    detail::run_map(ctx, static_cast<std::size_t>(std::size(range)), f, a, &opts);
+    const std::size_t n = static_cast<std::size_t>(std::size(range));
+    using V = detail::result_or_void_t<const F &, int, std::size_t, E &>;
+    if constexpr (std::is_void<V>::value)
+        detail::run_map(ctx, n, f, a, &opts);
+    else
+        return detail::collect<V>(
+            ctx, n, [&](V *out) { detail::run_map(ctx, n, detail::store_results<F, V>{f, out}, a, &opts); });
 }
 
 /** Sum the rows of a per_worker array (shape {num_workers, ...} in C order)
@@ -1089,6 +1362,55 @@ std::vector<T> sum_per_worker(const array<T> &acc)
     for (std::size_t w = 0; w < rows; ++w)
         for (std::size_t j = 0; j < cols; ++j) r[j] += acc[w * cols + j];
     return r;
+}
+
+/** A reduction in the manner of tbb::parallel_reduce's functional form:
+ *  each worker folds the blocks of [0, n) it is handed into an accumulator
+ *  of its own that starts as a copy of identity, with
+ *    kernel(std::size_t begin, std::size_t end, T &acc)             (void: in place) or
+ *    T kernel(std::size_t begin, std::size_t end, const T &acc)     (the new value),
+ *  then the caller folds the accumulators with
+ *    combine(T &into, const T &from)                                (void: in place) or
+ *    T combine(const T &a, const T &b),
+ *  always in worker order: acc[0] + acc[1] + ... + acc[W-1], left to right
+ *  (deterministic for a given schedule; with the static schedule worker w
+ *  always gets items [w*n/W, (w+1)*n/W), so floating-point results are the
+ *  same from run to run). identity must be an identity of combine (a worker
+ *  with no items contributes it). The accumulators sit on separate 128-byte
+ *  boundaries (no false sharing); in processes contexts in a psh array, so
+ *  T must be trivially copyable (checked at compile time). The kernel and
+ *  combine follow the closure rule of pasha::map; exceptions come back as
+ *  from pasha::map. Not on MPI contexts (PSH_EINVAL). For a large T (a
+ *  histogram, a sum frame) use the in-place forms: the functional ones copy
+ *  T once per block. */
+template <class T, class K, class C>
+T reduce(const context &ctx, std::size_t n, const T &identity, const K &kernel, const C &combine,
+         const map_options &opts = {})
+{
+    static_assert(std::is_trivially_copyable<T>::value,
+                  "pasha::reduce: the accumulator type must be trivially copyable, because processes contexts "
+                  "keep the per-worker accumulators in shared memory");
+    static_assert(alignof(T) <= 128, "pasha::reduce: the accumulator type must be aligned to at most 128 bytes");
+    static_assert(detail::reduce_kernel_ok<K, T>::value,
+                  "pasha::reduce: the kernel must be callable as kernel(std::size_t begin, std::size_t end, T &acc) "
+                  "const returning void, or as T kernel(std::size_t begin, std::size_t end, const T &acc) const");
+    static_assert(detail::reduce_combine_ok<C, T>::value,
+                  "pasha::reduce: combine must be callable as combine(T &into, const T &from) returning void, or "
+                  "as T combine(const T &a, const T &b)");
+    psh_context *c = detail::checked(ctx);
+    if (psh_context_kind(c) == PSH_MPI)
+        throw error(PSH_EINVAL, "pasha::reduce: not on an MPI context (reduce per-worker rows with "
+                                "pasha::mpi::reduce)");
+    detail::reduce_slots<T> slots(c, psh_context_num_workers(c), identity);
+    detail::run_map(ctx, n, detail::reduce_body<K, T>{kernel, slots.base}, detail::blocks_adapter{}, &opts);
+    T result = slots[0];
+    for (int w = 1; w < slots.count; ++w) {
+        if constexpr (std::is_void<std::invoke_result_t<const C &, T &, const T &>>::value)
+            combine(result, static_cast<const T &>(slots[w]));
+        else
+            result = combine(static_cast<const T &>(result), static_cast<const T &>(slots[w]));
+    }
+    return result;
 }
 
 }  // namespace pasha

@@ -9,8 +9,12 @@
 // must be; the exit status is the number of failed checks (capped).
 #include <pasha/pasha.hpp>
 
+#include <unistd.h>
+
 #include <array>
+#include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -100,6 +104,18 @@ static void test_errors()
         caught = std::string(e.what()).rfind("PSH_EINVAL", 0) == 0;
     }
     CHECK(caught);
+    // The fields of an error without a worker: none of them.
+    caught = false;
+    try {
+        pasha::context c(pasha::kind::threads, 100000);
+    } catch (const pasha::error &e) {
+        caught = e.code() == PSH_EINVAL && e.worker_id() == -1 && e.index() == -1 && e.signal() == 0 &&
+                 e.exit_status() == -1 && e.callback() == nullptr;
+    }
+    CHECK(caught);
+    pasha::error own(PSH_ESYS, "made here");
+    CHECK(own.code() == PSH_ESYS && own.worker_id() == -1 && own.callback() == nullptr &&
+          std::string(own.what()) == std::string(psh_strerror(PSH_ESYS)) + ": made here");
     // A bad schedule per map, a bad axis, a 0-d array.
     auto a = pasha::alloc<int>(s, {4});
     EXPECT_PASHA_ERROR(pasha::map(s, 4, [](int, std::size_t) {}, {static_cast<psh_schedule>(3), 0}), PSH_EINVAL,
@@ -512,6 +528,31 @@ static void test_exceptions(pasha::context &ctx, bool processes)
                                           if (i == 3) throw std::runtime_error("row three");
                                       }),
                            PSH_EKERNEL, "std::runtime_error: row three at index 3 (worker ");
+        // The same as data (psh_last_error_info, not the text): the worker
+        // whose static share holds item 1717 of 5000 with 3 workers (1),
+        // the very item, the callback.
+        int W = ctx.num_workers();
+        for (int round = 0; round < 2; ++round) {
+            bool got = false;
+            try {
+                if (round == 0)
+                    pasha::map(ctx, n, kernel);
+                else
+                    pasha::map_blocks(ctx, n, [](int, std::size_t b, std::size_t e) {
+                        if (b <= 4000 && 4000 < e) throw std::invalid_argument("block with 4000");
+                    });
+            } catch (const pasha::error &e) {
+                got = true;
+                CHECK(e.code() == PSH_EKERNEL);
+                CHECK(e.worker_id() == static_cast<int>((round == 0 ? 1717 : 4000) * static_cast<std::size_t>(W) / n));
+                // map: the item; map_blocks (static: one block per worker): the block's start
+                CHECK(e.index() == (round == 0 ? 1717 : static_cast<long long>(e.worker_id() * n / W)));
+                CHECK(e.callback() != nullptr &&
+                      std::string(e.callback()) == (round == 0 ? "kernel" : "block_kernel"));
+                CHECK(e.signal() == 0 && e.exit_status() == -1);
+            }
+            CHECK(got);
+        }
         // Caught as a std::runtime_error too.
         bool caught = false;
         try {
@@ -589,6 +630,265 @@ static void test_options(pasha::context &ctx, bool processes)
 
 // A map from inside a kernel runs serially in that worker; exceptions from it
 // reach the outer map's rules.
+// A worker process that dies: pasha::error(PSH_EWORKER) with the worker,
+// the first item of the block it was on (pasha::map runs blocks; with the
+// static schedule the worker's whole share) and the signal or exit status,
+// as data.
+static void test_dead_worker(pasha::context &ctx)
+{
+    const std::size_t n = 3000;
+    const int W = ctx.num_workers();
+    for (int how = 0; how < 2; ++how) {
+        bool got = false;
+        try {
+            pasha::map(ctx, n, [how](int, std::size_t i) {
+                if (i == 2500) {
+                    if (how == 0) raise(SIGKILL);
+                    _exit(7);
+                }
+            });
+        } catch (const pasha::error &e) {
+            got = true;
+            CHECK(e.code() == PSH_EWORKER);
+            CHECK(e.worker_id() == static_cast<int>(2500 * static_cast<std::size_t>(W) / n));
+            const int w = static_cast<int>(2500 * static_cast<std::size_t>(W) / n);
+            CHECK(e.index() == static_cast<long long>(static_cast<std::size_t>(w) * n / static_cast<std::size_t>(W)));
+            CHECK(how == 0 ? (e.signal() == SIGKILL && e.exit_status() == -1)
+                           : (e.signal() == 0 && e.exit_status() == 7));
+        }
+        CHECK(got);
+        // The context stays usable.
+        std::vector<long> r = pasha::map(ctx, 10, [](int, std::size_t i) { return static_cast<long>(i); });
+        CHECK(r.size() == 10 && r[9] == 9);
+    }
+}
+
+// map_options::worker_begin / worker_end: per-worker state set up in the
+// worker itself (its thread, or its process in processes contexts and a
+// pool), once per map, seen by the worker's kernel calls.
+static thread_local int began_as = -1;
+static std::atomic<int> ends{0};  // the caller's: serial and threads only
+
+static void test_worker_hooks(pasha::context &ctx, bool processes)
+{
+    const std::size_t n = 5000;
+    const int W = ctx.num_workers();
+    pasha::map_options o{PSH_SCHEDULE_DYNAMIC, 50};
+    o.worker_begin = [](int w) { began_as = w; };
+    o.worker_end = [](int) { ends.fetch_add(1); began_as = -1; };
+    ends = 0;
+    std::vector<int> seen = pasha::map(ctx, n, [](int w, std::size_t) { return began_as == w ? 1 : 0; }, o);
+    CHECK(seen.size() == n && std::accumulate(seen.begin(), seen.end(), 0) == static_cast<int>(n));
+    if (!processes) CHECK(ends.load() == W);  // once per worker, not per chunk
+    // A throwing worker_begin fails the map, as a kernel's throw does.
+    o.worker_begin = [](int w) {
+        if (w == 0) throw std::logic_error("no setup");
+    };
+    bool thrown = false;
+    try {
+        pasha::map(ctx, n, [](int, std::size_t) {}, o);
+    } catch (const std::logic_error &e) {
+        thrown = !processes && std::string(e.what()) == "no setup";
+    } catch (const pasha::error &e) {
+        thrown = processes && e.code() == PSH_EKERNEL && e.callback() && std::string(e.callback()) == "worker_begin" &&
+                 e.worker_id() == 0 && std::string(e.what()).find("no setup") != std::string::npos;
+    }
+    CHECK(thrown);
+}
+
+// ---- maps with results, reductions -----------------------------------------
+
+struct item_result {
+    int worker;
+    long index;
+    double value;
+};
+static_assert(std::is_trivially_copyable<item_result>::value, "");
+
+struct no_default {  // trivially copyable, not default-constructible
+    explicit no_default(long v) : v(v) {}
+    long v;
+};
+
+static void test_results(pasha::context &ctx, bool pool)
+{
+    const std::size_t n = 10007;
+    const int W = ctx.num_workers();
+    // A kernel that returns a value: a std::vector in item order.
+    std::vector<long> sq = pasha::map(ctx, n, [](int, std::size_t i) { return static_cast<long>(i * i + 1); });
+    CHECK(sq.size() == n);
+    bool ok = sq.size() == n;
+    for (std::size_t i = 0; ok && i < n; ++i) ok = sq[i] == static_cast<long>(i * i + 1);
+    CHECK(ok);
+    // Structs, under each schedule: the worker that computed item i, and
+    // every worker id in range.
+    for (psh_schedule s : {PSH_SCHEDULE_STATIC, PSH_SCHEDULE_DYNAMIC, PSH_SCHEDULE_GUIDED}) {
+        std::vector<item_result> r = pasha::map(
+            ctx, n,
+            [](int w, std::size_t i) {
+                return item_result{w, static_cast<long>(i), 0.5 * static_cast<double>(i)};
+            },
+            {s, 100});
+        ok = r.size() == n;
+        std::vector<long> per(static_cast<std::size_t>(W), 0);
+        for (std::size_t i = 0; ok && i < n; ++i) {
+            ok = r[i].index == static_cast<long>(i) && r[i].value == 0.5 * static_cast<double>(i) &&
+                 r[i].worker >= 0 && r[i].worker < W;
+            if (ok) per[static_cast<std::size_t>(r[i].worker)] += 1;
+        }
+        CHECK(ok);
+        CHECK(std::accumulate(per.begin(), per.end(), 0L) == static_cast<long>(n));
+        if (s == PSH_SCHEDULE_STATIC) {
+            // worker w computed exactly [w*n/W, (w+1)*n/W)
+            bool split = true;
+            const std::size_t uw = static_cast<std::size_t>(W);
+            for (std::size_t w = 0; w < uw; ++w)
+                for (std::size_t i = w * n / uw; i < (w + 1) * n / uw; ++i) split &= r[i].worker == static_cast<int>(w);
+            CHECK(split);
+        }
+    }
+    // No items: an empty vector; a type without a default constructor.
+    CHECK(pasha::map(ctx, 0, [](int, std::size_t) { return 1.0; }).empty());
+    std::vector<no_default> nd = pasha::map(ctx, 100, [](int, std::size_t i) { return no_default(7 * static_cast<long>(i)); });
+    CHECK(nd.size() == 100 && nd[0].v == 0 && nd[99].v == 693);
+    // Over an array's axis and over a range.
+    auto m = pasha::alloc<double>(ctx, {50, 4});
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = static_cast<double>(i);
+    std::vector<double> rows = pasha::map(ctx, m, [](int, std::size_t, pasha::view<double> v) {
+        return v(0) + v(1) + v(2) + v(3);
+    });
+    CHECK(rows.size() == 50 && rows[0] == 6 && rows[49] == 196 + 197 + 198 + 199);
+    std::vector<double> cols = pasha::map(ctx, m, 1, [](int, std::size_t, pasha::view<double> v) { return v(49); });
+    CHECK(cols.size() == 4 && cols[0] == 196 && cols[3] == 199);
+    std::vector<float> range = pasha::map(ctx, m, [](int, std::size_t i, pasha::view<double>) { return float(i); });
+    auto arr = pasha::alloc<int>(ctx, {300});
+    for (std::size_t i = 0; i < arr.size(); ++i) arr[i] = static_cast<int>(i) - 5;
+    std::vector<int> neg = pasha::map(ctx, arr, [](int, std::size_t, pasha::view<int> v) { return -v(); });
+    CHECK(neg.size() == 300 && neg[0] == 5 && neg[299] == -294);
+    if (!pool) {  // a range on the caller's stack: the pool's workers cannot see it
+        std::array<short, 5> small{{1, 2, 3, 4, 5}};
+        std::vector<int> twice = pasha::map(ctx, small, [](int, std::size_t, short &e) { return 2 * e; });
+        CHECK((twice == std::vector<int>{2, 4, 6, 8, 10}));
+    }
+    CHECK(range.size() == 50 && range[49] == 49.0f);
+    // A kernel that throws: no results, the error as for a void map.
+    bool thrown = false;
+    try {
+        (void)pasha::map(ctx, n, [](int, std::size_t i) {
+            if (i == 4321) throw std::length_error("result 4321");
+            return i;
+        });
+    } catch (const std::length_error &e) {
+        thrown = ctx.kind() != pasha::kind::processes && std::string(e.what()) == "result 4321";
+    } catch (const pasha::error &e) {
+        thrown = ctx.kind() == pasha::kind::processes && e.code() == PSH_EKERNEL &&
+                 std::string(e.what()).find("result 4321 at index 4321") != std::string::npos;
+    }
+    CHECK(thrown);
+}
+
+// A span of items: reduce's order check. lo == -1: the identity (no items).
+struct span {
+    long lo, hi;
+    bool contiguous;
+};
+
+struct histogram {
+    long bins[64];
+    double sum;
+};
+
+static void test_reduce(pasha::context &ctx)
+{
+    const std::size_t n = 100003;
+    const int W = ctx.num_workers();
+    const long long want = static_cast<long long>(n) * static_cast<long long>(n - 1) / 2;
+    // Functional forms: sum of [0, n).
+    for (psh_schedule s : {PSH_SCHEDULE_STATIC, PSH_SCHEDULE_DYNAMIC, PSH_SCHEDULE_GUIDED}) {
+        long long sum = pasha::reduce(
+            ctx, n, 0LL,
+            [](std::size_t b, std::size_t e, long long acc) {
+                for (std::size_t i = b; i < e; ++i) acc += static_cast<long long>(i);
+                return acc;
+            },
+            [](long long a, long long b) { return a + b; }, {s, 1000});
+        CHECK(sum == want);
+    }
+    // The combine order: worker 0, 1, ..., W-1, left to right (a
+    // non-commutative combine that only accepts adjacent spans), W - 1 calls,
+    // in the caller (a counter on the caller's stack).
+    int combines = 0;
+    int *pcombines = &combines;
+    span all = pasha::reduce(
+        ctx, n, span{-1, -1, true},
+        [](std::size_t b, std::size_t e, const span &acc) {
+            if (acc.lo < 0) return span{long(b), long(e), true};
+            return span{acc.lo, long(e), acc.contiguous && acc.hi == long(b)};
+        },
+        [pcombines](const span &a, const span &b) {
+            ++*pcombines;
+            if (a.lo < 0) return b;
+            if (b.lo < 0) return a;
+            return span{a.lo, b.hi, a.contiguous && b.contiguous && a.hi == b.lo};
+        },
+        {PSH_SCHEDULE_STATIC});
+    CHECK(all.lo == 0 && all.hi == static_cast<long>(n) && all.contiguous);
+    CHECK(combines == W - 1);
+    // In-place forms, a 64-bin histogram (each bin its own count) and a sum,
+    // dynamic schedule in small chunks.
+    histogram zero{};
+    histogram h = pasha::reduce(
+        ctx, n, zero,
+        [](std::size_t b, std::size_t e, histogram &acc) {
+            for (std::size_t i = b; i < e; ++i) {
+                acc.bins[i % 64] += 1;
+                acc.sum += 1.0;
+            }
+        },
+        [](histogram &into, const histogram &from) {
+            for (int k = 0; k < 64; ++k) into.bins[k] += from.bins[k];
+            into.sum += from.sum;
+        },
+        {PSH_SCHEDULE_DYNAMIC, 77});
+    bool ok = h.sum == static_cast<double>(n);
+    for (std::size_t k = 0; k < 64; ++k) ok &= h.bins[k] == static_cast<long>(n / 64 + (k < n % 64 ? 1 : 0));
+    CHECK(ok);
+    // The identity counts once per worker: with identity 10 and W workers,
+    // the sum of nothing is 10 * W.
+    long ten = pasha::reduce(ctx, 0, 10L, [](std::size_t, std::size_t, long &) {}, [](long &a, const long &b) { a += b; });
+    CHECK(ten == 10L * W);
+    // Reading a psh array: max of in[i].
+    auto in = pasha::alloc<double>(ctx, {n});
+    for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<double>((i * 7919) % n);
+    const double *pin = in.data();
+    double mx = pasha::reduce(
+        ctx, n, -1.0,
+        [pin](std::size_t b, std::size_t e, double acc) {
+            for (std::size_t i = b; i < e; ++i) acc = std::max(acc, pin[i]);
+            return acc;
+        },
+        [](double a, double b) { return std::max(a, b); });
+    CHECK(mx == static_cast<double>(n - 1));
+    // Exceptions come back as from map; the context stays usable.
+    bool thrown = false;
+    try {
+        (void)pasha::reduce(
+            ctx, n, 0L,
+            [](std::size_t b, std::size_t e, long &) {
+                if (b <= 555 && 555 < e) throw std::overflow_error("reduce 555");
+            },
+            [](long &a, const long &b) { a += b; });
+    } catch (const std::overflow_error &e) {
+        thrown = ctx.kind() != pasha::kind::processes && std::string(e.what()) == "reduce 555";
+    } catch (const pasha::error &e) {
+        thrown = ctx.kind() == pasha::kind::processes && e.code() == PSH_EKERNEL &&
+                 std::string(e.what()).find("reduce 555") != std::string::npos;
+    }
+    CHECK(thrown);
+    CHECK(pasha::reduce(ctx, 10, 0, [](std::size_t b, std::size_t e, int &a) { a += int(e - b); },
+                        [](int x, int y) { return x + y; }) == 10);
+}
+
 static void test_nested(pasha::context &ctx, bool processes)
 {
     const std::size_t n = 40, m = 25;
@@ -630,6 +930,10 @@ int main(int argc, char **argv)
             test_exceptions(ctx, processes);
             test_options(ctx, processes);
             test_nested(ctx, processes);
+            test_results(ctx, what == "pool");
+            test_reduce(ctx);
+            if (processes) test_dead_worker(ctx);
+            test_worker_hooks(ctx, processes);
         } else {
             std::fprintf(stderr, "usage: test-cpp common|serial|threads|processes|pool\n");
             return 2;

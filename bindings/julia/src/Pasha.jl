@@ -134,7 +134,10 @@ mutable struct psh_functor_vtable
     worker_end::Ptr{Cvoid}
 end
 
-"""`psh_map_options`; initialize with `psh_map_options_init`."""
+"""`psh_map_options`; initialize with `psh_map_options_init_size(opts)` (the
+exported `psh_map_options_init` fills only pasha 0.2's fields).
+`worker_begin` / `worker_end`: `C_NULL` or a `@cfunction` of
+`Cint (Ptr{Cvoid}, Cint)` run in each worker once per map."""
 mutable struct psh_map_options
     struct_size::Csize_t
     schedule::Cint
@@ -143,8 +146,26 @@ mutable struct psh_map_options
     progress_data::Ptr{Cvoid}
     cancel::Ptr{Cint}
     user_data_size::Csize_t
+    worker_begin::Ptr{Cvoid}
+    worker_end::Ptr{Cvoid}
 end
-psh_map_options() = psh_map_options(0, 0, 0, C_NULL, C_NULL, C_NULL, 0)
+psh_map_options() = psh_map_options(0, 0, 0, C_NULL, C_NULL, C_NULL, 0, C_NULL, C_NULL)
+
+"""`psh_error_info`: what `psh_last_error_info` says about this thread's last
+failed call, as data (`callback` and `message` are C strings, `callback`
+`C_NULL` when none; `index` 0-based, -1: none; `worker_id` -1: none).
+`psh_error_info()` sets `struct_size`."""
+mutable struct psh_error_info
+    struct_size::Csize_t
+    code::Cint
+    worker_id::Cint
+    index::Clonglong
+    signal::Cint
+    exit_status::Cint
+    callback::Ptr{Cchar}
+    message::Ptr{Cchar}
+end
+psh_error_info() = psh_error_info(Csize_t(sizeof(psh_error_info)), 0, -1, -1, 0, -1, C_NULL, C_NULL)
 
 # ---------------------------------------------------------------------------
 # Raw wrappers: one per C function, same name and arguments
@@ -154,6 +175,24 @@ psh_map_options() = psh_map_options(0, 0, 0, C_NULL, C_NULL, C_NULL, 0)
 psh_strerror(code) = unsafe_string(ccall((:psh_strerror, libpasha), Cstring, (Cint,), code))
 """`psh_last_error()`: the message of this thread's last failed call."""
 psh_last_error() = unsafe_string(ccall((:psh_last_error, libpasha), Cstring, ()))
+"""`psh_last_error_info(info)`: fill a `psh_error_info` about this thread's last call."""
+psh_last_error_info(info) = ccall((:psh_last_error_info, libpasha), Cint, (Ref{psh_error_info},), info)
+
+"""`last_error_info()`: this thread's `psh_last_error_info` as a NamedTuple
+(`callback` `nothing` when none)."""
+function last_error_info()
+    info = psh_error_info()
+    check(psh_last_error_info(info))
+    cb = info.callback == C_NULL ? nothing : unsafe_string(info.callback)
+    msg = info.message == C_NULL ? "" : unsafe_string(info.message)
+    return (code = info.code, worker_id = info.worker_id, index = info.index, signal = info.signal,
+            exit_status = info.exit_status, callback = cb, message = msg)
+end
+
+"""`psh_cpu_count()`: the default number of workers (PASHA_NUM_WORKERS, else
+the affinity mask, the cgroup CPU quota and SLURM_CPUS_PER_TASK)."""
+psh_cpu_count() = ccall((:psh_cpu_count, libpasha), Cint, ())
+
 """`psh_version()`: the library version string."""
 psh_version() = unsafe_string(ccall((:psh_version, libpasha), Cstring, ()))
 
@@ -257,6 +296,9 @@ psh_map(ctx, kernel, user_data, functor) =
 psh_map_blocks(ctx, kernel, user_data, n) =
     ccall((:psh_map_blocks, libpasha), Cint, (Ptr{Cvoid}, Ptr{Cvoid}, Ptr{Cvoid}, Csize_t),
           ctx, kernel, user_data, n)
+"""`psh_map_options_init_size(opts, struct_size = sizeof(psh_map_options))`."""
+psh_map_options_init_size(opts, struct_size = sizeof(psh_map_options)) =
+    ccall((:psh_map_options_init_size, libpasha), Cvoid, (Ref{psh_map_options}, Csize_t), opts, struct_size)
 """`psh_map_options_init(opts)`."""
 psh_map_options_init(opts) = ccall((:psh_map_options_init, libpasha), Cvoid, (Ref{psh_map_options},), opts)
 """`psh_map_ext(ctx, kernel, user_data, functor, opts)`."""

@@ -6,6 +6,7 @@ using Pasha: PSH_EKERNEL, PSH_EINVAL
 
 @testset "Pasha.jl" begin
     @test !isempty(Pasha.psh_version())
+    @test Pasha.psh_cpu_count() >= 1
 
     for kind in (:serial, :threads)
         ctx = Context(kind, 3)
@@ -35,6 +36,12 @@ using Pasha: PSH_EKERNEL, PSH_EINVAL
         @test err isa PashaError
         @test err.code == PSH_EKERNEL
         @test occursin("13", err.message) && occursin("bad item", err.message)
+        # The same as data (psh_last_error_info): the glue runs block kernels.
+        info = Pasha.last_error_info()
+        @test info.code == PSH_EKERNEL
+        @test info.callback == "block_kernel"
+        @test 0 <= info.worker_id < num_workers(ctx)
+        @test 0 <= info.index <= 13
 
         # The glue allocates per map, not per item: a map of 100_000 items
         # allocates no more than one of 10 (after a warm-up compile).
