@@ -337,7 +337,7 @@ public:
         if (got != 1) return;
         unsigned long long used = pages * (unsigned long long)sysconf(_SC_PAGESIZE);
         unsigned long long limit = lim.rlim_cur, left = limit > used ? limit - used : 0;
-        if (want + (16u << 20) > left) {
+        if (want + (64u << 20) > left) {  // room for MPI's own mappings
             char buf[256];
             snprintf(buf, sizeof buf,
                      "a %zu-byte MPI shared window does not fit in this rank's address space limit (RLIMIT_AS, "
@@ -848,21 +848,28 @@ PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind lo
         MPI_Comm dup;
         MPI_Comm_dup(comm, &dup);
         psh_schedule schedule = local ? E->context_schedule(local) : PSH_SCHEDULE_STATIC;
-        auto ctx = std::make_unique<MpiContext>(dup, local);
-        ctx->connect(local ? E->context_num_workers(local) : 0, node_size);
-        // connect() is collective and always runs; now all learn who failed.
-        int mine = code != PSH_OK ? ctx->rank() : ctx->size(), first = 0;
-        MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, dup);
-        if (first != ctx->size()) {
+        auto ctx = std::make_unique<MpiContext>(dup, local);  // owns dup and local
+        // All learn who failed before the collective set-up, which must run
+        // alike on every rank (the node split depends on the node size).
+        int me = 0, ranks = 1;
+        MPI_Comm_rank(dup, &me);
+        MPI_Comm_size(dup, &ranks);
+        long long v[3] = {-(long long)(code != PSH_OK ? me : ranks), node_size, -(long long)node_size};
+        MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_LONG_LONG, MPI_MAX, dup);
+        int first = (int)-v[0];
+        if (first != ranks) {
             Failure f;
             memset(&f, 0, sizeof f);
-            if (ctx->rank() == first) {
+            if (me == first) {
                 f.code = code;
                 snprintf(f.message, sizeof f.message, "%s", why.c_str());
             }
             MPI_Bcast(&f, (int)sizeof f, MPI_BYTE, first, dup);
             fail(f.code, "rank %d: %s", first, f.message);
         }
+        if (v[1] != -v[2])
+            fail(PSH_EINVAL, "the ranks have different PASHA_MPI_NODE_SIZE values (%lld to %lld)", -v[2], v[1]);
+        ctx->connect(E->context_num_workers(local), node_size);
         psh_internal_failure f{};
         int total = ctx->total_workers();
         if (E->context_create_external(out, &kKind, ctx.release(), total, schedule, &f) != PSH_OK)
