@@ -153,7 +153,7 @@ void *array_impl(const psh_array *a, const psh_internal_kind *kind)
 size_t array_span(const psh_array *a) { return a ? a->span : 0; }
 
 int map_local(psh_context *local, psh_internal_job *j, size_t begin, size_t end, int worker_base,
-              psh_internal_failure *err)
+              int (*poll)(void *), void *poll_data, psh_internal_failure *err)
 {
     try {
         Job mine = *j->job;
@@ -161,7 +161,13 @@ int map_local(psh_context *local, psh_internal_job *j, size_t begin, size_t end,
         mine.end = end;
         mine.num_workers = impl(local)->num_workers();
         mine.worker_base = worker_base;
-        impl(local)->map(mine, *j->mon);
+        // The poll is asked at block boundaries: static shares need some
+        // (as api.cc gives them when there is a cancel flag or progress).
+        if (poll && mine.chunk == 0 && mine.schedule == PSH_SCHEDULE_STATIC) mine.chunk = 64;
+        Monitor mon = *j->mon;
+        mon.poll = poll;
+        mon.poll_data = poll_data;
+        impl(local)->map(mine, mon);
         return PSH_OK;
     } catch (const Error &e) {
         keep_failure(err, e.code, e.message);
@@ -213,6 +219,8 @@ const psh_internal_engine kEngine = {
     shm_free,
     set_error,
     psh_context_create,
+    psh_alloc,
+    psh_array_free,
     psh_context_destroy,
     psh_context_num_workers,
     psh_context_schedule,

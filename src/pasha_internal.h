@@ -71,9 +71,11 @@ typedef struct psh_internal_engine {
     /* Bytes from a's data to one past its last element (> nbytes: padded rows). */
     size_t (*array_span)(const psh_array *a);
     /* Run [begin, end) of job on the local context with worker ids from
-     * worker_base (its progress and cancel flag come along). */
+     * worker_base (its progress and cancel flag come along); poll (may be
+     * NULL) is asked in this thread while the map runs, and non-zero stops
+     * it as a cancel does (PSH_ECANCELED). */
     int (*map_local)(psh_context *local, psh_internal_job *job, size_t begin, size_t end, int worker_base,
-                     psh_internal_failure *err);
+                     int (*poll)(void *), void *poll_data, psh_internal_failure *err);
     /* The engine's zeroed shared memory (its arena) of nbytes: *data and
      * *block, freed by shm_free. */
     int (*shm_alloc)(size_t nbytes, void **data, void **block, psh_internal_failure *err);
@@ -83,6 +85,9 @@ typedef struct psh_internal_engine {
     /* The public API, for parts that cannot link the engine's symbols
      * (a Python extension module next to the one holding the engine). */
     int (*context_create)(psh_context **out, psh_kind kind, int num_workers);
+    int (*alloc)(psh_array **out, psh_context *ctx, psh_dtype dtype, int ndim, const size_t *shape,
+                 const psh_alloc_options *opts);
+    void (*array_free)(psh_array *a);
     void (*context_destroy)(psh_context *ctx);
     int (*context_num_workers)(const psh_context *ctx);
     psh_schedule (*context_schedule)(const psh_context *ctx);

@@ -21,10 +21,10 @@
  * the other ranks) is returned on EVERY rank, with the message of the
  * lowest failing rank prefixed by "rank N: "; a node whose buffer was made
  * frees it again when another node's failed. A map's cancel flag, given on
- * any rank, stops every rank: the ranks then run their blocks in up to 16
- * parts, and a rank that is cancelled (or fails) sends the others a stop
- * message, which they look for between their parts (without waiting for
- * each other), so they stop a part or two later. The one argument this
+ * any rank, stops every rank: a rank that is cancelled (or fails) sends
+ * the others a stop message, which their local maps look for as they run
+ * (where they look for their own cancel flag, without waiting for each
+ * other), so they stop shortly after. The one argument this
  * cannot cover is ctx itself: it must be the same MPI context on every
  * rank (a NULL or other ctx on one rank cannot reach the others).
  *

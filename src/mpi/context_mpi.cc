@@ -138,11 +138,10 @@ const char *call_name(long long c)
     }
 }
 
-// With a cancel flag on any rank, a map runs each rank's block in this many
-// parts (at most); a rank that is cancelled or fails tells the others with
-// a message of tag kStopTag, which they look for between their parts (no
-// waiting for each other), so that every rank stops within a part.
-const size_t kCancelRounds = 16;
+// With a cancel flag on any rank, a rank that is cancelled or fails tells
+// the others with a message of tag kStopTag, which their local maps look
+// for at each tick (no waiting for each other), so that every rank stops
+// early.
 const int kStopTag = 0x7073;
 
 // What the ranks told each other at the start of a call: the values each
@@ -253,6 +252,12 @@ public:
 
     int rank() const { return rank_; }
     int size() const { return size_; }
+    // The rank whose error the last failed call spread (-1: an error of
+    // every rank alike, such as ranks making different calls).
+    int failed_rank() const { return failed_rank_; }
+    int node_rank() const { return node_rank_; }
+    int node_size() const { return node_size_; }
+    const std::vector<int> &node_of() const { return node_of_; }
 
     // Collective over comm_: first the ranks agree that they all allocate
     // the same size, then each node makes its buffer, then they agree again
@@ -432,30 +437,19 @@ public:
         // One part, or with a cancel flag on any rank up to kCancelRounds,
         // looking for stop messages before each.
         bool watch = in.flags != 0;
-        size_t rounds = watch ? std::max<size_t>(1, std::min(kCancelRounds, e - b)) : 1;
-        size_t len = e - b;
         int code = PSH_OK;
         std::string message;
-        for (size_t k = 0; k < rounds && code == PSH_OK; ++k) {
-            if (watch) {
-                int stop = 0;
-                MPI_Iprobe(MPI_ANY_SOURCE, kStopTag, comm_, &stop, MPI_STATUS_IGNORE);
-                if (stop) break;  // the sender's error is the map's: see below
-            }
-            if (cancel && __atomic_load_n(const_cast<const int *>(cancel), __ATOMIC_RELAXED)) {
-                code = PSH_ECANCELED;
-                message = "the map was cancelled";
-                break;
-            }
-            size_t lo = b + len / rounds * k + std::min(k, len % rounds);
-            size_t hi = b + len / rounds * (k + 1) + std::min(k + 1, len % rounds);
-            if (hi == lo) continue;
-            psh_internal_failure f{};
-            if (E->map_local(local_, job, job_begin + lo, job_begin + hi, offset_, &f) != PSH_OK) {
-                code = f.code;
-                message = f.message;
-            }
+        peer_stopped_ = false;
+        psh_internal_failure f{};
+        if (e > b && E->map_local(local_, job, job_begin + b, job_begin + e, offset_, watch ? poll_stop : nullptr,
+                                  this, &f) != PSH_OK) {
+            code = f.code;
+            message = f.message;
         }
+        // Stopped by another rank's message: that rank's error is the map's.
+        if (code == PSH_ECANCELED && peer_stopped_ &&
+            !(cancel && __atomic_load_n(const_cast<const int *>(cancel), __ATOMIC_RELAXED)))
+            code = PSH_OK, message.clear();
         // A failing rank tells every other rank to stop (zero-byte sends).
         std::vector<MPI_Request> sends;
         if (watch && code != PSH_OK) {
@@ -482,6 +476,19 @@ public:
     }
 
 private:
+    // The local map's poll (in this rank's thread, at its ticks): has
+    // another rank sent a stop message?
+    static int poll_stop(void *p)
+    {
+        auto *m = static_cast<MpiContext *>(p);
+        if (!m->peer_stopped_) {
+            int stop = 0;
+            MPI_Iprobe(MPI_ANY_SOURCE, kStopTag, m->comm_, &stop, MPI_STATUS_IGNORE);
+            m->peer_stopped_ = stop != 0;
+        }
+        return m->peer_stopped_;
+    }
+
     // All ranks call this with their own result; all throw the error of
     // the lowest failing rank, or all return.
     void agree(int code, const std::string &message)
@@ -494,6 +501,7 @@ private:
     // The error of rank `first` on every rank (collective).
     [[noreturn]] void spread_failure(int first, int code, const std::string &message)
     {
+        failed_rank_ = first;
         Failure f;
         memset(&f, 0, sizeof f);
         if (rank_ == first) {
@@ -514,6 +522,7 @@ private:
     {
         const int K = Entry::kValues;
         bool failing = code != PSH_OK;
+        failed_rank_ = -1;
         long long mine[K] = {call, same[0], same[1], same[2], same[3]};
         long long v[2 + 2 * K];
         v[0] = -(long long)(failing ? rank_ : size_);  // MAX: minus the lowest failing rank
@@ -560,6 +569,8 @@ private:
     psh_context *local_;
     int rank_ = 0, size_ = 1, node_rank_ = 0, node_size_ = 1, offset_ = 0, total_ = 0;
     bool entered_ = false;  // allocate() began: its errors need no refuse()
+    int failed_rank_ = -1;
+    bool peer_stopped_ = false;  // this map was stopped by another rank's message
     std::vector<int> node_of_;       // rank -> its node leader's rank in comm_
     std::vector<int> leader_index_;  // rank -> its node leader's rank in leaders_
 };
@@ -816,6 +827,27 @@ extern "C" int pasha_mpi_set_engine(const psh_internal_engine *engine)
         return PSH_EINVAL;
     E = engine;
     return PSH_OK;
+}
+
+// The rank whose error the context's last failed call returned on every
+// rank (-1: none, or an error of all ranks alike): the binding raises its
+// own exception there and names that rank elsewhere, reading no text.
+extern "C" int pasha_mpi_failed_rank(const psh_context *ctx)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    return m ? m->failed_rank() : -1;
+}
+
+// This rank's place in its node (rank, size) and every rank's node, named
+// by its leader's rank (node_of: psh_mpi_size entries); -1 if not MPI.
+extern "C" int pasha_mpi_node_info(const psh_context *ctx, int *node_rank, int *node_size, int *node_of)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    if (!m) return -1;
+    *node_rank = m->node_rank();
+    *node_size = m->node_size();
+    std::copy(m->node_of().begin(), m->node_of().end(), node_of);
+    return 0;
 }
 #endif
 
