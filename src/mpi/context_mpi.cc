@@ -252,8 +252,9 @@ public:
 
     int rank() const { return rank_; }
     int size() const { return size_; }
-    // The rank whose error the last failed call spread (-1: an error of
-    // every rank alike, such as ranks making different calls).
+    // The rank whose error the last failed call spread; -1: an error of
+    // every rank alike (the ranks passed different values), -2: the ranks
+    // made different calls.
     int failed_rank() const { return failed_rank_; }
     int node_rank() const { return node_rank_; }
     int node_size() const { return node_size_; }
@@ -345,7 +346,7 @@ public:
         if (want + (64u << 20) > left) {  // room for MPI's own mappings
             char buf[256];
             snprintf(buf, sizeof buf,
-                     "a %zu-byte MPI shared window does not fit in this rank's address space limit (RLIMIT_AS, "
+                     "a %zu-byte MPI shared window would pass this rank's address-space limit (RLIMIT_AS, "
                      "ulimit -v: %llu bytes, %llu left)",
                      want, limit, left);
             code = PSH_ENOMEM;
@@ -541,9 +542,11 @@ private:
             in.hi[i] = v[2 + i];
             in.lo[i] = -v[2 + K + i];
         }
-        if (in.lo[0] != in.hi[0])
+        if (in.lo[0] != in.hi[0]) {
+            failed_rank_ = -2;
             fail(PSH_EINVAL, "the ranks make different calls on the MPI context (%s on some, %s on others)",
                  call_name(in.lo[0]), call_name(in.hi[0]));
+        }
         return in;
     }
 
@@ -830,7 +833,8 @@ extern "C" int pasha_mpi_set_engine(const psh_internal_engine *engine)
 }
 
 // The rank whose error the context's last failed call returned on every
-// rank (-1: none, or an error of all ranks alike): the binding raises its
+// rank (-1: none, or an error of all ranks alike, -2: the ranks made
+// different calls): the binding raises its
 // own exception there and names that rank elsewhere, reading no text.
 extern "C" int pasha_mpi_failed_rank(const psh_context *ctx)
 {

@@ -23,6 +23,7 @@
 #include <numpy/arrayobject.h>
 
 #include <pasha/pasha.h>
+#include <pasha_internal.h>
 
 #include <errno.h>
 #include <poll.h>
@@ -1555,7 +1556,25 @@ static PyObject *py_default_num_workers(PyObject *self, PyObject *noargs)
     return PyLong_FromLong(n);
 }
 
+/* Context._from_capsule(capsule): a Context over the psh_context of a
+ * "pasha.psh_context" capsule (one reference, which the Context takes). */
+static PyObject *ctx_from_capsule(PyObject *cls, PyObject *cap)
+{
+    psh_context *c = PyCapsule_GetPointer(cap, "pasha.psh_context");
+    if (!c) return NULL;
+    CtxObject *o = (CtxObject *)PyType_GenericAlloc((PyTypeObject *)cls, 0);
+    if (!o) return NULL;
+    if (PyCapsule_SetName(cap, "pasha.psh_context (taken)") < 0) {
+        Py_DECREF(o);
+        return NULL;
+    }
+    o->ctx = c;
+    return (PyObject *)o;
+}
+
 static PyMethodDef ctx_methods[] = {
+    {"_from_capsule", (PyCFunction)ctx_from_capsule, METH_O | METH_CLASS,
+     "_from_capsule(capsule) -> Context over a \"pasha.psh_context\" capsule's reference"},
     {"map", (PyCFunction)ctx_map, METH_VARARGS,
      "map(itemwise, n, function, functor, seq, shares, run_worker, mode, job, serial, err,"
      " err_size, schedule, chunk, progress) -> (status, message, errors)"},
@@ -1633,6 +1652,11 @@ PyMODINIT_FUNC PyInit__pasha(void)
     if (!m) return NULL;
     Py_INCREF(&CtxType);
     if (PyModule_AddObject(m, "Context", (PyObject *)&CtxType) < 0) return NULL;
+    /* The engine's internal table (src/pasha_internal.h), for the MPI
+     * extension module, which builds on this module's engine. */
+    if (PyModule_AddObject(m, "_engine", PyCapsule_New((void *)psh_internal_engine_get(PSH_INTERNAL_VERSION),
+                                                       "pasha._engine", NULL)) < 0)
+        return NULL;
     PyModule_AddIntConstant(m, "OK", PSH_OK);
     PyModule_AddIntConstant(m, "EKERNEL", PSH_EKERNEL);
     PyModule_AddIntConstant(m, "EWORKER", PSH_EWORKER);
