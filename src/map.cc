@@ -319,7 +319,7 @@ void Control::drain_wake_fd()
 
 void Monitor::tick(Control &c)
 {
-    if (cancelled(cancel) && !c.stop.load(std::memory_order_relaxed))
+    if ((cancelled(cancel) || (poll && poll(poll_data))) && !c.stop.load(std::memory_order_relaxed))
         c.record(STOP_CANCEL, 0, SIZE_MAX, -1);
     if (progress && !c.stop.load(std::memory_order_relaxed)) {
         long long now = monotonic_ns();

@@ -119,10 +119,15 @@ struct Monitor {
     psh_progress_fn progress = nullptr;
     void *progress_data = nullptr;
     const volatile int *cancel = nullptr;
+    // An external context's own stop test (the MPI context: a stop message
+    // from another rank), asked in the caller's thread at each tick;
+    // non-zero stops the map as a cancel does.
+    int (*poll)(void *) = nullptr;
+    void *poll_data = nullptr;
     size_t total = 0;
     long long last_ns = 0;
 
-    bool active() const { return progress || cancel; }
+    bool active() const { return progress || cancel || poll; }
     void tick(Control &c);
     // The last progress call, after the map; throws an Error if it threw.
     void final_progress(size_t total_items);

@@ -79,6 +79,10 @@ fi
 
 # MPI: pasha-mpi.pc with plain cc, and CMake's pasha::pasha_mpi.
 if $have_mpi; then
+    # libpasha_mpi stands on libpasha (one engine), and pasha-mpi.pc brings it.
+    readelf -d "$libdir/libpasha_mpi.so.0" | grep -q 'NEEDED.*\[libpasha\.so\.0\]' ||
+        { echo "install: libpasha_mpi.so.0 does not link libpasha.so.0"; exit 1; }
+    pkg-config --libs pasha-mpi | grep -q -- '-lpasha\b' || { echo "install: pasha-mpi.pc does not bring pasha"; exit 1; }
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
     export OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_rmaps_base_oversubscribe=1
     cc -std=c11 -Wall -Werror "$src/consumer_mpi.c" $(pkg-config --cflags --libs pasha-mpi) "$rpath" -o c-mpi

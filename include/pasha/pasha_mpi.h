@@ -2,8 +2,9 @@
  * libpasha over MPI: one psh_map spread over the ranks of a communicator,
  * each rank mapping its block with a local threads or processes context.
  * Installed only when libpasha is built with -Dmpi=enabled; link with
- * libpasha_mpi INSTEAD of libpasha (pkg-config pasha-mpi, which brings MPI,
- * or CMake pasha::pasha_mpi).
+ * libpasha_mpi, which stands on libpasha (pkg-config pasha-mpi, which
+ * brings pasha and MPI, or CMake pasha::pasha_mpi): a process has one
+ * engine whichever library it calls.
  *
  * Every function here, psh_alloc/psh_alloc_like/psh_array_free on an array
  * of an MPI context, psh_map and its variants on an MPI context and
@@ -20,10 +21,10 @@
  * the other ranks) is returned on EVERY rank, with the message of the
  * lowest failing rank prefixed by "rank N: "; a node whose buffer was made
  * frees it again when another node's failed. A map's cancel flag, given on
- * any rank, stops every rank: the ranks then run their blocks in up to 16
- * parts, and a rank that is cancelled (or fails) sends the others a stop
- * message, which they look for between their parts (without waiting for
- * each other), so they stop a part or two later. The one argument this
+ * any rank, stops every rank: a rank that is cancelled (or fails) sends
+ * the others a stop message, which their local maps look for as they run
+ * (where they look for their own cancel flag, without waiting for each
+ * other), so they stop shortly after. The one argument this
  * cannot cover is ctx itself: it must be the same MPI context on every
  * rank (a NULL or other ctx on one rank cannot reach the others).
  *
@@ -62,11 +63,14 @@ enum {
  *  every rank, its message prefixed by "rank N: ".
  *  psh_alloc on the context makes one buffer per node, an MPI shared
  *  window on the node's communicator, which all the node's ranks and their
- *  workers write zero-copy; psh_array_data is valid in every rank.
+ *  workers write zero-copy; psh_array_data is valid in every rank. A
+ *  window that would pass a rank's RLIMIT_AS (with 64 MiB to spare) is
+ *  PSH_ENOMEM on every rank, as one that does not fit in /dev/shm.
  *  Errors (on every rank alike when they come from one rank): PSH_EINVAL
  *  (NULL out, MPI not initialized or already finalized, MPI_COMM_NULL, an
- *  intercommunicator, local_kind not one of the three), and those of
- *  psh_context_create for the local context. */
+ *  intercommunicator, local_kind not one of the three,
+ *  PASHA_MPI_NODE_SIZE neither empty nor a non-negative integer), and
+ *  those of psh_context_create for the local context. */
 PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind local_kind, int local_workers);
 
 /** The rank of the calling process in the context's communicator and the

@@ -4,31 +4,113 @@
 // the outcome, so a failure anywhere is the same error everywhere. Arrays
 // of the context live in one MPI shared window per node, which every rank
 // of the node (and their forked workers) writes in place.
+//
+// This file stands on the engine of the process, never on a copy of it: it
+// reaches the engine only through the table of src/pasha_internal.h (an
+// external context kind and a few accessors), which libpasha_mpi takes from
+// the libpasha it links, and the Python extension from the _pasha module
+// that holds the engine there (PASHA_MPI_HOSTED: pasha_mpi_set_engine).
 #include <mpi.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdarg>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
 
-#include "../array.hh"
-#include "../context.hh"
-#include "../dtype.hh"
-#include "../error.hh"
-#include "../map.hh"
+#include "../pasha_internal.h"
 #include "pasha/pasha_mpi.h"
 
-namespace psh {
+namespace psh_mpi {
 
 namespace {
+
+// The engine (src/pasha_internal.h).
+const psh_internal_engine *E = nullptr;
+
+// Errors here are C++ exceptions until they cross back into C (guard, or
+// the callbacks of the context kind, which fill a psh_internal_failure).
+struct Error {
+    int code;
+    std::string message;
+};
+
+[[noreturn]] __attribute__((format(printf, 2, 3))) void fail(int code, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    throw Error{code, buf};
+}
+
+void keep(psh_internal_failure *err, int code, const std::string &message)
+{
+    err->code = code;
+    snprintf(err->message, sizeof err->message, "%s", message.c_str());
+}
+
+// Run body for the C function fn: PSH_OK, or the code of what it threw with
+// psh_last_error() set to "fn: message".
+bool have_engine()
+{
+#ifndef PASHA_MPI_HOSTED
+    if (!E) E = psh_internal_engine_get(PSH_INTERNAL_VERSION);
+#endif
+    return E && E->struct_size >= sizeof(psh_internal_engine);  // else a libpasha of another layout
+}
+
+template <class F>
+int guard(const char *fn, F body)
+{
+    if (!have_engine()) return PSH_ESYS;
+    try {
+        body();
+        return PSH_OK;
+    } catch (const Error &e) {
+        return E->set_error(fn, e.code, e.message.c_str());
+    } catch (const std::bad_alloc &) {
+        return E->set_error(fn, PSH_ENOMEM, "out of memory");
+    }
+}
+
+// The array fields this file reads.
+struct ArrayInfo {
+    size_t nbytes, size, span, rows;
+    int ndim;
+    psh_dtype dtype;
+    psh_order order;
+    char *data;
+};
+
+ArrayInfo info_of(const psh_array *a)
+{
+    ArrayInfo i;
+    i.nbytes = E->array_nbytes(a);
+    i.size = E->array_size(a);
+    i.span = E->array_span(a);
+    i.ndim = E->array_ndim(a);
+    i.dtype = E->array_dtype(a);
+    i.order = E->array_order(a);
+    i.data = (char *)E->array_data(a);
+    const size_t *shape = E->array_shape(a);
+    i.rows = i.ndim ? (i.order == PSH_ORDER_F ? shape[i.ndim - 1] : shape[0]) : 0;
+    return i;
+}
+
+extern const psh_internal_kind kKind;
 
 const size_t kAlign = 64;  // psh arrays are aligned to at least this
 
@@ -56,11 +138,10 @@ const char *call_name(long long c)
     }
 }
 
-// With a cancel flag on any rank, a map runs each rank's block in this many
-// parts (at most); a rank that is cancelled or fails tells the others with
-// a message of tag kStopTag, which they look for between their parts (no
-// waiting for each other), so that every rank stops within a part.
-const size_t kCancelRounds = 16;
+// With a cancel flag on any rank, a rank that is cancelled or fails tells
+// the others with a message of tag kStopTag, which their local maps look
+// for at each tick (no waiting for each other), so that every rank stops
+// early.
 const int kStopTag = 0x7073;
 
 // What the ranks told each other at the start of a call: the values each
@@ -81,26 +162,21 @@ class MpiContext;
 
 // One buffer per node: a window of shared memory made collectively over
 // the node's communicator (its memory in rank 0 of the node, seen by all),
-// or, for a rank alone on its node, a block of the core's shared memory.
-class MpiBlock final : public Block {
-public:
-    MpiBlock(void *data, size_t size, MPI_Win win, std::unique_ptr<Block> lone, const MpiContext *owner)
-        : Block(data, size), win_(win), lone_(std::move(lone)), owner_(owner)
-    {
-    }
-    ~MpiBlock() override
-    {
-        int finalized = 1;
-        MPI_Finalized(&finalized);
-        if (win_ != MPI_WIN_NULL && !finalized) MPI_Win_free(&win_);  // collective over the node
-    }
-    const MpiContext *owner() const { return owner_; }
-
-private:
-    MPI_Win win_;
-    std::unique_ptr<Block> lone_;
-    const MpiContext *owner_;
+// or, for a rank alone on its node, a block of the engine's shared memory.
+struct MpiBlock {
+    MPI_Win win;
+    void *lone;  // the engine's block (E->shm_free)
 };
+
+void free_block(void *p)
+{
+    auto *b = static_cast<MpiBlock *>(p);
+    int finalized = 1;
+    MPI_Finalized(&finalized);
+    if (b->win != MPI_WIN_NULL && !finalized) MPI_Win_free(&b->win);  // collective over the node
+    if (b->lone) E->shm_free(b->lone);
+    delete b;
+}
 
 // Rank r's share [begin, end) of n items split over R ranks in contiguous
 // blocks: the first n % R ranks get one more.
@@ -111,13 +187,13 @@ void rank_block(size_t n, int r, int R, size_t &begin, size_t &end)
     end = begin + q + (ur < rem ? 1 : 0);
 }
 
-class MpiContext final : public Context {
+class MpiContext {
 public:
-    MpiContext(const ContextConfig &cfg, MPI_Comm comm, Context *local) : Context(cfg), comm_(comm), local_(local) {}
+    MpiContext(MPI_Comm comm, psh_context *local) : comm_(comm), local_(local) {}
 
-    ~MpiContext() override
+    ~MpiContext()
     {
-        psh_context_destroy(reinterpret_cast<psh_context *>(local_));
+        E->context_destroy(local_);
         int finalized = 1;
         MPI_Finalized(&finalized);
         if (finalized) return;
@@ -128,7 +204,7 @@ public:
 
     // The rest of the collective set-up, once the local context exists on
     // every rank.
-    void connect(int local_workers)
+    void connect(int local_workers, int node_size)
     {
         MPI_Comm_rank(comm_, &rank_);
         MPI_Comm_size(comm_, &size_);
@@ -137,7 +213,7 @@ public:
         // PASHA_MPI_NODE_SIZE=k cuts each real node into groups of k ranks
         // that each behave as a node of their own: it lets one machine test
         // the paths between nodes.
-        int k = node_size_override();
+        int k = node_size;
         if (k > 0) {
             int r;
             MPI_Comm_rank(shared, &r);
@@ -169,35 +245,48 @@ public:
         MPI_Allreduce(&w, &total, 1, MPI_LONG_LONG, MPI_SUM, comm_);
         if (total > INT_MAX) throw_agreed(PSH_EINVAL, "the ranks have %lld workers in all, more than %d", total, INT_MAX);
         offset_ = (int)offset;
-        cfg_.num_workers = (int)total;
+        total_ = (int)total;
     }
+
+    int total_workers() const { return total_; }
 
     int rank() const { return rank_; }
     int size() const { return size_; }
+    // The rank whose error the last failed call spread; -1: an error of
+    // every rank alike (the ranks passed different values), -2: the ranks
+    // made different calls.
+    int failed_rank() const { return failed_rank_; }
+    int node_rank() const { return node_rank_; }
+    int node_size() const { return node_size_; }
+    const std::vector<int> &node_of() const { return node_of_; }
 
     // Collective over comm_: first the ranks agree that they all allocate
     // the same size, then each node makes its buffer, then they agree again
     // and, if any node failed, the others free theirs and all throw.
-    std::unique_ptr<Block> allocate(size_t nbytes) override
+    MpiBlock *allocate(size_t nbytes, char *&data)
     {
         entered_ = true;  // errors from here on are every rank's already
         int code = PSH_OK;
         std::string why;
         if (nbytes > (size_t)PTRDIFF_MAX - kAlign)
             code = PSH_EINVAL, why = std::to_string(nbytes) + " bytes is too large for an MPI window";
+        else if (node_size_ > 1)
+            address_space_check(nbytes + kAlign, code, why);
         long long same[4] = {(long long)std::min(nbytes, (size_t)LLONG_MAX), 0, 0, 0};
         Entry in = enter(CALL_ALLOC, same, code, why, 0);
         if (!in.same())
             fail(PSH_EINVAL, "the ranks disagree on the array's size (%lld to %lld bytes)", in.lo[1], in.hi[1]);
-        std::unique_ptr<Block> lone;
+        void *lone = nullptr;
         MPI_Win win = MPI_WIN_NULL;
-        char *data = nullptr;
+        data = nullptr;
         try {
             // Alone on its node, a rank needs no window; MPI would also make
             // that one private memory, which forked workers could not write.
             if (node_size_ == 1) {
-                lone = shm_allocate(nbytes);
-                data = (char *)lone->data();
+                psh_internal_failure f{};
+                void *mem = nullptr;
+                if (E->shm_alloc(nbytes, &mem, &lone, &f) != PSH_OK) throw Error{f.code, f.message};
+                data = (char *)mem;
             } else {
                 data = node_window(nbytes, win);
             }
@@ -214,17 +303,18 @@ public:
             // Every rank of a node that made its window has it: free it
             // together (the block of a lone rank goes with `lone`).
             if (win != MPI_WIN_NULL) MPI_Win_free(&win);
+            if (lone) E->shm_free(lone);
             throw;
         }
         entered_ = false;
-        return std::make_unique<MpiBlock>(data, nbytes, win, std::move(lone), this);
+        return new MpiBlock{win, lone};
     }
 
     // A call that failed its checks on this rank before allocate() or run():
     // join the first collective of what the other ranks are doing with the
     // error, so that all throw it (errors of allocate() itself are agreed
     // already).
-    void refuse(const Error &e) override
+    void refuse(int code, const std::string &message)
     {
         if (entered_) {
             entered_ = false;
@@ -234,7 +324,34 @@ public:
         MPI_Finalized(&finalized);
         if (finalized) return;
         long long none[4] = {0, 0, 0, 0};
-        enter(CALL_REFUSED, none, e.code, e.message, 0);
+        enter(CALL_REFUSED, none, code, message, 0);
+    }
+
+    // Every rank of a node maps the node's whole window: one whose
+    // RLIMIT_AS (ulimit -v) it would pass makes Open MPI hang or abort in
+    // MPI_Win_allocate_shared, so it is this rank's PSH_ENOMEM instead
+    // (agreed, as every error here).
+    static void address_space_check(size_t want, int &code, std::string &why)
+    {
+        struct rlimit lim;
+        if (getrlimit(RLIMIT_AS, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return;
+        FILE *f = fopen("/proc/self/statm", "r");
+        unsigned long long pages = 0;
+        if (!f) return;
+        int got = fscanf(f, "%llu", &pages);
+        fclose(f);
+        if (got != 1) return;
+        unsigned long long used = pages * (unsigned long long)sysconf(_SC_PAGESIZE);
+        unsigned long long limit = lim.rlim_cur, left = limit > used ? limit - used : 0;
+        if (want + (64u << 20) > left) {  // room for MPI's own mappings
+            char buf[256];
+            snprintf(buf, sizeof buf,
+                     "a %zu-byte MPI shared window would pass this rank's address-space limit (RLIMIT_AS, "
+                     "ulimit -v: %llu bytes, %llu left)",
+                     want, limit, left);
+            code = PSH_ENOMEM;
+            why = buf;
+        }
     }
 
     // This node's window of nbytes (node_size_ > 1): collective over node_;
@@ -309,52 +426,31 @@ public:
     void gather(psh_array *a, int root, bool everywhere);
     void reduce(psh_array *a, int op, int root);
 
-protected:
-    void run(Job &job, Monitor &mon, Outcome &) override
+    void run(psh_internal_job *job, size_t job_begin, size_t job_end, const volatile int *cancel)
     {
-        size_t n = job.end - job.begin;
+        size_t n = job_end - job_begin;
         long long same[4] = {(long long)n, 0, 0, 0};
-        Entry in = enter(CALL_MAP, same, PSH_OK, std::string(), mon.cancel ? 1 : 0);
+        Entry in = enter(CALL_MAP, same, PSH_OK, std::string(), cancel ? 1 : 0);
         if (!in.same()) fail(PSH_EINVAL, "the ranks disagree on the number of items (%lld to %lld)", in.lo[1], in.hi[1]);
         // Every rank is here, so every fill of a new array is done.
-        Job mine = job;
         size_t b, e;
         rank_block(n, rank_, size_, b, e);
-        mine.num_workers = local_->num_workers();
-        mine.worker_base = offset_;
         // One part, or with a cancel flag on any rank up to kCancelRounds,
         // looking for stop messages before each.
         bool watch = in.flags != 0;
-        size_t rounds = watch ? std::max<size_t>(1, std::min(kCancelRounds, e - b)) : 1;
-        size_t len = e - b;
         int code = PSH_OK;
         std::string message;
-        for (size_t k = 0; k < rounds && code == PSH_OK; ++k) {
-            if (watch) {
-                int stop = 0;
-                MPI_Iprobe(MPI_ANY_SOURCE, kStopTag, comm_, &stop, MPI_STATUS_IGNORE);
-                if (stop) break;  // the sender's error is the map's: see below
-            }
-            if (cancelled(mon.cancel)) {
-                code = PSH_ECANCELED;
-                message = "the map was cancelled";
-                break;
-            }
-            size_t lo = b + len / rounds * k + std::min(k, len % rounds);
-            size_t hi = b + len / rounds * (k + 1) + std::min(k + 1, len % rounds);
-            if (hi == lo) continue;
-            mine.begin = job.begin + lo;
-            mine.end = job.begin + hi;
-            try {
-                local_->map(mine, mon);
-            } catch (const Error &err) {
-                code = err.code;
-                message = err.message;
-            } catch (const std::bad_alloc &) {
-                code = PSH_ENOMEM;
-                message = "out of memory";
-            }
+        peer_stopped_ = false;
+        psh_internal_failure f{};
+        if (e > b && E->map_local(local_, job, job_begin + b, job_begin + e, offset_, watch ? poll_stop : nullptr,
+                                  this, &f) != PSH_OK) {
+            code = f.code;
+            message = f.message;
         }
+        // Stopped by another rank's message: that rank's error is the map's.
+        if (code == PSH_ECANCELED && peer_stopped_ &&
+            !(cancel && __atomic_load_n(const_cast<const int *>(cancel), __ATOMIC_RELAXED)))
+            code = PSH_OK, message.clear();
         // A failing rank tells every other rank to stop (zero-byte sends).
         std::vector<MPI_Request> sends;
         if (watch && code != PSH_OK) {
@@ -380,18 +476,18 @@ protected:
         spread_failure(first, code, message);
     }
 
-    void after_fork() override
-    {
-        fail(PSH_ENOTSUP, "an MPI context cannot be used in a process forked from its rank");
-    }
-
 private:
-    static int node_size_override()
+    // The local map's poll (in this rank's thread, at its ticks): has
+    // another rank sent a stop message?
+    static int poll_stop(void *p)
     {
-        const char *env = getenv("PASHA_MPI_NODE_SIZE");
-        if (!env || !*env) return 0;
-        int k = atoi(env);
-        return k > 0 ? k : 0;
+        auto *m = static_cast<MpiContext *>(p);
+        if (!m->peer_stopped_) {
+            int stop = 0;
+            MPI_Iprobe(MPI_ANY_SOURCE, kStopTag, m->comm_, &stop, MPI_STATUS_IGNORE);
+            m->peer_stopped_ = stop != 0;
+        }
+        return m->peer_stopped_;
     }
 
     // All ranks call this with their own result; all throw the error of
@@ -406,6 +502,7 @@ private:
     // The error of rank `first` on every rank (collective).
     [[noreturn]] void spread_failure(int first, int code, const std::string &message)
     {
+        failed_rank_ = first;
         Failure f;
         memset(&f, 0, sizeof f);
         if (rank_ == first) {
@@ -426,6 +523,7 @@ private:
     {
         const int K = Entry::kValues;
         bool failing = code != PSH_OK;
+        failed_rank_ = -1;
         long long mine[K] = {call, same[0], same[1], same[2], same[3]};
         long long v[2 + 2 * K];
         v[0] = -(long long)(failing ? rank_ : size_);  // MAX: minus the lowest failing rank
@@ -444,9 +542,11 @@ private:
             in.hi[i] = v[2 + i];
             in.lo[i] = -v[2 + K + i];
         }
-        if (in.lo[0] != in.hi[0])
+        if (in.lo[0] != in.hi[0]) {
+            failed_rank_ = -2;
             fail(PSH_EINVAL, "the ranks make different calls on the MPI context (%s on some, %s on others)",
                  call_name(in.lo[0]), call_name(in.hi[0]));
+        }
         return in;
     }
 
@@ -469,9 +569,11 @@ private:
     MPI_Comm comm_;
     MPI_Comm node_ = MPI_COMM_NULL;
     MPI_Comm leaders_ = MPI_COMM_NULL;
-    Context *local_;
-    int rank_ = 0, size_ = 1, node_rank_ = 0, node_size_ = 1, offset_ = 0;
+    psh_context *local_;
+    int rank_ = 0, size_ = 1, node_rank_ = 0, node_size_ = 1, offset_ = 0, total_ = 0;
     bool entered_ = false;  // allocate() began: its errors need no refuse()
+    int failed_rank_ = -1;
+    bool peer_stopped_ = false;  // this map was stopped by another rank's message
     std::vector<int> node_of_;       // rank -> its node leader's rank in comm_
     std::vector<int> leader_index_;  // rank -> its node leader's rank in leaders_
 };
@@ -491,17 +593,19 @@ bool MpiContext::shared_or_error(const psh_array *a, int &code, std::string &why
 
 bool MpiContext::is_shared(const psh_array *a)
 {
-    auto *block = dynamic_cast<const MpiBlock *>(a->block.get());
-    if (!block) return false;
-    if (block->owner() != this) fail(PSH_EINVAL, "the array was allocated with another MPI context");
+    void *owner = E->array_impl(a, &kKind);
+    if (!owner) return false;
+    if (owner != this) fail(PSH_EINVAL, "the array was allocated with another MPI context");
     return true;
 }
 
 void MpiContext::check_same(int call, const psh_array *a, int root, int op, int code, const std::string &why,
                             bool shared)
 {
-    long long same[4] = {a ? (long long)a->nbytes : 0, root,
-                         a ? (long long)a->ndim | (long long)a->dtype << 8 | (shared ? 1LL << 16 : 0) : 0, op};
+    ArrayInfo i{};
+    if (a) i = info_of(a);
+    long long same[4] = {a ? (long long)i.nbytes : 0, root,
+                         a ? (long long)i.ndim | (long long)i.dtype << 8 | (shared ? 1LL << 16 : 0) : 0, op};
     Entry in = enter(call, same, code, why, 0);
     if (!in.same())
         fail(PSH_EINVAL,
@@ -512,8 +616,9 @@ void MpiContext::check_same(int call, const psh_array *a, int root, int op, int 
 
 MPI_Datatype MpiContext::row_type(const psh_array *a, size_t &rows)
 {
-    rows = a->order == PSH_ORDER_F ? a->shape[a->ndim - 1] : a->shape[0];
-    size_t row_bytes = rows ? a->nbytes / rows : 0;
+    ArrayInfo i = info_of(a);
+    rows = i.rows;
+    size_t row_bytes = rows ? i.nbytes / rows : 0;
     MPI_Datatype t;
     MPI_Type_contiguous((int)row_bytes, MPI_BYTE, &t);
     MPI_Type_commit(&t);
@@ -526,18 +631,20 @@ void MpiContext::gather(psh_array *a, int root, bool everywhere)
     std::string why;
     if (!a) code = PSH_EINVAL, why = "array is NULL";
     bool shared = a && shared_or_error(a, code, why);
-    size_t rows = a && a->ndim ? (a->order == PSH_ORDER_F ? a->shape[a->ndim - 1] : a->shape[0]) : 0;
+    ArrayInfo i{};
+    if (a) i = info_of(a);
+    size_t rows = i.rows;
     if (code == PSH_OK) {
-        if (a->ndim == 0) code = PSH_EINVAL, why = "the array is 0-d: it has no axis to split over the ranks";
+        if (i.ndim == 0) code = PSH_EINVAL, why = "the array is 0-d: it has no axis to split over the ranks";
         else if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
-        else if (is_padded(a))
+        else if (i.span != i.nbytes)
             code = PSH_EINVAL, why = "the array's per-worker rows are padded (PSH_PER_WORKER_PADDED): gather needs a "
                                      "contiguous array";
-        else if (rows > (size_t)INT_MAX || (rows && a->nbytes / rows > (size_t)INT_MAX))
+        else if (rows > (size_t)INT_MAX || (rows && i.nbytes / rows > (size_t)INT_MAX))
             code = PSH_EINVAL, why = "the array's rows or row size are too large for MPI counts";
     }
     check_same(everywhere ? CALL_ALLGATHER : CALL_GATHER, a, root, 0, code, why, shared);
-    if (rows == 0 || a->nbytes == 0) return;
+    if (rows == 0 || i.nbytes == 0) return;
     MPI_Datatype t = row_type(a, rows);
     std::vector<int> counts(size_), displs(size_);
     for (int r = 0; r < size_; ++r) {
@@ -547,8 +654,8 @@ void MpiContext::gather(psh_array *a, int root, bool everywhere)
         // In a shared array the ranks on root's node already wrote in place.
         counts[r] = shared && node_of_[r] == node_of_[root] ? 0 : (int)(e - b);
     }
-    char *data = (char *)a->data;
-    size_t row_bytes = a->nbytes / rows;
+    char *data = i.data;
+    size_t row_bytes = i.nbytes / rows;
     if (shared) MPI_Barrier(node_);
     if (everywhere && !shared) {
         MPI_Allgatherv(MPI_IN_PLACE, 0, t, data, counts.data(), displs.data(), t, comm_);
@@ -589,20 +696,22 @@ void MpiContext::reduce(psh_array *a, int op, int root)
     std::string why;
     if (!a) code = PSH_EINVAL, why = "array is NULL";
     bool shared = a && shared_or_error(a, code, why);
-    bool complex = a && (a->dtype == PSH_COMPLEX64 || a->dtype == PSH_COMPLEX128);
+    ArrayInfo i{};
+    if (a) i = info_of(a);
+    bool complex = a && (i.dtype == PSH_COMPLEX64 || i.dtype == PSH_COMPLEX128);
     if (code == PSH_OK) {
         if (root < 0 || root >= size_) code = PSH_EINVAL, why = "root " + std::to_string(root) + " is not a rank of 0.." + std::to_string(size_ - 1);
         else if (op != PSH_OP_SUM && op != PSH_OP_MIN && op != PSH_OP_MAX) code = PSH_EINVAL, why = "unknown op " + std::to_string(op);
         else if (complex && op != PSH_OP_SUM) code = PSH_EINVAL, why = "MIN and MAX are not defined for complex dtypes";
     }
     check_same(CALL_REDUCE, a, root, op, code, why, shared);
-    if (a->size == 0) return;
+    if (i.size == 0) return;
     // Padded per-worker rows are reduced with their gaps: a whole number of
     // elements, and every rank has the same layout.
-    size_t elements = a->span / dtype_size(a->dtype);
+    size_t item = E->dtype_size(i.dtype);
+    size_t elements = i.span / item;
     MPI_Op mop = op == PSH_OP_SUM ? MPI_SUM : op == PSH_OP_MIN ? MPI_MIN : MPI_MAX;
-    MPI_Datatype t = mpi_dtype(a->dtype);
-    size_t item = dtype_size(a->dtype);
+    MPI_Datatype t = mpi_dtype(i.dtype);
     // Shared arrays: one contribution per node, from its leader.
     MPI_Comm over = shared ? leaders_ : comm_;
     bool on_root = shared ? rank_ == node_of_[root] : rank_ == root;
@@ -612,7 +721,7 @@ void MpiContext::reduce(psh_array *a, int op, int root)
         const size_t step = (size_t)1 << 30;
         for (size_t done = 0; done < elements; done += step) {
             int count = (int)std::min(step, elements - done);
-            char *p = (char *)a->data + done * item;
+            char *p = i.data + done * item;
             if (on_root)
                 MPI_Reduce(MPI_IN_PLACE, p, count, t, mop, to, over);
             else
@@ -634,7 +743,7 @@ void check_mpi_ready()
 MpiContext *mpi_context(psh_context *ctx)
 {
     if (!ctx) fail(PSH_EINVAL, "ctx is NULL");
-    auto *m = dynamic_cast<MpiContext *>(reinterpret_cast<Context *>(ctx));
+    auto *m = static_cast<MpiContext *>(E->context_impl(ctx, &kKind));
     if (!m) fail(PSH_EINVAL, "ctx is not an MPI context (see psh_context_create_mpi)");
     check_mpi_ready();
     return m;
@@ -642,14 +751,109 @@ MpiContext *mpi_context(psh_context *ctx)
 
 const MpiContext *mpi_context_or_null(const psh_context *ctx)
 {
-    return ctx ? dynamic_cast<const MpiContext *>(reinterpret_cast<const Context *>(ctx)) : nullptr;
+    return ctx && have_engine() ? static_cast<const MpiContext *>(E->context_impl(ctx, &kKind)) : nullptr;
+}
+
+// The context kind the engine calls back (src/pasha_internal.h).
+template <class F>
+int caught(psh_internal_failure *err, F body)
+{
+    try {
+        body();
+        return PSH_OK;
+    } catch (const Error &e) {
+        keep(err, e.code, e.message);
+    } catch (const std::bad_alloc &) {
+        keep(err, PSH_ENOMEM, "out of memory");
+    }
+    return err->code;
+}
+
+int kind_run(void *impl, psh_internal_job *job, size_t begin, size_t end, const volatile int *cancel,
+             psh_internal_failure *err)
+{
+    return caught(err, [&] { static_cast<MpiContext *>(impl)->run(job, begin, end, cancel); });
+}
+
+int kind_allocate(void *impl, size_t nbytes, void **data, void **block, psh_internal_failure *err)
+{
+    return caught(err, [&] {
+        char *d = nullptr;
+        *block = static_cast<MpiContext *>(impl)->allocate(nbytes, d);
+        *data = d;
+    });
+}
+
+int kind_refuse(void *impl, int code, const char *message, psh_internal_failure *err)
+{
+    return caught(err, [&] { static_cast<MpiContext *>(impl)->refuse(code, message); });
+}
+
+void kind_destroy(void *impl) { delete static_cast<MpiContext *>(impl); }
+
+const psh_internal_kind kKind = {kind_run, kind_allocate, free_block, kind_refuse, kind_destroy,
+                                 "an MPI context cannot be used in a process forked from its rank"};
+
+// PASHA_MPI_NODE_SIZE=k (k ranks per "node"; empty or 0: the real nodes),
+// or -1 with why set when it is not such a number.
+int node_size_setting(std::string &why)
+{
+    const char *env = getenv("PASHA_MPI_NODE_SIZE");
+    if (!env) return 0;
+    const char *p = env;
+    while (*p == ' ' || *p == '\t') ++p;
+    if (!*p) return 0;
+    char *end = nullptr;
+    errno = 0;
+    long k = strtol(p, &end, 10);
+    while (end && (*end == ' ' || *end == '\t')) ++end;
+    if (errno || end == p || *end || k < 0 || k > INT_MAX) {
+        why = std::string("PASHA_MPI_NODE_SIZE='") + env +
+              "': not a number of ranks (a positive integer, 0 or empty: the real nodes)";
+        return -1;
+    }
+    return (int)k;
 }
 
 }  // namespace
 
-}  // namespace psh
+}  // namespace psh_mpi
 
-using namespace psh;
+using namespace psh_mpi;
+
+#ifdef PASHA_MPI_HOSTED
+// The engine of a process whose libpasha symbols this code cannot link
+// (the Python extension module next to the one holding the engine).
+extern "C" int pasha_mpi_set_engine(const psh_internal_engine *engine)
+{
+    if (!engine || engine->version != PSH_INTERNAL_VERSION || engine->struct_size < sizeof(psh_internal_engine))
+        return PSH_EINVAL;
+    E = engine;
+    return PSH_OK;
+}
+
+// The rank whose error the context's last failed call returned on every
+// rank (-1: none, or an error of all ranks alike, -2: the ranks made
+// different calls): the binding raises its
+// own exception there and names that rank elsewhere, reading no text.
+extern "C" int pasha_mpi_failed_rank(const psh_context *ctx)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    return m ? m->failed_rank() : -1;
+}
+
+// This rank's place in its node (rank, size) and every rank's node, named
+// by its leader's rank (node_of: psh_mpi_size entries); -1 if not MPI.
+extern "C" int pasha_mpi_node_info(const psh_context *ctx, int *node_rank, int *node_size, int *node_of)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    if (!m) return -1;
+    *node_rank = m->node_rank();
+    *node_size = m->node_size();
+    std::copy(m->node_of().begin(), m->node_of().end(), node_of);
+    return 0;
+}
+#endif
 
 extern "C" {
 
@@ -668,36 +872,44 @@ PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind lo
         int kind;
         memcpy(&kind, &local_kind, sizeof kind);
         psh_context *local = nullptr;
-        if (!out) code = PSH_EINVAL, why = "out is NULL";
+        int node_size = node_size_setting(why);
+        if (node_size < 0) code = PSH_EINVAL, node_size = 0;
+        else if (!out) code = PSH_EINVAL, why = "out is NULL";
         else if (kind != PSH_SERIAL && kind != PSH_THREADS && kind != PSH_PROCESSES)
             code = PSH_EINVAL, why = "local_kind " + std::to_string(kind) + " is not PSH_SERIAL, PSH_THREADS or PSH_PROCESSES";
-        else if ((code = psh_context_create(&local, local_kind, local_workers)) != PSH_OK)
-            why = std::string("the local context: ") + psh_last_error();
+        else if (local_workers <= 0 && kind != PSH_SERIAL && (local_workers = E->cpu_count()) < 1)
+            code = PSH_EINVAL, why = std::string("the local context: ") + E->last_error();
+        else if ((code = E->context_create(&local, local_kind, local_workers)) != PSH_OK)
+            why = std::string("the local context: ") + E->last_error();
         MPI_Comm dup;
         MPI_Comm_dup(comm, &dup);
-        ContextConfig cfg;
-        cfg.kind = PSH_MPI;
-        cfg.num_workers = 1;
-        cfg.persistent = false;
-        cfg.schedule = local ? psh_context_schedule(local) : PSH_SCHEDULE_STATIC;
-        cfg.chunk = 0;
-        cfg.pin_cpus = false;
-        auto ctx = std::make_unique<MpiContext>(cfg, dup, reinterpret_cast<Context *>(local));
-        ctx->connect(local ? psh_context_num_workers(local) : 0);
-        // connect() is collective and always runs; now all learn who failed.
-        int mine = code != PSH_OK ? ctx->rank() : ctx->size(), first = 0;
-        MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, dup);
-        if (first != ctx->size()) {
+        psh_schedule schedule = local ? E->context_schedule(local) : PSH_SCHEDULE_STATIC;
+        auto ctx = std::make_unique<MpiContext>(dup, local);  // owns dup and local
+        // All learn who failed before the collective set-up, which must run
+        // alike on every rank (the node split depends on the node size).
+        int me = 0, ranks = 1;
+        MPI_Comm_rank(dup, &me);
+        MPI_Comm_size(dup, &ranks);
+        long long v[3] = {-(long long)(code != PSH_OK ? me : ranks), node_size, -(long long)node_size};
+        MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_LONG_LONG, MPI_MAX, dup);
+        int first = (int)-v[0];
+        if (first != ranks) {
             Failure f;
             memset(&f, 0, sizeof f);
-            if (ctx->rank() == first) {
+            if (me == first) {
                 f.code = code;
                 snprintf(f.message, sizeof f.message, "%s", why.c_str());
             }
             MPI_Bcast(&f, (int)sizeof f, MPI_BYTE, first, dup);
             fail(f.code, "rank %d: %s", first, f.message);
         }
-        *out = reinterpret_cast<psh_context *>(static_cast<Context *>(ctx.release()));
+        if (v[1] != -v[2])
+            fail(PSH_EINVAL, "the ranks have different PASHA_MPI_NODE_SIZE values (%lld to %lld)", -v[2], v[1]);
+        ctx->connect(E->context_num_workers(local), node_size);
+        psh_internal_failure f{};
+        int total = ctx->total_workers();
+        if (E->context_create_external(out, &kKind, ctx.release(), total, schedule, &f) != PSH_OK)
+            fail(f.code, "%s", f.message);
     });
 }
 

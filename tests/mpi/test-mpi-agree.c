@@ -330,6 +330,70 @@ static void test_alloc_fails_on_one_rank(psh_context *ctx)
     check_still_works(ctx);
 }
 
+/* A malformed PASHA_MPI_NODE_SIZE, on the last rank only or on every
+ * rank, is PSH_EINVAL naming it on every rank (no rank hangs in the
+ * creation's collectives). */
+static void test_bad_node_size(void)
+{
+    const char *old = getenv("PASHA_MPI_NODE_SIZE");
+    char saved[64];
+    snprintf(saved, sizeof saved, "%s", old ? old : "");
+    const char *bad[] = {"abc", "-1", "2x", "99999999999"};
+    for (int k = 0; k < 4; ++k) {
+        int only_last = k % 2 == 0;
+        if (!only_last || rank == last()) setenv("PASHA_MPI_NODE_SIZE", bad[k], 1);
+        psh_context *ctx = NULL;
+        int rc = psh_context_create_mpi(&ctx, MPI_COMM_WORLD, PSH_THREADS, 1);
+        CHECK(rc == PSH_EINVAL && ctx == NULL);
+        check_error_from(only_last ? last() : 0, "PASHA_MPI_NODE_SIZE");
+        char quoted[80];
+        snprintf(quoted, sizeof quoted, "'%s'", bad[k]);
+        CHECK(strstr(psh_last_error(), quoted) != NULL);
+        if (old) setenv("PASHA_MPI_NODE_SIZE", saved, 1);
+        else unsetenv("PASHA_MPI_NODE_SIZE");
+    }
+    /* valid values that differ between the ranks: refused on every rank */
+    if (nranks > 1) {
+        if (rank == last()) setenv("PASHA_MPI_NODE_SIZE", "3", 1);
+        else setenv("PASHA_MPI_NODE_SIZE", "1", 1);
+        psh_context *ctx = NULL;
+        CHECK(psh_context_create_mpi(&ctx, MPI_COMM_WORLD, PSH_THREADS, 1) == PSH_EINVAL && ctx == NULL);
+        CHECK(strstr(psh_last_error(), "different PASHA_MPI_NODE_SIZE values (1 to 3)") != NULL);
+    }
+    /* empty and 0: the real nodes */
+    const char *fine[] = {"", "0", " 0 "};
+    for (int k = 0; k < 3; ++k) {
+        setenv("PASHA_MPI_NODE_SIZE", fine[k], 1);
+        psh_context *ctx = NULL;
+        CHECK_OK(psh_context_create_mpi(&ctx, MPI_COMM_WORLD, PSH_THREADS, 1));
+        check_still_works(ctx);
+        psh_context_destroy(ctx);
+    }
+    if (old) setenv("PASHA_MPI_NODE_SIZE", saved, 1);
+    else unsetenv("PASHA_MPI_NODE_SIZE");
+}
+
+/* Ranks sharing a node window: a window that would pass the last rank's
+ * address-space limit (RLIMIT_AS) is PSH_ENOMEM on every rank, named as
+ * such, and the context works afterwards. */
+static void test_alloc_past_rlimit_as(psh_context *ctx)
+{
+    const size_t big = (size_t)256 << 20;
+    struct rlimit saved;
+    CHECK(getrlimit(RLIMIT_AS, &saved) == 0);
+    if (rank == last()) {
+        rlim_t now = (rlim_t)vm_kib() * 1024;
+        struct rlimit tight = {now + ((rlim_t)96 << 20), saved.rlim_max};
+        CHECK(setrlimit(RLIMIT_AS, &tight) == 0);
+    }
+    psh_array *a = NULL;
+    int rc = psh_alloc(&a, ctx, PSH_UINT8, 1, &big, NULL);
+    if (rank == last()) CHECK(setrlimit(RLIMIT_AS, &saved) == 0);
+    CHECK(rc == PSH_ENOMEM && a == NULL);
+    check_error_from(last(), "RLIMIT_AS");
+    check_still_works(ctx);
+}
+
 int main(int argc, char **argv)
 {
     /* Arrays outside the arena, each its own file, so that a file size
@@ -353,9 +417,11 @@ int main(int argc, char **argv)
     test_cancel_during(threads);
     const char *node = getenv("PASHA_MPI_NODE_SIZE");
     if (nranks == 1 || (node && atoi(node) == 1)) test_alloc_fails_on_one_rank(threads);
+    else test_alloc_past_rlimit_as(threads);  /* the last rank shares its node's window */
 
     psh_context_destroy(procs);
     psh_context_destroy(threads);
+    test_bad_node_size();
     if (rank == 0) printf("test-mpi-agree: all checks passed on %d ranks\n", nranks);
     MPI_Finalize();
     return 0;
