@@ -38,6 +38,8 @@ def main():
         ('include/pasha/pasha_version.h', 'PSH_VERSION_STRING "%s"' % version, 'PSH_VERSION_STRING "%s"' % other),
         ('bindings/python/pyproject.toml', "version = '%s'" % version, "version = '%s'" % other),
         ('bindings/python/meson.build', "version : '%s'" % version, "version : '%s'" % other),
+        # the distribution must stay `pasha` (the successor of pasha 0.1.2)
+        ('bindings/python/pyproject.toml', "name = 'pasha'", "name = 'libpasha'"),
         ('bindings/python/src/pasha/__init__.py', "'%s'" % version, "'%s'" % other),
         ('bindings/julia/Project.toml', 'version = "%s"' % version, 'version = "%s"' % other),
         ('bindings/fortran/pasha.f90', 'PSH_VERSION_PATCH = %d' % int(patch),

@@ -108,6 +108,19 @@ def check(root):
             problems.append('%s: no version found (meson.build has %s)' % (where, version))
         elif found != want:
             problems.append('%s: %s, but meson.build has %s (want %s)' % (where, found, version, want))
+    # The Python distribution is `pasha`, the successor of the original
+    # pasha 0.1.2 on PyPI: its name, and a version that pip sees as newer.
+    name = toml_section_value(read(root, 'bindings/python/pyproject.toml'), 'project', 'name')
+    n += 1
+    if name != 'pasha':
+        problems.append("bindings/python/pyproject.toml: distribution name %r, want 'pasha' "
+                        "(the successor of pasha 0.1.2)" % name)
+    try:
+        newer = tuple(int(x) for x in version.split('.')[:3]) > (0, 1, 2)
+    except ValueError:
+        newer = False
+    if not newer:
+        problems.append('meson.build: version %s is not newer than the original pasha 0.1.2' % version)
     return version, problems, n
 
 

@@ -12,8 +12,8 @@ py=python3
 $py -m venv "$work/venv-build"
 "$work/venv-build/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip build
 "$work/venv-build/bin/python" -m build -o "$work/dist" bindings/python
-sdist=$(ls "$work"/dist/libpasha-*.tar.gz)
-wheel=$(ls "$work"/dist/libpasha-*.whl)
+sdist=$(ls "$work"/dist/pasha-*.tar.gz)
+wheel=$(ls "$work"/dist/pasha-*.whl)
 tar tzf "$sdist" > "$work/sdist-files.txt"
 grep -q '/subprojects/libpasha/src/api.cc$' "$work/sdist-files.txt"
 grep -q '/subprojects/libpasha/include/pasha/pasha.h$' "$work/sdist-files.txt"

@@ -5,7 +5,9 @@ sdist. In the repository, subprojects/libpasha is a symlink to the
 repository root, which an sdist cannot carry; this replaces it in the dist
 tree by a copy of the repository's git-tracked files (the C/C++ sources,
 headers, meson files, COPYING), so that `pip install` of the sdist builds
-libpasha from source."""
+libpasha from source. The package's own COPYING (a symlink to the
+repository's) becomes a copy of the file, as PEP 639's license-files needs a
+file in the sdist."""
 
 import os
 import shutil
@@ -16,6 +18,10 @@ def main():
     src = os.environ['MESON_SOURCE_ROOT']
     dist = os.environ['MESON_DIST_ROOT']
     root = os.path.realpath(os.path.join(src, 'subprojects', 'libpasha'))
+    licence = os.path.join(dist, 'COPYING')
+    if os.path.islink(licence):
+        os.unlink(licence)
+        shutil.copy2(os.path.join(root, 'COPYING'), licence)
     dest = os.path.join(dist, 'subprojects', 'libpasha')
     if os.path.islink(dest) or os.path.isfile(dest):
         os.unlink(dest)
