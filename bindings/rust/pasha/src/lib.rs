@@ -90,6 +90,7 @@ pub use pasha_sys as sys;
 use std::ffi::CStr;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut, Range};
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -271,6 +272,32 @@ macro_rules! element {
 element!(i8 => PSH_INT8, u8 => PSH_UINT8, i16 => PSH_INT16, u16 => PSH_UINT16,
          i32 => PSH_INT32, u32 => PSH_UINT32, i64 => PSH_INT64, u64 => PSH_UINT64,
          f32 => PSH_FLOAT32, f64 => PSH_FLOAT64);
+
+/// Plain data: values that may travel from a worker process to the caller
+/// as bytes, the results of [`Context::map_collect`] and the accumulators
+/// of [`Context::fold`] / [`Context::reduce`] (as `bytemuck::Pod` or a C++
+/// trivially copyable type). Implemented for the numbers, `bool`, `char`,
+/// `()`, arrays, tuples of up to six and `Option`s of plain data.
+///
+/// # Safety
+/// A copy of the bytes of a `Self` made in one process must be a valid
+/// `Self` in another process forked from the same parent: no pointers or
+/// references into memory a worker allocates (heap, stack), no handles
+/// private to a process. `#[repr(C)]` structs of plain fields qualify:
+/// `unsafe impl pasha::Plain for MyStats {}`.
+pub unsafe trait Plain: Copy + Send + Sync + 'static {}
+
+macro_rules! plain {
+    ($($t:ty),*) => {$( unsafe impl Plain for $t {} )*};
+}
+plain!(i8, u8, i16, u16, i32, u32, i64, u64, i128, u128, isize, usize, f32, f64, bool, char, ());
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
+unsafe impl<T: Plain> Plain for Option<T> {}
+unsafe impl<T: Plain> Plain for std::num::Wrapping<T> {}
+macro_rules! plain_tuple {
+    ($(($($t:ident),+))*) => {$( unsafe impl<$($t: Plain),+> Plain for ($($t,)+) {} )*};
+}
+plain_tuple!((A) (A, B) (A, B, C) (A, B, C, D) (A, B, C, D, E) (A, B, C, D, E, F));
 
 /// How a map's indices are split among the workers (`psh_schedule`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -684,6 +711,248 @@ impl Context {
             let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(begin), end - begin) };
             f(w, begin..end, chunk).map_err(|e| format!("the closure failed at chunk {begin}..{end}: {e}"))
         })
+    }
+    /// Call `f(worker, index, value)` for every item of `source` and return
+    /// what it returns, in item order (as rayon's `collect`): `out[index]`
+    /// is `f`'s value for `index`, whichever worker computed it. In every
+    /// kind: a process context's children write the values into shared
+    /// memory, which is copied into the `Vec` once the map is over (hence
+    /// `T:` [`Plain`]). The first `Err` or panic stops the map with
+    /// [`ErrorKind::Kernel`], and no `Vec` is made.
+    ///
+    /// ```no_run
+    /// use pasha::{Context, Kind};
+    /// let ctx = Context::new(Kind::Processes, 4)?;
+    /// let squares: Vec<u64> = ctx.map_collect(0..1000, |_w, _i, v| Ok::<_, std::convert::Infallible>((v * v) as u64))?;
+    /// assert_eq!(squares[999], 998_001);
+    /// # Ok::<(), pasha::Error>(())
+    /// ```
+    pub fn map_collect<S, T, F, E>(&self, source: S, f: F) -> Result<Vec<T>>
+    where
+        S: Source,
+        T: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<T, E> + Send + Sync,
+        E: fmt::Display,
+    {
+        self.map_collect_with(MapOptions::default(), source, f)
+    }
+
+    /// [`Context::map_collect`] with this map's own options.
+    pub fn map_collect_with<S, T, F, E>(&self, opts: MapOptions, source: S, f: F) -> Result<Vec<T>>
+    where
+        S: Source,
+        T: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<T, E> + Send + Sync,
+        E: fmt::Display,
+    {
+        self.refuse_mpi("map_collect")?;
+        let n = source.len();
+        let mut out: Vec<T> = Vec::with_capacity(n);
+        // Process workers write into shared memory; the others straight
+        // into the Vec's buffer.
+        let shared = if self.kind() == Kind::Processes && n > 0 && std::mem::size_of::<T>() > 0 {
+            let bytes = n
+                .checked_mul(std::mem::size_of::<T>())
+                .and_then(|b| b.checked_add(std::mem::align_of::<T>()))
+                .ok_or_else(|| Error::invalid(format!("map_collect: {n} results do not fit in memory")))?;
+            Some(self.alloc::<u8>(&[bytes])?)
+        } else {
+            None
+        };
+        let base = SyncPtr(match &shared {
+            Some(a) => align_up(unsafe { sys::psh_array_data(a.raw) } as *mut u8, std::mem::align_of::<T>()) as *mut T,
+            None => out.as_mut_ptr(),
+        });
+        self.run_blocks(opts, n, |w, begin, end| {
+            let base = base.get();
+            // Safety: run_blocks checked begin <= end <= n, and the buffer
+            // holds n values; each index is in exactly one chunk.
+            unsafe {
+                source.for_each_in(begin, end, |i, v| {
+                    base.add(i).write(f(w, i, v).map_err(|e| format!("the closure failed at index {i}: {e}"))?);
+                    Ok(())
+                })
+            }
+        })?;
+        // Safety: the map succeeded, so every index 0..n was written.
+        unsafe {
+            if shared.is_some() {
+                ptr::copy_nonoverlapping(base.get(), out.as_mut_ptr(), n);
+            }
+            out.set_len(n);
+        }
+        Ok(out)
+    }
+
+    /// Fold the items of `source` into one value, in the manner of rayon's
+    /// `fold().reduce()` and `tbb::parallel_reduce`: each worker starts
+    /// from `identity()` (once per map) and folds every item it is handed
+    /// into its accumulator with `fold(acc, worker, index, value)`; the
+    /// caller then combines the workers' accumulators with `combine`, in
+    /// worker order. The accumulators live on separate cache lines (and in
+    /// shared memory for processes, hence `A:` [`Plain`]).
+    ///
+    /// `combine` must be associative, with `identity()` its neutral
+    /// element. With the static schedule (worker `w`'s share precedes
+    /// `w + 1`'s) that is all; with a dynamic or guided one a worker folds
+    /// chunks that are not adjacent, so it must also be commutative.
+    /// Errors as [`Context::map`]; an empty source gives `identity()`.
+    ///
+    /// ```no_run
+    /// use pasha::{Context, Kind};
+    /// let ctx = Context::new(Kind::Threads, 4)?;
+    /// let data: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+    /// // (sum, max)
+    /// let (sum, max) = ctx.fold(&data, || (0.0, f64::MIN),
+    ///     |(s, m), _w, _i, x| Ok::<_, std::convert::Infallible>((s + x, m.max(*x))),
+    ///     |(s1, m1), (s2, m2)| (s1 + s2, m1.max(m2)))?;
+    /// assert_eq!((sum, max), (499_500.0, 999.0));
+    /// # Ok::<(), pasha::Error>(())
+    /// ```
+    pub fn fold<S, A, I, F, C, E>(&self, source: S, identity: I, fold: F, combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        I: Fn() -> A + Send + Sync,
+        F: Fn(A, usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: FnMut(A, A) -> A,
+        E: fmt::Display,
+    {
+        self.fold_with(MapOptions::default(), source, identity, fold, combine)
+    }
+
+    /// [`Context::fold`] with this map's own options.
+    pub fn fold_with<S, A, I, F, C, E>(&self, opts: MapOptions, source: S, identity: I, fold: F, mut combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        I: Fn() -> A + Send + Sync,
+        F: Fn(A, usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: FnMut(A, A) -> A,
+        E: fmt::Display,
+    {
+        self.refuse_mpi("fold")?;
+        let workers = self.num_workers().max(1);
+        let slots = Slots::<A>::new(self, workers)?;
+        let base = SyncPtr(slots.base);
+        let n = source.len();
+        self.run_blocks(opts, n, |w, begin, end| {
+            if w >= workers {
+                return Err(format!("worker id {w} is outside 0..{workers}"));
+            }
+            // Safety: w < workers; no two workers run with one id at once.
+            let slot = unsafe { &mut *base.get().add(w) };
+            let mut acc = if slot.set { unsafe { slot.acc.assume_init() } } else { identity() };
+            // Safety: run_blocks checked begin <= end <= n.
+            let r = unsafe {
+                source.for_each_in(begin, end, |i, v| {
+                    acc = fold(acc, w, i, v).map_err(|e| format!("the closure failed at index {i}: {e}"))?;
+                    Ok(())
+                })
+            };
+            slot.acc = MaybeUninit::new(acc);
+            slot.set = true;
+            r
+        })?;
+        let mut total: Option<A> = None;
+        for w in 0..workers {
+            // Safety: the map is over; the workers' writes are visible.
+            let slot = unsafe { &*base.get().add(w) };
+            if slot.set {
+                let acc = unsafe { slot.acc.assume_init() };
+                total = Some(match total {
+                    None => acc,
+                    Some(t) => combine(t, acc),
+                });
+            }
+        }
+        drop(slots);
+        Ok(total.unwrap_or_else(identity))
+    }
+
+    /// Reduce the items of `source` to one value: `combine` of `identity`
+    /// and `f(worker, index, value)` for every item (rayon's
+    /// `map().reduce()`). `combine` runs in the workers (each combines its
+    /// items into its own accumulator) and in the caller (over the
+    /// workers'); it must be associative with `identity` neutral, and also
+    /// commutative with a dynamic or guided schedule (see
+    /// [`Context::fold`]).
+    ///
+    /// ```no_run
+    /// use pasha::{Context, Kind};
+    /// let ctx = Context::new(Kind::Processes, 2)?;
+    /// let sum = ctx.reduce(1..101, 0u64, |_w, _i, v| Ok::<_, std::convert::Infallible>(v as u64), |a, b| a + b)?;
+    /// assert_eq!(sum, 5050);
+    /// # Ok::<(), pasha::Error>(())
+    /// ```
+    pub fn reduce<S, A, F, C, E>(&self, source: S, identity: A, f: F, combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: Fn(A, A) -> A + Send + Sync,
+        E: fmt::Display,
+    {
+        self.reduce_with(MapOptions::default(), source, identity, f, combine)
+    }
+
+    /// [`Context::reduce`] with this map's own options.
+    pub fn reduce_with<S, A, F, C, E>(&self, opts: MapOptions, source: S, identity: A, f: F, combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: Fn(A, A) -> A + Send + Sync,
+        E: fmt::Display,
+    {
+        let combine = &combine;
+        self.fold_with(opts, source, || identity, |acc, w, i, v| Ok::<A, E>(combine(acc, f(w, i, v)?)), combine)
+    }
+
+    fn refuse_mpi(&self, what: &str) -> Result<()> {
+        if self.kind() == Kind::Mpi {
+            return Err(Error {
+                kind: ErrorKind::NotSupported,
+                code: sys::PSH_ENOTSUP,
+                message: format!("{what}: not offered on MPI contexts by the safe API (each rank sees only its share)"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The first address at or after `p` that is a multiple of `align`.
+fn align_up(p: *mut u8, align: usize) -> *mut u8 {
+    let off = (p as usize).wrapping_neg() & (align - 1);
+    p.wrapping_add(off)
+}
+
+/// One worker's accumulator of a fold, alone on its cache lines (128
+/// bytes: a line and the one the adjacent-line prefetcher pairs with it).
+#[repr(C, align(128))]
+struct Slot<A> {
+    set: bool,
+    acc: MaybeUninit<A>,
+}
+
+/// The accumulators of a fold: in the caller's heap, or in shared memory
+/// for a process context (its children fold into them).
+struct Slots<A> {
+    base: *mut Slot<A>,
+    _local: Vec<Slot<A>>,
+    _shared: Option<SharedArray<u8>>,
+}
+
+impl<A> Slots<A> {
+    fn new(ctx: &Context, workers: usize) -> Result<Slots<A>> {
+        if ctx.kind() == Kind::Processes {
+            let bytes = std::mem::size_of::<Slot<A>>() * workers + std::mem::align_of::<Slot<A>>();
+            let shared = ctx.alloc::<u8>(&[bytes])?; // zero-filled: every `set` is false
+            let base = align_up(unsafe { sys::psh_array_data(shared.raw) } as *mut u8, std::mem::align_of::<Slot<A>>());
+            return Ok(Slots { base: base as *mut Slot<A>, _local: Vec::new(), _shared: Some(shared) });
+        }
+        let mut local: Vec<Slot<A>> = (0..workers).map(|_| Slot { set: false, acc: MaybeUninit::uninit() }).collect();
+        Ok(Slots { base: local.as_mut_ptr(), _local: local, _shared: None })
     }
 }
 
