@@ -97,17 +97,21 @@ fn opaque_docs(text: &str) -> String {
     lines.join("\n") + "\n"
 }
 
-/// The header's trailing comments (`/**< ... */`) keep their `<` in bindgen.
+/// The header's trailing comments (`/**< ... */`) keep their `<` in
+/// bindgen; and the comments are read as Markdown by rustdoc.
 #[derive(Debug)]
 struct Comments;
 
 impl bindgen::callbacks::ParseCallbacks for Comments {
     fn process_comment(&self, comment: &str) -> Option<String> {
         let c = comment.trim_start();
-        match c.strip_prefix('<') {
-            Some(rest) => Some(format!(" {}", rest.trim_start())),
-            None => Some(comment.to_string()),
-        }
+        let text = match c.strip_prefix('<') {
+            Some(rest) => format!(" {}", rest.trim_start()),
+            None => comment.to_string(),
+        };
+        // C comments are not Markdown: `strides[0]` and `[begin, end)` are
+        // no links, `<stdio.h>` no HTML.
+        Some(text.replace('[', "\\[").replace(']', "\\]").replace('<', "&lt;").replace('>', "&gt;"))
     }
 }
 

@@ -41,14 +41,14 @@ pub const PSH_MPI: psh_kind = 3;
 pub type psh_kind = ::core::ffi::c_uint;
 /// in psh_map_options only: the context's
 pub const PSH_SCHEDULE_CONTEXT: psh_schedule = -1;
-/** worker w gets [w*n/W, (w+1)*n/W): the
+/** worker w gets \[w*n/W, (w+1)*n/W): the
 original pasha's split*/
 pub const PSH_SCHEDULE_STATIC: psh_schedule = 0;
 /// workers take chunks from a shared counter
 pub const PSH_SCHEDULE_DYNAMIC: psh_schedule = 1;
 /// like dynamic, chunks shrink as work runs out
 pub const PSH_SCHEDULE_GUIDED: psh_schedule = 2;
-/// How a map's indices [0, n) are split among the workers.
+/// How a map's indices \[0, n) are split among the workers.
 pub type psh_schedule = ::core::ffi::c_int;
 /// Everything about a context. Versioned: call psh_context_options_init.
 #[repr(C)]
@@ -58,7 +58,7 @@ pub struct psh_context_options {
     pub struct_size: usize,
     /// PSH_PROCESSES after init
     pub kind: psh_kind,
-    /// <= 0: the default (see psh_context_create)
+    /// &lt;= 0: the default (see psh_context_create)
     pub num_workers: ::core::ffi::c_int,
     /** PSH_PROCESSES: fork the workers once, at
 creation, and reuse them for every map.
@@ -143,8 +143,8 @@ rows back to back; PSH_PER_WORKER_PADDED: rows
 apart, see below*/
     pub per_worker: ::core::ffi::c_int,
 }
-/** Per-worker rows with gaps. Row w starts at data + w * strides[worker
-  axis] (strides[0] in C order, the last in F order), a multiple of 128
+/** Per-worker rows with gaps. Row w starts at data + w * strides\[worker
+  axis\] (strides\[0\] in C order, the last in F order), a multiple of 128
   bytes, and at least 128 bytes after row w-1 ends; within a row the
   strides are contiguous. Use it for small rows that workers update
   often (histograms, counters, partial sums): back to back, a core's
@@ -226,7 +226,7 @@ pub type psh_kernel = ::core::option::Option<
         value: *const ::core::ffi::c_void,
     ) -> ::core::ffi::c_int,
 >;
-/** A block kernel: called once per contiguous chunk [begin, end) of the
+/** A block kernel: called once per contiguous chunk \[begin, end) of the
   indices, by worker worker_id. Return 0; non-zero is an error as for
   psh_kernel, reported at index begin.*/
 pub type psh_block_kernel = ::core::option::Option<
@@ -294,13 +294,13 @@ extern "C" {
   0.2.0): compare with PSH_VERSION_NUMBER of the header compiled against.*/
     pub fn psh_version_number() -> ::core::ffi::c_uint;
     /** Create a context of `kind` with `num_workers` workers and return it in
-  *out with one reference. num_workers <= 0 picks the default: the
+  *out with one reference. num_workers &lt;= 0 picks the default: the
   environment variable PASHA_NUM_WORKERS if set, else the number of CPUs in
   the process's affinity mask. PSH_SERIAL always has one worker.
   THREADS starts num_workers - 1 pool threads; the calling thread of
   psh_map is worker 0. PROCESSES forks num_workers children at every map,
   so kernels see the caller's memory as it was when psh_map was called.
-  Errors: PSH_EINVAL (NULL out, unknown kind, num_workers > 4096, a
+  Errors: PSH_EINVAL (NULL out, unknown kind, num_workers &gt; 4096, a
   malformed PASHA_NUM_WORKERS), PSH_ESYS, PSH_ENOMEM.*/
     pub fn psh_context_create(
         out: *mut *mut psh_context,
@@ -356,7 +356,7 @@ extern "C" {
   dtype in shared memory and return it in *out. ctx NULL: the default
   context (it matters for per_worker and for MPI contexts); opts NULL:
   the defaults (C order, zero-filled). A zero-length dimension is allowed.
-  Errors: PSH_EINVAL (NULL out, NULL shape with ndim > 0, bad ndim, dtype
+  Errors: PSH_EINVAL (NULL out, NULL shape with ndim &gt; 0, bad ndim, dtype
   or order, a byte size that overflows, a malformed PASHA_ARENA_SIZE),
   PSH_ENOMEM (more than the memory the process can have, or not enough
   address space), PSH_ESYS.*/
@@ -402,7 +402,7 @@ extern "C" {
     pub fn psh_functor_range(out: *mut *mut psh_functor, n: usize) -> ::core::ffi::c_int;
     /** count elements of foreign memory at base, stride bytes apart; the
   kernel's value is base + i*stride. The memory must outlive the maps.
-  Errors: PSH_EINVAL (NULL out, NULL base with count > 0, (count - 1) *
+  Errors: PSH_EINVAL (NULL out, NULL base with count &gt; 0, (count - 1) *
   stride overflowing the address space).*/
     pub fn psh_functor_sequence(
         out: *mut *mut psh_functor,
@@ -468,9 +468,9 @@ extern "C" {
         user_data: *mut ::core::ffi::c_void,
         functor: *mut psh_functor,
     ) -> ::core::ffi::c_int;
-    /** Call kernel once per contiguous chunk of [0, n), split as the context's
+    /** Call kernel once per contiguous chunk of \[0, n), split as the context's
   schedule says; with the static schedule each worker gets its whole
-  share [w*n/W, (w+1)*n/W) in one call (empty shares are not called).
+  share \[w*n/W, (w+1)*n/W) in one call (empty shares are not called).
   Errors: as psh_map.*/
     pub fn psh_map_blocks(
         ctx: *mut psh_context,
