@@ -130,6 +130,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         (void)psh_last_error();
+        /* The error as data, with a struct_size that may be short (an older
+         * caller) or too small to hold anything. */
+        psh_error_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = flags & 0x2000 ? (size_t)(flags >> 7 & 0x3f) : sizeof info;
+        if (psh_last_error_info(&info) == PSH_OK && info.message && info.struct_size == sizeof info)
+            (void)strlen(info.message);
     }
     for (int i = 0; i < 4; ++i) {
         psh_functor_destroy(functors[i]);

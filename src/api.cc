@@ -204,7 +204,7 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
             job.schedule = PSH_SCHEDULE_STATIC;
             Outcome out;
             run_inline(job, mon, outer, out);
-            raise_outcome(out);
+            raise_outcome(out, job.block_kernel != nullptr);
             return;
         }
         ContextRef ref;
@@ -236,6 +236,14 @@ extern "C" {
 
 const char *psh_strerror(int code) { return strerror_code(code); }
 const char *psh_last_error(void) { return last_error(); }
+int psh_last_error_info(psh_error_info *info) { return last_error_info(info); }
+
+int psh_cpu_count(void)
+{
+    int n = 0;
+    int rc = guard("psh_cpu_count", [&] { n = default_num_workers(); });
+    return rc ? rc : n;
+}
 const char *psh_version(void) { return PASHA_VERSION; }
 unsigned psh_version_number(void) { return PSH_VERSION_NUMBER; }
 

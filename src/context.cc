@@ -14,28 +14,6 @@
 
 namespace psh {
 
-const int kMaxWorkers = 4096;
-
-int default_num_workers()
-{
-    const char *env = getenv("PASHA_NUM_WORKERS");
-    if (env && *env) {
-        char *end;
-        errno = 0;
-        long v = strtol(env, &end, 10);
-        if (errno || *end || v < 1 || v > kMaxWorkers)
-            fail(PSH_EINVAL, "PASHA_NUM_WORKERS='%s' is not a whole number in 1..%d", env, kMaxWorkers);
-        return (int)v;
-    }
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) {
-        int n = CPU_COUNT(&set);
-        if (n > 0) return n < kMaxWorkers ? n : kMaxWorkers;
-    }
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 int nth_cpu(int n)
 {
     cpu_set_t set;
@@ -92,7 +70,7 @@ void Context::map(Job &job, Monitor &mon)
         }
         run(job, mon, out);
     }
-    raise_outcome(out);
+    raise_outcome(out, job.block_kernel != nullptr);
     mon.final_progress(job.end - job.begin);
 }
 
@@ -109,15 +87,20 @@ void run_inline(Job &job, Monitor &mon, int worker_id, Outcome &out)
     out = c.outcome;
 }
 
-void raise_outcome(const Outcome &o)
+namespace {
+
+// psh_error_info's name for each Callback.
+const char *const kCallbackNames[] = {"kernel", "block_kernel", "get", "functor_worker_begin",
+                                      "functor_worker_end", "progress"};
+
+[[noreturn]] void raise_message(const Outcome &o, bool blocks)
 {
     char where[64] = "";
     if (o.index != SIZE_MAX) snprintf(where, sizeof where, " at index %zu", o.index);
     switch (o.reason) {
-    case STOP_NONE:
-        return;
     case STOP_KERNEL:
-        fail(PSH_EKERNEL, "the kernel returned %d%s (worker %d)", o.code, where, o.worker);
+        fail(PSH_EKERNEL, "the %s returned %d%s (worker %d)", blocks ? "block kernel" : "kernel", o.code, where,
+             o.worker);
     case STOP_GET:
         fail(PSH_EKERNEL, "the functor's get returned %d%s (worker %d)", o.code, where, o.worker);
     case STOP_BEGIN:
@@ -152,6 +135,38 @@ void raise_outcome(const Outcome &o)
     }
     default:
         fail(PSH_ESYS, "the map stopped for an unknown reason %d", o.reason);
+    }
+}
+
+}  // namespace
+
+void raise_outcome(const Outcome &o, bool blocks)
+{
+    if (o.reason == STOP_NONE) return;
+    try {
+        raise_message(o, blocks);
+    } catch (Error &e) {
+        // The same facts as data, for psh_last_error_info.
+        if (o.reason != STOP_CANCEL) {
+            e.worker_id = o.worker >= 0 ? o.worker : -1;
+            e.index = o.index == SIZE_MAX ? -1 : (long long)o.index;
+        }
+        switch (o.reason) {
+        case STOP_KERNEL: e.callback = blocks ? "block_kernel" : "kernel"; break;
+        case STOP_GET: e.callback = "get"; break;
+        case STOP_BEGIN: e.callback = "functor_worker_begin"; break;
+        case STOP_THROW:
+            e.callback = o.code >= 0 && o.code <= CB_PROGRESS ? kCallbackNames[o.code] : nullptr;
+            break;
+        case STOP_DEATH:
+            if (o.exit_status != kStatusUnknown && WIFSIGNALED(o.exit_status))
+                e.signal = WTERMSIG(o.exit_status);
+            else if (o.exit_status != kStatusUnknown && WIFEXITED(o.exit_status))
+                e.exit_status = WEXITSTATUS(o.exit_status);
+            break;
+        default: break;
+        }
+        throw;
     }
 }
 

@@ -82,14 +82,17 @@ std::unique_ptr<Context> make_pool_context(const ContextConfig &cfg);
 // (serial contexts, and maps nested inside a kernel).
 void run_inline(Job &job, Monitor &mon, int worker_id, Outcome &out);
 
-// The default worker count: PASHA_NUM_WORKERS, else the affinity mask.
+// The default worker count, psh_cpu_count() (cpu_count.cc): PASHA_NUM_WORKERS,
+// else the smallest of the affinity mask, SLURM_CPUS_PER_TASK and the
+// cgroup v2/v1 CPU quotas. Throws PSH_EINVAL naming a malformed variable.
 int default_num_workers();
 
 // The n-th CPU of the process's affinity mask (wrapping), or -1.
 int nth_cpu(int n);
 void pin_to_cpu(int cpu);
 
-// Turn an early stop into a psh Error with a message (no-op for STOP_NONE).
-void raise_outcome(const Outcome &out);
+// Turn an early stop into a psh Error with a message and the fields of
+// psh_error_info (no-op for STOP_NONE). blocks: the job ran a block kernel.
+void raise_outcome(const Outcome &out, bool blocks);
 
 }  // namespace psh

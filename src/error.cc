@@ -1,6 +1,7 @@
 #include "error.hh"
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 
@@ -9,8 +10,23 @@
 namespace psh {
 
 namespace {
+
 thread_local std::string tls_last_error;
-}
+
+// The last failure's fields; code 0 means the last call succeeded and the
+// others are then read as their "none" values. Plain data: no constructor
+// runs on a thread's first call.
+struct ErrorFields {
+    int code;
+    int worker_id;
+    long long index;
+    int signal;
+    int exit_status;
+    const char *callback;
+};
+thread_local ErrorFields tls_fields = {0, -1, -1, 0, -1, nullptr};
+
+}  // namespace
 
 void fail(int code, const char *fmt, ...)
 {
@@ -28,7 +44,32 @@ void fail_errno(const char *what, int err)
     fail(code, "%s failed: %s", what, std::strerror(err));
 }
 
-void set_last_error(const std::string &message) { tls_last_error = message; }
+void set_last_error(const char *fn, const Error &e)
+{
+    tls_last_error.assign(fn).append(": ").append(e.message);
+    tls_fields = ErrorFields{e.code, e.worker_id, e.index, e.signal, e.exit_status, e.callback};
+}
+
+void clear_last_error() { tls_fields.code = 0; }
+
+int last_error_info(psh_error_info *info)
+{
+    if (!info || info->struct_size < offsetof(psh_error_info, code) + sizeof info->code) return PSH_EINVAL;
+    ErrorFields f = tls_fields;
+    if (f.code == 0) f = ErrorFields{0, -1, -1, 0, -1, nullptr};
+    // A caller built against an older (smaller) struct gets the fields it has.
+#define PSH_FILL(field, value) \
+    if (info->struct_size >= offsetof(psh_error_info, field) + sizeof info->field) info->field = (value)
+    PSH_FILL(code, f.code);
+    PSH_FILL(worker_id, f.worker_id);
+    PSH_FILL(index, f.index);
+    PSH_FILL(signal, f.signal);
+    PSH_FILL(exit_status, f.exit_status);
+    PSH_FILL(callback, f.callback);
+    PSH_FILL(message, tls_last_error.c_str());
+#undef PSH_FILL
+    return PSH_OK;
+}
 
 const char *last_error() { return tls_last_error.c_str(); }
 

@@ -1,5 +1,7 @@
-// Errors inside the engine are C++ exceptions carrying a psh status code;
-// the C API layer (api.cc) turns them back into codes and psh_last_error().
+// Errors inside the engine are C++ exceptions carrying a psh status code and
+// what is known about the failure (worker, index, signal, callback); the C
+// API layer (api.cc) turns them back into codes, psh_last_error() and
+// psh_last_error_info().
 #pragma once
 
 #include <cstdarg>
@@ -13,6 +15,13 @@ namespace psh {
 struct Error {
     int code;
     std::string message;
+    // The fields of psh_error_info besides code and message (their "none"
+    // values by default). callback: a static string.
+    int worker_id = -1;
+    long long index = -1;
+    int signal = 0;
+    int exit_status = -1;
+    const char *callback = nullptr;
 };
 
 // Throw an Error with a printf-style message.
@@ -21,9 +30,16 @@ struct Error {
 // Throw PSH_ESYS (or PSH_ENOMEM for ENOMEM/ENOSPC) naming the failed call and errno.
 [[noreturn]] void fail_errno(const char *what, int err);
 
-// Record the detail of this thread's last failed call.
-void set_last_error(const std::string &message);
+// Record this thread's last failed call: e's fields, with "fn: " before its
+// message. Every C entry point that fails goes through here (see guard).
+void set_last_error(const char *fn, const Error &e);
+// Mark this thread's last call as successful: psh_last_error_info's code
+// is 0 again (the message stays, as psh_last_error documents). One store.
+void clear_last_error();
 const char *last_error();
+// Fill info (as much of it as info->struct_size covers); PSH_EINVAL if it
+// cannot hold code.
+int last_error_info(psh_error_info *info);
 
 const char *strerror_code(int code);
 
@@ -35,15 +51,16 @@ int guard(const char *fn, F body)
 {
     try {
         body();
+        clear_last_error();
         return PSH_OK;
     } catch (const Error &e) {
-        set_last_error(std::string(fn) + ": " + e.message);
+        set_last_error(fn, e);
         return e.code;
     } catch (const std::bad_alloc &) {
-        set_last_error(std::string(fn) + ": out of memory");
+        set_last_error(fn, Error{PSH_ENOMEM, "out of memory"});
         return PSH_ENOMEM;
     } catch (...) {
-        set_last_error(std::string(fn) + ": unexpected internal error");
+        set_last_error(fn, Error{PSH_ESYS, "unexpected internal error"});
         return PSH_ESYS;
     }
 }

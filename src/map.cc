@@ -342,7 +342,9 @@ void Monitor::final_progress(size_t total_items)
     } catch (...) {
         char what[sizeof(Outcome::what)];
         describe_current_exception(what, sizeof what);
-        fail(PSH_EKERNEL, "the progress callback threw %s", what);
+        Error e{PSH_EKERNEL, std::string("the progress callback threw ") + what};
+        e.callback = "progress";
+        throw e;
     }
 }
 

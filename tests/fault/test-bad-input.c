@@ -94,6 +94,15 @@ static void test_every_function_rejects_bad_arguments(void **state)
         if (!strstr(psh_last_error(), cases[i].needle))
             fail_msg("%s: message \"%s\" does not say \"%s\"", cases[i].name, psh_last_error(), cases[i].needle);
         if (out_a || out_f || out_c) fail_msg("%s: an output was set on failure", cases[i].name);
+        /* The same failure as data: the code, and no worker, item or callback. */
+        psh_error_info info;
+        memset(&info, 0x5a, sizeof info);
+        info.struct_size = sizeof info;
+        if (psh_last_error_info(&info) != PSH_OK || info.code != cases[i].code || info.worker_id != -1 ||
+            info.index != -1 || info.signal != 0 || info.exit_status != -1 || info.callback != NULL ||
+            info.message != psh_last_error())
+            fail_msg("%s: psh_last_error_info has code %d worker %d index %lld callback %s", cases[i].name, info.code,
+                     info.worker_id, info.index, info.callback ? info.callback : "(null)");
     }
     printf("# %zu bad calls rejected with the right code and message\n", sizeof cases / sizeof *cases);
 }
@@ -115,6 +124,12 @@ static void test_null_is_harmless_everywhere_it_is_allowed(void **state)
     assert_non_null(psh_strerror(12345));
     assert_non_null(psh_last_error());
     assert_non_null(psh_version());
+    /* psh_last_error_info: NULL or a struct too small for code is refused,
+     * never written through. */
+    assert_int_equal(psh_last_error_info(NULL), PSH_EINVAL);
+    psh_error_info tiny = {0, 77, 0, 0, 0, 0, NULL, NULL};
+    assert_int_equal(psh_last_error_info(&tiny), PSH_EINVAL);
+    assert_int_equal(tiny.code, 77);
 }
 
 static int setup(void **state)

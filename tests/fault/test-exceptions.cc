@@ -166,6 +166,27 @@ void expect_error(int rc, std::initializer_list<const char *> parts, const char 
     }
 }
 
+// The same failure as data (psh_last_error_info): the callback's name, the
+// index (-1: none) and a worker id in range (-1: none expected).
+void expect_info(const char *callback, long long index, bool has_worker, int workers, const char *what)
+{
+    psh_error_info info;
+    std::memset(&info, 0x5a, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK(psh_last_error_info(&info) == PSH_OK);
+    bool worker_ok = has_worker ? info.worker_id >= 0 && info.worker_id < workers : info.worker_id == -1;
+    if (info.code != PSH_EKERNEL || !info.callback || std::strcmp(info.callback, callback) != 0 ||
+        info.index != index || !worker_ok || info.signal != 0 || info.exit_status != -1 ||
+        info.message != psh_last_error()) {
+        std::fprintf(stderr,
+                     "%s: error info code %d callback %s index %lld worker %d signal %d exit %d; expected "
+                     "callback %s index %lld\n",
+                     what, info.code, info.callback ? info.callback : "(null)", info.index, info.worker_id,
+                     info.signal, info.exit_status, callback, index);
+        std::_Exit(1);
+    }
+}
+
 void run_config(const Config &cfg)
 {
     psh_context *ctx = make(cfg);
@@ -185,18 +206,27 @@ void run_config(const Config &cfg)
     returns_to_main->fetch_add(1);
     expect_error(rc, {"the kernel threw", "std::out_of_range", "index 37 is cursed", "at index 37", "(worker "},
                  cfg.name);
+    expect_info("kernel", kThrowAt, true, cfg.workers, cfg.name);
 
     // 2. Something that is not a std::exception.
     rc = psh_map(ctx, throwing_int_kernel, nullptr, range);
     ++maps;
     returns_to_main->fetch_add(1);
     expect_error(rc, {"the kernel threw int", "at index 37"}, cfg.name);
+    expect_info("kernel", kThrowAt, true, cfg.workers, cfg.name);
 
     // 3. A block kernel.
     rc = psh_map_blocks(ctx, throwing_block_kernel, nullptr, kN);
     ++maps;
     returns_to_main->fetch_add(1);
     expect_error(rc, {"the block kernel threw", "custom_error", "a block went wrong"}, cfg.name);
+    // Static shares: the block is the share of the worker that has index 37.
+    {
+        long long start = 0;
+        for (int w = 0; w < cfg.workers; ++w)
+            if ((size_t)w * kN / cfg.workers <= kThrowAt) start = (long long)((size_t)w * kN / cfg.workers);
+        expect_info("block_kernel", start, true, cfg.workers, cfg.name);
+    }
 
     // 4-6. A custom functor's get, worker_begin and worker_end.
     const char *cb_names[] = {nullptr, "the functor's get threw", "the functor's worker_begin threw",
@@ -223,6 +253,8 @@ void run_config(const Config &cfg)
         returns_to_main->fetch_add(1);
         expect_error(rc, {cb_names[where], cb_whats[where]}, cfg.name);
         if (where == 1) expect_error(rc, {"at index 37"}, cfg.name);
+        const char *cb_info[] = {nullptr, "get", "functor_worker_begin", "functor_worker_end"};
+        expect_info(cb_info[where], where == 1 ? (long long)kThrowAt : -1, true, cfg.workers, cfg.name);
         psh_functor_destroy(f);
         psh_array_free(src_mem);
     }
@@ -236,6 +268,7 @@ void run_config(const Config &cfg)
     ++maps;
     returns_to_main->fetch_add(1);
     expect_error(rc, {"the progress callback threw", "std::runtime_error: progress bar broke"}, cfg.name);
+    expect_info("progress", -1, false, cfg.workers, cfg.name);
 
     // The context still works and computes the right values.
     CHECK(psh_map(ctx, fill_kernel, d, range) == PSH_OK);

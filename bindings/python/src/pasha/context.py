@@ -547,12 +547,38 @@ class _PshContext(MapContext):
         if num_workers is not None and (not isinstance(num_workers, Integral) or
                                         num_workers < 1):
             raise ValueError('num_workers must be a positive integer')
+        self._setup(_pasha.Context(self._kind, int(num_workers or 0), bool(persistent),
+                                   _SCHEDULES[schedule], int(chunk), bool(pin_cpus)),
+                    persistent, schedule, chunk)
+
+    @classmethod
+    def _from_capsule(cls, capsule, *, persistent=False, schedule='static', chunk=0):
+        """A context over the psh_context * a PyCapsule named
+        "pasha.psh_context" holds; the context takes over the capsule's
+        reference. On _PshContext: a SerialContext, ThreadContext or
+        ProcessContext by the psh_context's kind; on one of those, the kind
+        must be that class's. persistent, schedule and chunk say what the
+        psh_context was made with (they choose how maps are driven)."""
+        if schedule not in _SCHEDULES:
+            raise ValueError(f'unknown schedule {schedule!r}')
+        ctx = _pasha.Context._from_capsule(capsule)
+        kinds = {_SERIAL: SerialContext, _THREADS: ThreadContext, _PROCESSES: ProcessContext}
+        if cls is _PshContext:
+            cls = kinds.get(ctx.kind, cls)
+        if ctx.kind != cls._kind:
+            del ctx  # the reference is given back
+            raise ValueError(f'{cls.__name__}._from_capsule: the psh_context is not of that '
+                             'kind')
+        self = cls.__new__(cls)
+        self._setup(ctx, persistent, schedule, chunk)
+        return self
+
+    def _setup(self, ctx, persistent, schedule, chunk):
         self.schedule = schedule
         self.chunk = int(chunk)
         self.persistent = bool(persistent)
-        self._ctx = _pasha.Context(self._kind, int(num_workers or 0), self.persistent,
-                                   _SCHEDULES[schedule], self.chunk, bool(pin_cpus))
-        super().__init__(self._ctx.num_workers)
+        self._ctx = ctx
+        MapContext.__init__(self, self._ctx.num_workers)
         self._err = None
         self._job = None
         self._job_len = 0
@@ -634,8 +660,9 @@ class _PshContext(MapContext):
         kind = self._kind
         if kind != _PROCESSES:
             status, message, errors = self._ctx.map(
-                itemwise, n, function, functor, seq, shares, run_worker, _MODE_INPROC, None, 0,
-                None, 0, schedule, chunk, progress_cb, self._worker_base)
+                n, itemwise=itemwise, function=function, functor=functor, seq=seq,
+                shares=shares, run_worker=run_worker, mode=_MODE_INPROC, schedule=schedule,
+                chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
             if status == _pasha.OK:
                 return
             if errors:
@@ -666,15 +693,17 @@ class _PshContext(MapContext):
                     _same_key(_job_key(job), key) else None
             del job
             status, message, _ = self._ctx.map(
-                itemwise, n, None, None, None, None, None, _MODE_POOL,
-                self._job[:self._job_len], self._serial,
-                err, _ERR_SIZE, schedule, chunk, progress_cb, self._worker_base)
+                n, itemwise=itemwise, mode=_MODE_POOL, job=self._job[:self._job_len],
+                serial=self._serial, err=err, err_size=_ERR_SIZE, schedule=schedule,
+                chunk=chunk, progress=progress_cb, worker_base=self._worker_base)
             if status != _pasha.OK:
                 self._job_key = None
         else:
             status, message, _ = self._ctx.map(
-                itemwise, n, function, functor, seq, shares, run_worker, _MODE_FORK, None, 0,
-                err, _ERR_SIZE, schedule, chunk, progress_cb, self._worker_base)
+                n, itemwise=itemwise, function=function, functor=functor, seq=seq,
+                shares=shares, run_worker=run_worker, mode=_MODE_FORK, err=err,
+                err_size=_ERR_SIZE, schedule=schedule, chunk=chunk, progress=progress_cb,
+                worker_base=self._worker_base)
         del temps
         if status == _pasha.OK:
             return
