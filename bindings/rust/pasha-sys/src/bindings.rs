@@ -23,6 +23,30 @@ pub const PSH_EWORKER: ::core::ffi::c_int = -5;
 pub const PSH_ECANCELED: ::core::ffi::c_int = -6;
 /// not supported in this build or on this platform
 pub const PSH_ENOTSUP: ::core::ffi::c_int = -7;
+/// Status codes. Every fallible function returns one of these.
+/** What is known about the last failed call made by this thread, as data,
+  so that callers and bindings never parse psh_last_error()'s words.
+  Versioned: set struct_size to sizeof(psh_error_info).*/
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct psh_error_info {
+    /// the caller sets sizeof(psh_error_info)
+    pub struct_size: usize,
+    /// PSH_E*; 0 when the thread's last call succeeded
+    pub code: ::core::ffi::c_int,
+    /// -1: no worker involved
+    pub worker_id: ::core::ffi::c_int,
+    /// item (or block start) that failed; -1: none
+    pub index: ::core::ffi::c_longlong,
+    /// signal that ended a worker process; 0: none
+    pub signal: ::core::ffi::c_int,
+    /// exit status of a worker process that exited; -1: none
+    pub exit_status: ::core::ffi::c_int,
+    /// "kernel", "block_kernel", "get", "worker_begin", ...; NULL: none
+    pub callback: *const ::core::ffi::c_char,
+    /// the text psh_last_error() returns
+    pub message: *const ::core::ffi::c_char,
+}
 /// The opaque `psh_context` (see its typedef in pasha.h); used through pointers only.
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -288,20 +312,51 @@ extern "C" {
   "psh_alloc: ndim 40 is out of range 0..32". Thread-local; valid until
   this thread's next failing call; "" when nothing has failed yet.*/
     pub fn psh_last_error() -> *const ::core::ffi::c_char;
+    /** Fill *info about this thread's last call into libpasha that can fail.
+  After a success code is 0 and worker_id, index, signal, exit_status and
+  callback hold their "none" values; message is always psh_last_error()
+  (whose text stays until the next failing call). A failed map sets:
+   - a kernel, block kernel or functor get returning non-zero, or any
+     callback throwing (C++): PSH_EKERNEL, the worker id the callback got,
+     the index (a block kernel's block start; -1 for callbacks outside the
+     items) and callback, one of "kernel", "block_kernel", "get",
+     "functor_worker_begin", "functor_worker_end" (psh_functor_vtable),
+     "worker_begin", "worker_end" (psh_map_options), "progress";
+   - a worker process that died: PSH_EWORKER, its worker id, the index it
+     was on (-1 before its first item), and signal (killed by a signal) or
+     exit_status (exited; both none when its status was reaped elsewhere);
+   - a cancel, an invalid argument, a system error: code only (a failed
+     fork names the worker).
+  The strings are static or thread-local: valid until this thread's next
+  failing call. A struct_size smaller than the current struct fills only
+  the fields that fit (a caller built against an older header).
+  This call never changes the thread's error state, even when it fails.
+  Errors: PSH_EINVAL (NULL info, struct_size too small to hold code).*/
+    pub fn psh_last_error_info(info: *mut psh_error_info) -> ::core::ffi::c_int;
     /// The library version as "MAJOR.MINOR.PATCH". Static storage.
     pub fn psh_version() -> *const ::core::ffi::c_char;
     /** The library version as MAJOR * 10000 + MINOR * 100 + PATCH (200 for
   0.2.0): compare with PSH_VERSION_NUMBER of the header compiled against.*/
     pub fn psh_version_number() -> ::core::ffi::c_uint;
+    /** The default number of workers, the same everywhere: PASHA_NUM_WORKERS if
+  set (malformed: PSH_EINVAL naming it), else the smallest of the affinity
+  mask, the cgroup v2/v1 CPU quota rounded up, and SLURM_CPUS_PER_TASK. &gt;= 1.
+  The quota is the smallest one on the way from the process's cgroup up to
+  the root (cgroup v2 cpu.max; v1 cpu.cfs_quota_us / cpu.cfs_period_us), so
+  Docker --cpus, Kubernetes CPU limits and systemd CPUQuota count. Read
+  afresh at every call; at most 4096. Errors: PSH_EINVAL (PASHA_NUM_WORKERS
+  or SLURM_CPUS_PER_TASK not a whole number in 1..4096, named in
+  psh_last_error).*/
+    pub fn psh_cpu_count() -> ::core::ffi::c_int;
     /** Create a context of `kind` with `num_workers` workers and return it in
-  *out with one reference. num_workers &lt;= 0 picks the default: the
-  environment variable PASHA_NUM_WORKERS if set, else the number of CPUs in
-  the process's affinity mask. PSH_SERIAL always has one worker.
+  *out with one reference. num_workers &lt;= 0 picks the default,
+  psh_cpu_count() (this is also the default context's worker count and
+  that of MPI contexts' local workers). PSH_SERIAL always has one worker.
   THREADS starts num_workers - 1 pool threads; the calling thread of
   psh_map is worker 0. PROCESSES forks num_workers children at every map,
   so kernels see the caller's memory as it was when psh_map was called.
   Errors: PSH_EINVAL (NULL out, unknown kind, num_workers &gt; 4096, a
-  malformed PASHA_NUM_WORKERS), PSH_ESYS, PSH_ENOMEM.*/
+  malformed PASHA_NUM_WORKERS or SLURM_CPUS_PER_TASK), PSH_ESYS, PSH_ENOMEM.*/
     pub fn psh_context_create(
         out: *mut *mut psh_context,
         kind: psh_kind,

@@ -134,13 +134,21 @@ impl ErrorKind {
     }
 }
 
-/// An error from libpasha: its kind, the raw status code and the message
-/// of `psh_last_error()` (plus, for closure errors, the closure's text).
+/// An error from libpasha: its kind, the raw status code, the message of
+/// `psh_last_error()` (plus, for closure errors, the closure's text), and
+/// what `psh_last_error_info()` knows as data: which worker, which item,
+/// which signal or exit status, which callback. Nothing here is parsed
+/// from the message.
 #[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     code: i32,
     message: String,
+    worker_id: Option<usize>,
+    index: Option<usize>,
+    signal: Option<i32>,
+    exit_status: Option<i32>,
+    callback: Option<String>,
 }
 
 impl Error {
@@ -156,12 +164,67 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+    /// The worker that failed (or whose process died), if a worker was
+    /// involved.
+    pub fn worker_id(&self) -> Option<usize> {
+        self.worker_id
+    }
+    /// The item that failed: the exact index when a closure returned `Err`
+    /// for it; for a panic, the start of the chunk it happened in; for a
+    /// dead worker process, the item it was on. `None` when no item was
+    /// involved.
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+    /// The signal that ended a worker process (e.g. 6 for SIGABRT).
+    pub fn signal(&self) -> Option<i32> {
+        self.signal
+    }
+    /// The exit status of a worker process that exited.
+    pub fn exit_status(&self) -> Option<i32> {
+        self.exit_status
+    }
+    /// The libpasha callback that failed, as `psh_error_info.callback`
+    /// names it: `"block_kernel"` for the closures of this crate (they run
+    /// in block kernels), `"worker_begin"`, `"worker_end"`, ...
+    pub fn callback(&self) -> Option<&str> {
+        self.callback.as_deref()
+    }
     fn last(code: c_int) -> Error {
-        let message = unsafe { CStr::from_ptr(sys::psh_last_error()) }.to_string_lossy().into_owned();
-        Error { kind: ErrorKind::from_code(code), code, message }
+        let mut info = unsafe { std::mem::zeroed::<sys::psh_error_info>() };
+        info.struct_size = std::mem::size_of::<sys::psh_error_info>();
+        let text = |p: *const std::os::raw::c_char| {
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        };
+        if unsafe { sys::psh_last_error_info(&mut info) } != sys::PSH_OK {
+            let message = text(unsafe { sys::psh_last_error() }).unwrap_or_default();
+            return Error { message, ..Error::bare(code) };
+        }
+        Error {
+            kind: ErrorKind::from_code(code),
+            code,
+            message: text(info.message).unwrap_or_default(),
+            worker_id: usize::try_from(info.worker_id).ok(),
+            index: usize::try_from(info.index).ok(),
+            signal: (info.signal != 0).then_some(info.signal),
+            exit_status: (info.exit_status >= 0).then_some(info.exit_status),
+            callback: text(info.callback),
+        }
+    }
+    fn bare(code: c_int) -> Error {
+        Error {
+            kind: ErrorKind::from_code(code),
+            code,
+            message: String::new(),
+            worker_id: None,
+            index: None,
+            signal: None,
+            exit_status: None,
+            callback: None,
+        }
     }
     fn invalid(message: String) -> Error {
-        Error { kind: ErrorKind::Invalid, code: sys::PSH_EINVAL, message }
+        Error { message, ..Error::bare(sys::PSH_EINVAL) }
     }
 }
 
@@ -195,6 +258,20 @@ pub fn version() -> &'static str {
 /// [`sys::PSH_VERSION_NUMBER`], the header's these bindings were made for.
 pub fn version_number() -> u32 {
     unsafe { sys::psh_version_number() }
+}
+
+/// The default number of workers (`psh_cpu_count()`): `PASHA_NUM_WORKERS`
+/// if set, else the smallest of the CPU affinity mask, the cgroup CPU quota
+/// (rounded up) and `SLURM_CPUS_PER_TASK`; at least 1. What
+/// `Context::new(kind, 0)` uses. Errors: [`ErrorKind::Invalid`] when
+/// `PASHA_NUM_WORKERS` or `SLURM_CPUS_PER_TASK` is malformed (named in the
+/// message).
+pub fn cpu_count() -> Result<usize> {
+    let n = unsafe { sys::psh_cpu_count() };
+    if n < 0 {
+        return Err(Error::last(n));
+    }
+    Ok(n as usize)
 }
 
 /// How the workers of a context run.
@@ -527,7 +604,7 @@ impl Context {
     /// hands them out; every chunk is checked to lie inside `0..n` first.
     fn run_blocks<B>(&self, opts: MapOptions, n: usize, body: B) -> Result<()>
     where
-        B: Fn(usize, usize, usize) -> std::result::Result<(), String> + Sync,
+        B: Fn(usize, usize, usize) -> std::result::Result<(), Failure> + Sync,
     {
         let sink = ErrorSink::new(self);
         let call = BlockCall { body: &body, n, sink: &sink };
@@ -539,8 +616,12 @@ impl Context {
         match check(code) {
             Ok(()) => Ok(()),
             Err(mut e) => {
-                if let Some(text) = sink.take() {
-                    e.message = format!("{} ({})", e.message, text);
+                if let Some((worker, failure)) = sink.take() {
+                    e.message = format!("{} ({})", e.message, failure.text);
+                    // The C library knows the chunk; the closure's item is exact.
+                    if failure.index.is_some() && e.worker_id == Some(worker) {
+                        e.index = failure.index;
+                    }
                 }
                 Err(e)
             }
@@ -571,7 +652,7 @@ impl Context {
             // Safety: run_blocks checked begin <= end <= n = source.len().
             unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    f(w, i, v).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                    f(w, i, v).map_err(|e| Failure::at(i, e))
                 })
             }
         })
@@ -610,7 +691,7 @@ impl Context {
             // the same element.
             unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    f(w, i, v, &mut *base.add(i)).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                    f(w, i, v, &mut *base.add(i)).map_err(|e| Failure::at(i, e))
                 })
             }
         })
@@ -650,7 +731,7 @@ impl Context {
         let n = source.len();
         self.run_blocks(opts, n, |w, begin, end| {
             if w >= workers {
-                return Err(format!("worker id {w} is outside 0..{workers}"));
+                return Err(Failure::text(format!("worker id {w} is outside 0..{workers}")));
             }
             // Safety: w < workers, the array has workers rows of `row`
             // elements, and no two workers run with one id at once.
@@ -658,7 +739,7 @@ impl Context {
             // Safety: run_blocks checked begin <= end <= n.
             unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    f(w, i, v, &mut *slot).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                    f(w, i, v, &mut *slot).map_err(|e| Failure::at(i, e))
                 })
             }
         })
@@ -682,7 +763,7 @@ impl Context {
         E: fmt::Display,
     {
         self.run_blocks(opts, n, |w, begin, end| {
-            f(w, begin..end).map_err(|e| format!("the closure failed at chunk {begin}..{end}: {e}"))
+            f(w, begin..end).map_err(|e| Failure::chunk(begin, end, e))
         })
     }
 
@@ -709,7 +790,7 @@ impl Context {
         self.run_blocks(opts, n, |w, begin, end| {
             // Safety: run_blocks checked begin <= end <= n; chunks are disjoint.
             let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(begin), end - begin) };
-            f(w, begin..end, chunk).map_err(|e| format!("the closure failed at chunk {begin}..{end}: {e}"))
+            f(w, begin..end, chunk).map_err(|e| Failure::chunk(begin, end, e))
         })
     }
     /// Call `f(worker, index, value)` for every item of `source` and return
@@ -769,7 +850,7 @@ impl Context {
             // holds n values; each index is in exactly one chunk.
             unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    base.add(i).write(f(w, i, v).map_err(|e| format!("the closure failed at index {i}: {e}"))?);
+                    base.add(i).write(f(w, i, v).map_err(|e| Failure::at(i, e))?);
                     Ok(())
                 })
             }
@@ -838,7 +919,7 @@ impl Context {
         let n = source.len();
         self.run_blocks(opts, n, |w, begin, end| {
             if w >= workers {
-                return Err(format!("worker id {w} is outside 0..{workers}"));
+                return Err(Failure::text(format!("worker id {w} is outside 0..{workers}")));
             }
             // Safety: w < workers; no two workers run with one id at once.
             let slot = unsafe { &mut *base.get().add(w) };
@@ -846,7 +927,7 @@ impl Context {
             // Safety: run_blocks checked begin <= end <= n.
             let r = unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    acc = fold(acc, w, i, v).map_err(|e| format!("the closure failed at index {i}: {e}"))?;
+                    acc = fold(acc, w, i, v).map_err(|e| Failure::at(i, e))?;
                     Ok(())
                 })
             };
@@ -911,11 +992,8 @@ impl Context {
 
     fn refuse_mpi(&self, what: &str) -> Result<()> {
         if self.kind() == Kind::Mpi {
-            return Err(Error {
-                kind: ErrorKind::NotSupported,
-                code: sys::PSH_ENOTSUP,
-                message: format!("{what}: not offered on MPI contexts by the safe API (each rank sees only its share)"),
-            });
+            let message = format!("{what}: not offered on MPI contexts by the safe API (each rank sees only its share)");
+            return Err(Error { message, ..Error::bare(sys::PSH_ENOTSUP) });
         }
         Ok(())
     }
@@ -956,16 +1034,38 @@ impl<A> Slots<A> {
     }
 }
 
+/// Why a closure's chunk failed: the text, and the index of the item when
+/// the closure returned `Err` for one (the C library only knows the
+/// chunk's start). Internal to the crate's sources.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Failure {
+    index: Option<usize>,
+    text: String,
+}
+
+impl Failure {
+    fn at(index: usize, e: impl fmt::Display) -> Failure {
+        Failure { index: Some(index), text: format!("the closure failed at index {index}: {e}") }
+    }
+    fn chunk(begin: usize, end: usize, e: impl fmt::Display) -> Failure {
+        Failure { index: None, text: format!("the closure failed at chunk {begin}..{end}: {e}") }
+    }
+    fn text(text: String) -> Failure {
+        Failure { index: None, text }
+    }
+}
+
 /// Where the first error of a map is written: a mutex in the caller's
 /// memory, or (process contexts) a small shared array the children write
 /// into, so that the closure's text reaches the caller from any kind.
 enum ErrorSink {
-    Local(Mutex<Option<String>>),
+    Local(Mutex<Option<(usize, Failure)>>),
     Shared(SharedArray<u8>),
 }
 
 const SINK_BYTES: usize = 4096;
-const SINK_HEADER: usize = 16;
+const SINK_HEADER: usize = 32;
 
 impl ErrorSink {
     fn new(ctx: &Context) -> ErrorSink {
@@ -979,26 +1079,31 @@ impl ErrorSink {
         ErrorSink::Local(Mutex::new(None))
     }
 
-    /// Keep `message` if it is the first one.
-    fn record(&self, message: String) {
+    /// Keep worker `worker`'s failure if it is the first one.
+    fn record(&self, worker: usize, failure: Failure) {
         match self {
             ErrorSink::Local(m) => {
                 if let Ok(mut slot) = m.lock() {
-                    slot.get_or_insert(message);
+                    slot.get_or_insert((worker, failure));
                 }
             }
             ErrorSink::Shared(a) => {
-                // Layout: [0..4) a claim flag, [8..16) the length, then text.
-                // The array is 64-byte aligned, zero-filled and SINK_BYTES long.
+                // Layout: [0..4) a claim flag, [8..16) the text's length,
+                // [16..24) the index + 1 (0: none), [24..32) the worker,
+                // then the text. The array is 64-byte aligned, zero-filled
+                // and SINK_BYTES long.
                 let p = unsafe { sys::psh_array_data(a.raw) } as *mut u8;
                 let claim = unsafe { &*(p as *const AtomicU32) };
                 if claim.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    let message = failure.text;
                     let mut n = message.len().min(SINK_BYTES - SINK_HEADER);
                     while !message.is_char_boundary(n) {
                         n -= 1;
                     }
                     unsafe {
                         ptr::copy_nonoverlapping(message.as_ptr(), p.add(SINK_HEADER), n);
+                        (p.add(16) as *mut usize).write(failure.index.map_or(0, |i| i + 1));
+                        (p.add(24) as *mut usize).write(worker);
                         (*(p.add(8) as *const AtomicUsize)).store(n, Ordering::Release);
                     }
                 }
@@ -1006,16 +1111,19 @@ impl ErrorSink {
         }
     }
 
-    /// The first message, once the map is over.
-    fn take(self) -> Option<String> {
+    /// The first failure and its worker, once the map is over.
+    fn take(self) -> Option<(usize, Failure)> {
         match self {
             ErrorSink::Local(m) => m.into_inner().ok().flatten(),
             ErrorSink::Shared(a) => {
-                let n = usize::from_ne_bytes(a[8..16].try_into().ok()?);
+                let word = |at: usize| a[at..at + 8].try_into().ok().map(usize::from_ne_bytes);
+                let n = word(8)?;
                 if a[..4].iter().all(|b| *b == 0) || n > SINK_BYTES - SINK_HEADER {
                     return None;
                 }
-                Some(String::from_utf8_lossy(&a[SINK_HEADER..SINK_HEADER + n]).into_owned())
+                let text = String::from_utf8_lossy(&a[SINK_HEADER..SINK_HEADER + n]).into_owned();
+                let index = word(16)?.checked_sub(1);
+                Some((word(24)?, Failure { index, text }))
             }
         }
     }
@@ -1031,21 +1139,23 @@ struct BlockCall<'a, B> {
 /// the closure's loop over the chunk is compiled (and inlined) here.
 unsafe extern "C" fn block_trampoline<B>(user_data: *mut c_void, worker: c_int, begin: usize, end: usize) -> c_int
 where
-    B: Fn(usize, usize, usize) -> std::result::Result<(), String>,
+    B: Fn(usize, usize, usize) -> std::result::Result<(), Failure>,
 {
     let call = &*(user_data as *const BlockCall<'_, B>);
     if worker < 0 || begin > end || end > call.n {
-        call.sink.record(format!("libpasha handed worker {worker} the chunk {begin}..{end}, outside 0..{}", call.n));
+        let text = format!("libpasha handed worker {worker} the chunk {begin}..{end}, outside 0..{}", call.n);
+        call.sink.record(worker.max(0) as usize, Failure::text(text));
         return 3;
     }
     match catch_unwind(AssertUnwindSafe(|| (call.body)(worker as usize, begin, end))) {
         Ok(Ok(())) => 0,
         Ok(Err(message)) => {
-            call.sink.record(message);
+            call.sink.record(worker as usize, message);
             1
         }
         Err(panic) => {
-            call.sink.record(format!("the closure panicked in chunk {begin}..{end}: {}", panic_text(&panic)));
+            let text = format!("the closure panicked in chunk {begin}..{end}: {}", panic_text(&panic));
+            call.sink.record(worker as usize, Failure::text(text));
             2
         }
     }
@@ -1114,9 +1224,9 @@ pub trait Source: sealed::Sealed + Sync {
     /// `begin <= end <= self.len()`.
     #[doc(hidden)]
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, Self::Item) -> std::result::Result<(), String>,
+        G: FnMut(usize, Self::Item) -> std::result::Result<(), Failure>,
     {
         for i in begin..end {
             g(i, self.item(i))?;
@@ -1137,9 +1247,9 @@ impl Source for Range<usize> {
         self.start + index
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, usize) -> std::result::Result<(), String>,
+        G: FnMut(usize, usize) -> std::result::Result<(), Failure>,
     {
         let start = self.start;
         for i in begin..end {
@@ -1162,9 +1272,9 @@ impl<'s, T: Sync> Source for &'s [T] {
         s.get_unchecked(index)
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, &'s T) -> std::result::Result<(), String>,
+        G: FnMut(usize, &'s T) -> std::result::Result<(), Failure>,
     {
         let p = self.as_ptr();
         for i in begin..end {
@@ -1187,9 +1297,9 @@ impl<'s, T: Sync> Source for &'s Vec<T> {
         s.get_unchecked(index)
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, &'s T) -> std::result::Result<(), String>,
+        G: FnMut(usize, &'s T) -> std::result::Result<(), Failure>,
     {
         let p = self.as_ptr();
         for i in begin..end {
@@ -1412,9 +1522,9 @@ impl<'s, T: Element> Source for Along<'s, T> {
         View { data: self.data.get().offset(index as isize * views.step), shape: &views.shape, strides: &views.strides }
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, View<'s, T>) -> std::result::Result<(), String>,
+        G: FnMut(usize, View<'s, T>) -> std::result::Result<(), Failure>,
     {
         let views: &'s AxisViews = self.views;
         let (data, step) = (self.data.get() as *const T, views.step);

@@ -1,6 +1,7 @@
 // Generated with src/bindings.rs by bindings/rust/bindgen: do not edit.
 facts! {
     structs {
+        psh_error_info { struct_size, code, worker_id, index, signal, exit_status, callback, message }
         psh_context_options { struct_size, kind, num_workers, persistent, schedule, chunk, pin_cpus }
         psh_alloc_options { struct_size, order, fill, per_worker }
         psh_view { data, dtype, ndim, shape, strides }
