@@ -184,10 +184,15 @@ fn main() -> Result<(), pasha::Error> {
     // ---- collect: the results as a Vec<f64> in item order (a new Vec per round)
     {
         let mut got_p = Vec::new();
+        let mut got_d = Vec::new();
         let mut got_r = Vec::new();
+        let dynamic = MapOptions::new().schedule(Schedule::Dynamic);
         let mut vs = vec![
             variant("pasha map_collect (slice source)", || {
                 got_p = ctx.map_collect(&input[..], |_w, _i, x| Ok::<_, Infallible>(fine(*x))).unwrap();
+            }),
+            variant("pasha map_collect, dynamic (per map)", || {
+                got_d = ctx.map_collect_with(dynamic, &input[..], |_w, _i, x| Ok::<_, Infallible>(fine(*x))).unwrap();
             }),
             variant("rayon par_iter().map().collect()", || {
                 got_r = pool.install(|| input.par_iter().map(|x| fine(*x)).collect::<Vec<f64>>());
@@ -197,6 +202,7 @@ fn main() -> Result<(), pasha::Error> {
         report("collect: Vec of (in[i]*1.5+2)*0.5-1, f64", &vs, "rayon par_iter().map().collect()", n);
         drop(vs);
         check(&got_p);
+        check(&got_d);
         check(&got_r);
     }
 
