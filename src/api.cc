@@ -176,6 +176,8 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
                 COPY_FIELD(o, opts, psh_map_options, progress_data);
                 COPY_FIELD(o, opts, psh_map_options, cancel);
                 COPY_FIELD(o, opts, psh_map_options, user_data_size);
+                COPY_FIELD(o, opts, psh_map_options, worker_begin);
+                COPY_FIELD(o, opts, psh_map_options, worker_end);
             }
             schedule = raw(o.schedule);
             if (o.user_data_size > kMaxUserData)
@@ -188,6 +190,8 @@ int do_map(const char *fn, psh_context *ctx, psh_kernel kernel, psh_block_kernel
             job.block_kernel = block_kernel;
             job.user_data = user_data;
             job.user_data_size = o.user_data_size;
+            job.worker_begin = o.worker_begin;
+            job.worker_end = o.worker_end;
             if (kernel) job.functor = functor->desc;
             job.begin = 0;
             job.end = kernel ? functor->desc.length : n;
@@ -493,12 +497,21 @@ void psh_functor_destroy(psh_functor *f) { delete f; }
 
 /* map */
 
-void psh_map_options_init(psh_map_options *opts)
+void psh_map_options_init_size(psh_map_options *opts, size_t struct_size)
 {
-    if (!opts) return;
-    memset(opts, 0, sizeof *opts);
-    opts->struct_size = sizeof *opts;
+    if (!opts || struct_size < offsetof(psh_map_options, schedule) + sizeof(psh_schedule)) return;
+    if (struct_size > sizeof *opts) struct_size = sizeof *opts;
+    memset(opts, 0, struct_size);
+    opts->struct_size = struct_size;
     opts->schedule = PSH_SCHEDULE_CONTEXT;
+}
+
+// The exported function (the header's macro of this name calls
+// psh_map_options_init_size): binaries built against 0.2 have a struct that
+// ends after user_data_size, and this must not write past it.
+void(psh_map_options_init)(psh_map_options *opts)
+{
+    psh_map_options_init_size(opts, offsetof(psh_map_options, worker_begin));
 }
 
 int psh_map(psh_context *ctx, psh_kernel kernel, void *user_data, psh_functor *functor)

@@ -90,8 +90,8 @@ void run_inline(Job &job, Monitor &mon, int worker_id, Outcome &out)
 namespace {
 
 // psh_error_info's name for each Callback.
-const char *const kCallbackNames[] = {"kernel", "block_kernel", "get", "functor_worker_begin",
-                                      "functor_worker_end", "progress"};
+const char *const kCallbackNames[] = {"kernel",   "block_kernel",       "get",          "functor_worker_begin",
+                                      "functor_worker_end", "progress", "worker_begin", "worker_end"};
 
 [[noreturn]] void raise_message(const Outcome &o, bool blocks)
 {
@@ -105,13 +105,18 @@ const char *const kCallbackNames[] = {"kernel", "block_kernel", "get", "functor_
         fail(PSH_EKERNEL, "the functor's get returned %d%s (worker %d)", o.code, where, o.worker);
     case STOP_BEGIN:
         fail(PSH_EKERNEL, "the functor's worker_begin returned %d (worker %d)", o.code, o.worker);
+    case STOP_MAP_BEGIN:
+        fail(PSH_EKERNEL, "the map's worker_begin returned %d (worker %d)", o.code, o.worker);
+    case STOP_MAP_END:
+        fail(PSH_EKERNEL, "the map's worker_end returned %d (worker %d)", o.code, o.worker);
     case STOP_CANCEL:
         fail(PSH_ECANCELED, "the map was cancelled");
     case STOP_THROW: {
         static const char *const names[] = {"the kernel", "the block kernel", "the functor's get",
                                             "the functor's worker_begin", "the functor's worker_end",
-                                            "the progress callback"};
-        const char *who = o.code >= 0 && o.code <= CB_PROGRESS ? names[o.code] : "a callback";
+                                            "the progress callback", "the map's worker_begin",
+                                            "the map's worker_end"};
+        const char *who = o.code >= 0 && o.code <= CB_MAP_END ? names[o.code] : "a callback";
         char by[32] = "";
         if (o.worker >= 0) snprintf(by, sizeof by, " (worker %d)", o.worker);
         fail(PSH_EKERNEL, "%s threw %s%s%s", who, o.what, where, by);
@@ -155,8 +160,10 @@ void raise_outcome(const Outcome &o, bool blocks)
         case STOP_KERNEL: e.callback = blocks ? "block_kernel" : "kernel"; break;
         case STOP_GET: e.callback = "get"; break;
         case STOP_BEGIN: e.callback = "functor_worker_begin"; break;
+        case STOP_MAP_BEGIN: e.callback = "worker_begin"; break;
+        case STOP_MAP_END: e.callback = "worker_end"; break;
         case STOP_THROW:
-            e.callback = o.code >= 0 && o.code <= CB_PROGRESS ? kCallbackNames[o.code] : nullptr;
+            e.callback = o.code >= 0 && o.code <= CB_MAP_END ? kCallbackNames[o.code] : nullptr;
             break;
         case STOP_DEATH:
             if (o.exit_status != kStatusUnknown && WIFSIGNALED(o.exit_status))

@@ -133,10 +133,10 @@ bool find_mount(bool v1, Mount &m)
     bool found = false;
     while (!found && getline(&line, &cap, f) > 0) {
         // id parent major:minor root point options [optional...] - fstype source super
-        char *fields[16];
+        char *fields[32];
         int nf = 0;
         char *save = nullptr;
-        for (char *t = strtok_r(line, " \n", &save); t && nf < 16; t = strtok_r(nullptr, " \n", &save))
+        for (char *t = strtok_r(line, " \n", &save); t && nf < 32; t = strtok_r(nullptr, " \n", &save))
             fields[nf++] = t;
         int dash = -1;
         for (int i = 6; i < nf; ++i)

@@ -348,11 +348,11 @@ void Monitor::final_progress(size_t total_items)
     }
 }
 
-void run_worker(Control &c, const Job &job, int w, Monitor *mon)
+namespace {
+
+// Worker w's share: the functor's worker_begin, the items, its worker_end.
+void run_share(Control &c, const Job &job, int w, int id, WorkerSlot &slot, Monitor *mon)
 {
-    int id = job.worker_base + w;
-    WorkerScope scope(id);
-    WorkerSlot &slot = c.slots[w < c.num_slots ? w : 0];
     const FunctorDesc &f = job.functor;
     bool custom = !job.block_kernel && f.kind == FunctorDesc::CUSTOM;
     // Every user callback may throw (a C++ kernel behind a C function
@@ -386,6 +386,38 @@ void run_worker(Control &c, const Job &job, int w, Monitor *mon)
                 f.vt.worker_end(f.self, id);
             } catch (...) {
             }
+        }
+    }
+}
+
+}  // namespace
+
+void run_worker(Control &c, const Job &job, int w, Monitor *mon)
+{
+    int id = job.worker_base + w;
+    WorkerScope scope(id);
+    WorkerSlot &slot = c.slots[w < c.num_slots ? w : 0];
+    // The map's own pair wraps the functor's: every worker of the map runs
+    // it once, items or not; worker_end runs when worker_begin succeeded.
+    if (job.worker_begin) {
+        try {
+            int rc = job.worker_begin(job.user_data, id);
+            if (rc) {
+                c.record(STOP_MAP_BEGIN, rc, SIZE_MAX, id);
+                return;
+            }
+        } catch (...) {
+            c.record_exception(CB_MAP_BEGIN, SIZE_MAX, id);
+            return;
+        }
+    }
+    run_share(c, job, w, id, slot, mon);
+    if (job.worker_end) {
+        try {
+            int rc = job.worker_end(job.user_data, id);
+            if (rc) c.record(STOP_MAP_END, rc, SIZE_MAX, id);
+        } catch (...) {
+            c.record_exception(CB_MAP_END, SIZE_MAX, id);
         }
     }
 }

@@ -26,6 +26,8 @@ struct Job {
     int worker_base;               // added to worker ids the kernel sees
     const volatile int *cancel;    // only where the worker shares the caller's memory
     size_t user_data_size;         // > 0: persistent pools copy user_data
+    int (*worker_begin)(void *, int);  // psh_map_options': around each worker's share
+    int (*worker_end)(void *, int);
 };
 
 // Why a map stopped early.
@@ -38,10 +40,13 @@ enum StopReason {
     STOP_DEATH,
     STOP_FORK,
     STOP_THROW,  // a user callback threw: Outcome::what says which and what
+    STOP_MAP_BEGIN,  // psh_map_options.worker_begin returned non-zero
+    STOP_MAP_END,    // psh_map_options.worker_end returned non-zero
 };
 
 // Which user callback was running (for messages about exceptions).
-enum Callback { CB_KERNEL = 0, CB_BLOCK_KERNEL, CB_GET, CB_BEGIN, CB_END, CB_PROGRESS };
+// CB_BEGIN/CB_END: the functor's; CB_MAP_BEGIN/CB_MAP_END: psh_map_options'.
+enum Callback { CB_KERNEL = 0, CB_BLOCK_KERNEL, CB_GET, CB_BEGIN, CB_END, CB_PROGRESS, CB_MAP_BEGIN, CB_MAP_END };
 
 struct Outcome {
     int reason;      // StopReason

@@ -147,7 +147,7 @@ static int fn_get(void *self, size_t index, const void **value)
 static int fn_begin_fails(void *self, int worker_id)
 {
     struct record *r = self;
-    r->fail_begin = worker_id; /* the last worker whose begin ran (all fail) */
+    __atomic_store_n(&r->fail_begin, worker_id, __ATOMIC_SEQ_CST); /* the last worker whose begin ran (all fail) */
     return 21;
 }
 
@@ -301,6 +301,7 @@ static void test_error_info_invalid_arguments_have_no_worker(void **state)
     assert_int_equal(psh_functor_range(&f, 10), PSH_OK);
     assert_int_equal(psh_map(NULL, NULL, NULL, f), PSH_EINVAL);
     expect_plain(PSH_EINVAL, "psh_map: kernel is NULL");
+    psh_functor_destroy(f);
     assert_int_equal(psh_functor_range(&f, 10), PSH_OK); /* success in between */
     assert_int_equal(info_now().code, 0);
     psh_functor_destroy(f);

@@ -20,9 +20,13 @@ lib=$(readlink -f "$dir/libpasha.so.0")
 new="$dir/libpasha.so.0.abi"
 abidw --no-corpus-path --drop-private-types --headers-dir include/pasha --type-id-style hash \
       --out-file "$new" "$lib"
+# abi/libpasha.so.0.abignore: option structs may grow at the end (reviewed
+# growth; libabigail would also hide a member retyped in the same change, so
+# tests/test-worker-hooks.c pins the old members' types and offsets).
+supp=(--suppressions abi/libpasha.so.0.abignore)
 set +e
-abidiff abi/libpasha.so.0.abi "$new"              # the full report, additions included
-abidiff --no-added-syms abi/libpasha.so.0.abi "$new" >/dev/null
+abidiff "${supp[@]}" abi/libpasha.so.0.abi "$new"              # the full report, additions included
+abidiff "${supp[@]}" --no-added-syms abi/libpasha.so.0.abi "$new" >/dev/null
 rc=$?                                             # the verdict: anything but additions
 set -e
 if (( rc & 3 )); then

@@ -15,7 +15,8 @@
  *
  * Conventions (after libgit2):
  *   - Functions that can fail return int: PSH_OK (0) or a negative PSH_E*
- *     code; psh_last_error() then says what went wrong, in words.
+ *     code; psh_last_error() then says what went wrong, in words, and
+ *     psh_last_error_info() as data (code, worker, index, signal, callback).
  *   - The output parameter comes first and is set only on success.
  *   - Accessors (psh_*_get-like functions such as psh_array_ndim) never fail;
  *     given NULL they return 0 / NULL.
@@ -37,8 +38,10 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
+/** Marks the functions libpasha exports (every other symbol is hidden). */
 #define PSH_API __attribute__((visibility("default")))
 #else
+/** Marks the functions libpasha exports (nothing to mark here). */
 #define PSH_API
 #endif
 
@@ -502,10 +505,42 @@ typedef struct psh_map_options {
                                       kernels the copy, so user_data may live
                                       on the caller's stack. 0: pass the
                                       pointer as is. Other kinds ignore it. */
+    /** NULL, or called in each worker (its thread or process) once per map,
+     *  before its first item, with the map's user_data (the shared copy in
+     *  a persistent pool) and the worker's id; non-zero fails the map like
+     *  a kernel error (PSH_EKERNEL, callback "worker_begin") and that worker
+     *  runs no items. Every worker of the map runs it, also one that gets
+     *  no items (so per-worker setup and teardown always pair up); a
+     *  worker that takes several chunks (dynamic, guided) runs it once.
+     *  It runs before the functor's worker_begin (psh_functor_vtable). A map
+     *  of no items returns at once and runs neither; a map nested in a
+     *  kernel runs its hooks in that worker, around the inner map. */
+    int (*worker_begin)(void *user_data, int worker_id);
+    /** NULL, or called in each worker once per map after its last item,
+     *  also after an error, when its worker_begin (if any) returned 0; runs
+     *  after the functor's worker_end and before psh_map returns. Non-zero
+     *  fails the map (PSH_EKERNEL, callback "worker_end") unless it already
+     *  failed. A worker process that dies does not run it. */
+    int (*worker_end)(void *user_data, int worker_id);
 } psh_map_options;
 
-/** Fill opts with the defaults and set struct_size. NULL is a no-op. */
+/** Fill the first struct_size bytes of opts with the defaults and set its
+ *  struct_size to them (at most sizeof(psh_map_options) of this version):
+ *  the safe way to initialize a struct that may be older or newer than the
+ *  library. NULL, or a size too small for schedule, is a no-op. */
+PSH_API void psh_map_options_init_size(psh_map_options *opts, size_t struct_size);
+
+/** Fill opts with the defaults and set struct_size. NULL is a no-op.
+ *  From C and C++ this is a macro that passes sizeof(psh_map_options) of
+ *  the header compiled against to psh_map_options_init_size. The exported
+ *  function of this name (what binaries built against pasha 0.2 or older, and
+ *  foreign-function interfaces call) fills the struct as it was in 0.2, up
+ *  to user_data_size, so that it never writes past an older caller's
+ *  struct; an FFI that declares worker_begin / worker_end must call
+ *  psh_map_options_init_size instead. */
 PSH_API void psh_map_options_init(psh_map_options *opts);
+/** psh_map_options_init for C and C++: the size of the struct compiled against. */
+#define psh_map_options_init(opts) psh_map_options_init_size((opts), sizeof(psh_map_options))
 
 /** psh_map with options (opts NULL: as psh_map). Errors: as psh_map;
  *  PSH_ECANCELED; PSH_EINVAL for a bad schedule or struct_size. */

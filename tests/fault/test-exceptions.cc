@@ -121,6 +121,9 @@ void src_end(void *self, int)
 }
 int noop_kernel(void *, int, size_t, const void *) { return 0; }
 
+int throwing_map_begin(void *, int) { throw std::runtime_error("no setup"); }
+int throwing_map_end(void *, int) { throw std::domain_error("no teardown"); }
+
 void throwing_progress(void *, size_t, size_t) { throw std::runtime_error("progress bar broke"); }
 
 int slow_kernel(void *, int, size_t, const void *)
@@ -270,6 +273,20 @@ void run_config(const Config &cfg)
     expect_error(rc, {"the progress callback threw", "std::runtime_error: progress bar broke"}, cfg.name);
     expect_info("progress", -1, false, cfg.workers, cfg.name);
 
+    // 8-9. The map's own worker_begin and worker_end (psh_map_options).
+    for (int end = 0; end < 2; ++end) {
+        psh_map_options_init(&mo);
+        (end ? mo.worker_end : mo.worker_begin) = end ? throwing_map_end : throwing_map_begin;
+        rc = psh_map_ext(ctx, noop_kernel, nullptr, range, &mo);
+        ++maps;
+        returns_to_main->fetch_add(1);
+        if (end)
+            expect_error(rc, {"the map's worker_end threw", "std::domain_error: no teardown"}, cfg.name);
+        else
+            expect_error(rc, {"the map's worker_begin threw", "std::runtime_error: no setup"}, cfg.name);
+        expect_info(end ? "worker_end" : "worker_begin", -1, true, cfg.workers, cfg.name);
+    }
+
     // The context still works and computes the right values.
     CHECK(psh_map(ctx, fill_kernel, d, range) == PSH_OK);
     ++maps;
@@ -286,7 +303,8 @@ void run_config(const Config &cfg)
     psh_functor_destroy(range);
     psh_array_free(out);
     psh_context_destroy(ctx);
-    std::printf("ok - %s: kernel, int, block kernel, get, worker_begin, worker_end and progress throws are "
+    std::printf("ok - %s: kernel, int, block kernel, get, worker_begin, worker_end, progress and the map's "
+                "worker_begin / worker_end throws are "
                 "PSH_EKERNEL with type, what(), index and worker; the context maps correctly afterwards\n",
                 cfg.name);
 }
