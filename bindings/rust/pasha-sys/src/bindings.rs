@@ -299,6 +299,33 @@ kernels the copy, so user_data may live
 on the caller's stack. 0: pass the
 pointer as is. Other kinds ignore it.*/
     pub user_data_size: usize,
+    /** NULL, or called in each worker (its thread or process) once per map,
+  before its first item, with the map's user_data (the shared copy in
+  a persistent pool) and the worker's id; non-zero fails the map like
+  a kernel error (PSH_EKERNEL, callback "worker_begin") and that worker
+  runs no items. Every worker of the map runs it, also one that gets
+  no items (so per-worker setup and teardown always pair up); a
+  worker that takes several chunks (dynamic, guided) runs it once.
+  It runs before the functor's worker_begin (psh_functor_vtable). A map
+  of no items returns at once and runs neither; a map nested in a
+  kernel runs its hooks in that worker, around the inner map.*/
+    pub worker_begin: ::core::option::Option<
+        unsafe extern "C" fn(
+            user_data: *mut ::core::ffi::c_void,
+            worker_id: ::core::ffi::c_int,
+        ) -> ::core::ffi::c_int,
+    >,
+    /** NULL, or called in each worker once per map after its last item,
+  also after an error, when its worker_begin (if any) returned 0; runs
+  after the functor's worker_end and before psh_map returns. Non-zero
+  fails the map (PSH_EKERNEL, callback "worker_end") unless it already
+  failed. A worker process that dies does not run it.*/
+    pub worker_end: ::core::option::Option<
+        unsafe extern "C" fn(
+            user_data: *mut ::core::ffi::c_void,
+            worker_id: ::core::ffi::c_int,
+        ) -> ::core::ffi::c_int,
+    >,
 }
 /// A hook run around the forks libpasha makes for its worker processes.
 pub type psh_fork_hook = ::core::option::Option<
@@ -533,7 +560,19 @@ extern "C" {
         user_data: *mut ::core::ffi::c_void,
         n: usize,
     ) -> ::core::ffi::c_int;
-    /// Fill opts with the defaults and set struct_size. NULL is a no-op.
+    /** Fill the first struct_size bytes of opts with the defaults and set its
+  struct_size to them (at most sizeof(psh_map_options) of this version):
+  the safe way to initialize a struct that may be older or newer than the
+  library. NULL, or a size too small for schedule, is a no-op.*/
+    pub fn psh_map_options_init_size(opts: *mut psh_map_options, struct_size: usize);
+    /** Fill opts with the defaults and set struct_size. NULL is a no-op.
+  From C and C++ this is a macro that passes sizeof(psh_map_options) of
+  the header compiled against to psh_map_options_init_size. The exported
+  function of this name (what binaries built against pasha 0.2 or older, and
+  foreign-function interfaces call) fills the struct as it was in 0.2, up
+  to user_data_size, so that it never writes past an older caller's
+  struct; an FFI that declares worker_begin / worker_end must call
+  psh_map_options_init_size instead.*/
     pub fn psh_map_options_init(opts: *mut psh_map_options);
     /** psh_map with options (opts NULL: as psh_map). Errors: as psh_map;
   PSH_ECANCELED; PSH_EINVAL for a bad schedule or struct_size.*/

@@ -415,35 +415,102 @@ impl Schedule {
 /// })?;
 /// # Ok::<(), pasha::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MapOptions {
+///
+/// Per-worker setup and teardown (`psh_map_options.worker_begin` /
+/// `worker_end`): `begin(worker)` runs in each worker (its thread or
+/// process) once per map before its first item, `end(worker)` once after
+/// its last, however many chunks the worker takes, also in a worker that
+/// gets no items; an `Err` (or a panic) fails the map with
+/// [`ErrorKind::Kernel`] and `callback()` `"worker_begin"` / `"worker_end"`.
+///
+/// ```no_run
+/// use pasha::{Context, Kind, MapOptions};
+/// let ctx = Context::new(Kind::Processes, 2)?;
+/// let begin = |w: usize| -> Result<(), String> { /* open worker w's file */ Ok(()) };
+/// let end = |w: usize| -> Result<(), String> { /* close it */ Ok(()) };
+/// let opts = MapOptions::new().worker_begin(&begin).worker_end(&end);
+/// ctx.map_with(opts, 0..100, |_w, _i, _v| Ok::<(), String>(()))?;
+/// # Ok::<(), pasha::Error>(())
+/// ```
+#[derive(Clone, Copy, Default)]
+pub struct MapOptions<'a> {
     schedule: Option<Schedule>,
     chunk: usize,
+    worker_begin: Option<&'a WorkerHook<'a>>,
+    worker_end: Option<&'a WorkerHook<'a>>,
 }
 
-impl MapOptions {
-    /// The context's schedule and chunk.
-    pub fn new() -> MapOptions {
+/// A per-worker hook of [`MapOptions`]: called with the worker id.
+pub type WorkerHook<'a> = dyn Fn(usize) -> std::result::Result<(), String> + Sync + 'a;
+
+impl fmt::Debug for MapOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapOptions")
+            .field("schedule", &self.schedule)
+            .field("chunk", &self.chunk)
+            .field("worker_begin", &self.worker_begin.is_some())
+            .field("worker_end", &self.worker_end.is_some())
+            .finish()
+    }
+}
+
+/// Equal: the same schedule and chunk, and the same hooks (by address).
+impl PartialEq for MapOptions<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: Option<&WorkerHook<'_>>, b: Option<&WorkerHook<'_>>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => ptr::addr_eq(a as *const WorkerHook<'_>, b as *const WorkerHook<'_>),
+            _ => false,
+        };
+        self.schedule == other.schedule
+            && self.chunk == other.chunk
+            && same(self.worker_begin, other.worker_begin)
+            && same(self.worker_end, other.worker_end)
+    }
+}
+
+impl<'a> MapOptions<'a> {
+    /// The context's schedule and chunk, no hooks.
+    pub fn new() -> MapOptions<'a> {
         MapOptions::default()
     }
     /// Use this schedule for the map.
-    pub fn schedule(mut self, schedule: Schedule) -> MapOptions {
+    pub fn schedule(mut self, schedule: Schedule) -> MapOptions<'a> {
         self.schedule = Some(schedule);
         self
     }
     /// Items per chunk (dynamic) or the smallest chunk (guided); 0: the
     /// context's. The static schedule ignores it here: a worker's share is
     /// one chunk.
-    pub fn chunk(mut self, chunk: usize) -> MapOptions {
+    pub fn chunk(mut self, chunk: usize) -> MapOptions<'a> {
         self.chunk = chunk;
         self
     }
+    /// Run `hook(worker)` in each worker before its first item.
+    pub fn worker_begin<H>(mut self, hook: &'a H) -> MapOptions<'a>
+    where
+        H: Fn(usize) -> std::result::Result<(), String> + Sync + 'a,
+    {
+        self.worker_begin = Some(hook);
+        self
+    }
+    /// Run `hook(worker)` in each worker after its last item (also after an
+    /// error, when its `worker_begin` succeeded; not in a worker process
+    /// that died).
+    pub fn worker_end<H>(mut self, hook: &'a H) -> MapOptions<'a>
+    where
+        H: Fn(usize) -> std::result::Result<(), String> + Sync + 'a,
+    {
+        self.worker_end = Some(hook);
+        self
+    }
     fn raw(&self) -> Option<sys::psh_map_options> {
-        if self.schedule.is_none() && self.chunk == 0 {
+        if self.schedule.is_none() && self.chunk == 0 && self.worker_begin.is_none() && self.worker_end.is_none() {
             return None;
         }
         let mut o = unsafe { std::mem::zeroed::<sys::psh_map_options>() };
-        unsafe { sys::psh_map_options_init(&mut o) };
+        // The size of the struct these bindings declare (hooks included).
+        unsafe { sys::psh_map_options_init_size(&mut o, std::mem::size_of::<sys::psh_map_options>()) };
         if let Some(s) = self.schedule {
             o.schedule = s.raw();
         }
@@ -607,8 +674,12 @@ impl Context {
         B: Fn(usize, usize, usize) -> std::result::Result<(), Failure> + Sync,
     {
         let sink = ErrorSink::new(self);
-        let call = BlockCall { body: &body, n, sink: &sink };
-        let raw_opts = opts.raw();
+        let call = BlockCall { body: &body, n, sink: &sink, begin: opts.worker_begin, end: opts.worker_end };
+        let mut raw_opts = opts.raw();
+        if let Some(o) = raw_opts.as_mut() {
+            o.worker_begin = opts.worker_begin.map(|_| begin_trampoline::<B> as unsafe extern "C" fn(*mut c_void, c_int) -> c_int);
+            o.worker_end = opts.worker_end.map(|_| end_trampoline::<B> as unsafe extern "C" fn(*mut c_void, c_int) -> c_int);
+        }
         let opts_ptr = raw_opts.as_ref().map_or(ptr::null(), |o| o as *const sys::psh_map_options);
         let code = unsafe {
             sys::psh_map_blocks_ext(self.raw, Some(block_trampoline::<B>), &call as *const _ as *mut c_void, n, opts_ptr)
@@ -1133,6 +1204,37 @@ struct BlockCall<'a, B> {
     body: &'a B,
     n: usize,
     sink: &'a ErrorSink,
+    begin: Option<&'a WorkerHook<'a>>,
+    end: Option<&'a WorkerHook<'a>>,
+}
+
+/// `psh_map_options.worker_begin` / `worker_end`: the map's user_data is
+/// the BlockCall, whose hooks are the MapOptions'.
+unsafe extern "C" fn begin_trampoline<B>(user_data: *mut c_void, worker: c_int) -> c_int {
+    let call = &*(user_data as *const BlockCall<'_, B>);
+    run_hook(call.begin, call.sink, worker, "worker_begin")
+}
+
+unsafe extern "C" fn end_trampoline<B>(user_data: *mut c_void, worker: c_int) -> c_int {
+    let call = &*(user_data as *const BlockCall<'_, B>);
+    run_hook(call.end, call.sink, worker, "worker_end")
+}
+
+fn run_hook(hook: Option<&WorkerHook<'_>>, sink: &ErrorSink, worker: c_int, name: &str) -> c_int {
+    let (Some(hook), Ok(w)) = (hook, usize::try_from(worker)) else {
+        return 0;
+    };
+    match catch_unwind(AssertUnwindSafe(|| hook(w))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            sink.record(w, Failure::text(format!("{name} failed in worker {w}: {e}")));
+            1
+        }
+        Err(panic) => {
+            sink.record(w, Failure::text(format!("{name} panicked in worker {w}: {}", panic_text(&panic))));
+            2
+        }
+    }
 }
 
 /// The block kernel libpasha calls: one per chunk, for one closure type, so

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 
 const KINDS: [Kind; 3] = [Kind::Serial, Kind::Threads, Kind::Processes];
 
-fn schedules() -> [MapOptions; 3] {
+fn schedules() -> [MapOptions<'static>; 3] {
     [
         MapOptions::new(),
         MapOptions::new().schedule(Schedule::Dynamic).chunk(7),
