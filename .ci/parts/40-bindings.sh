@@ -68,8 +68,12 @@ EOF
         unset LD_LIBRARY_PATH
         cargo test --quiet --manifest-path "$manifest" --target-dir "$target/bundled" --features pasha/bundled --tests
         ! ldd "$target"/bundled/debug/deps/map-* 2>/dev/null | grep -q libpasha
-        cargo package --quiet --workspace --allow-dirty --manifest-path "$manifest" --target-dir "$target/bundled"
-        cargo publish --dry-run --quiet --workspace --allow-dirty --manifest-path "$manifest" --target-dir "$target/bundled"
+        # A fresh target dir: cargo treats the verified pasha-sys as a
+        # registry crate, whose build it never redoes for the same version,
+        # so an old build would be verified instead of today's sources.
+        rm -rf "$target/package-check"
+        cargo package --quiet --workspace --allow-dirty --manifest-path "$manifest" --target-dir "$target/package-check"
+        cargo publish --dry-run --quiet --workspace --allow-dirty --manifest-path "$manifest" --target-dir "$target/package-check"
     )
     echo "rust: bindings.rs matches the header; bundled tests, cargo package and publish --dry-run pass without libpasha"
 else
