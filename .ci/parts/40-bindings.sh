@@ -54,6 +54,28 @@ EOF
     readelf -d "$target/consumer/debug/consumer" | grep -q RUNPATH
     rm -rf "$consumer"
     echo "rust: consumer crate with the README's rpath recipe runs without LD_LIBRARY_PATH"
+
+    # pasha-sys/src/bindings.rs (and the layout test's list) are generated
+    # from the header by bindgen: regenerating must change nothing.
+    cargo run --quiet --manifest-path bindings/rust/bindgen/Cargo.toml --target-dir "$target/bindgen" -- --check
+
+    # Without any libpasha (pkg-config pointed nowhere, no LD_LIBRARY_PATH):
+    # the safe crate's tests with the engine bundled in pasha-sys (one
+    # build), and both crates as cargo package makes them, verified by
+    # building them the same way (the packaged engine sources compile).
+    (
+        export PKG_CONFIG_PATH=/nonexistent
+        unset LD_LIBRARY_PATH
+        cargo test --quiet --manifest-path "$manifest" --target-dir "$target/bundled" --features pasha/bundled --tests
+        ! ldd "$target"/bundled/debug/deps/map-* 2>/dev/null | grep -q libpasha
+        # A fresh target dir: cargo treats the verified pasha-sys as a
+        # registry crate, whose build it never redoes for the same version,
+        # so an old build would be verified instead of today's sources.
+        rm -rf "$target/package-check"
+        cargo package --quiet --workspace --allow-dirty --manifest-path "$manifest" --target-dir "$target/package-check"
+        cargo publish --dry-run --quiet --workspace --allow-dirty --manifest-path "$manifest" --target-dir "$target/package-check"
+    )
+    echo "rust: bindings.rs matches the header; bundled tests, cargo package and publish --dry-run pass without libpasha"
 else
     echo "rust: cargo not installed, skipped"
 fi

@@ -6,6 +6,11 @@
 //!
 //! Rows (issue 15):
 //! * fine: 10^7 items, `out[i] = (in[i]*1.5+2)*0.5-1` (f64): per-item cost.
+//! * collect: the fine row's results as a new `Vec<f64>` per round
+//!   (`map_collect` / rayon `collect`).
+//! * fold / reduce: (sum, sum of squares) of the fine row's input
+//!   (`fold` / rayon `fold().reduce()`), and the sum of its results
+//!   (`reduce` / rayon `map().reduce()`).
 //! * imbalanced: item i costs ~i (a dependent chain of i multiply-adds).
 //!
 //! ```sh
@@ -175,6 +180,66 @@ fn main() -> Result<(), pasha::Error> {
     check(&out_b);
     check(&out_o);
     check(&out_r);
+
+    // ---- collect: the results as a Vec<f64> in item order (a new Vec per round)
+    {
+        let mut got_p = Vec::new();
+        let mut got_d = Vec::new();
+        let mut got_r = Vec::new();
+        let dynamic = MapOptions::new().schedule(Schedule::Dynamic);
+        let mut vs = vec![
+            variant("pasha map_collect (slice source)", || {
+                got_p = ctx.map_collect(&input[..], |_w, _i, x| Ok::<_, Infallible>(fine(*x))).unwrap();
+            }),
+            variant("pasha map_collect, dynamic (per map)", || {
+                got_d = ctx.map_collect_with(dynamic, &input[..], |_w, _i, x| Ok::<_, Infallible>(fine(*x))).unwrap();
+            }),
+            variant("rayon par_iter().map().collect()", || {
+                got_r = pool.install(|| input.par_iter().map(|x| fine(*x)).collect::<Vec<f64>>());
+            }),
+        ];
+        rounds(&mut vs, r);
+        report("collect: Vec of (in[i]*1.5+2)*0.5-1, f64", &vs, "rayon par_iter().map().collect()", n);
+        drop(vs);
+        check(&got_p);
+        check(&got_d);
+        check(&got_r);
+    }
+
+    // ---- fold / reduce: (sum, sum of squares) and a plain sum
+    {
+        let (mut fp, mut fr, mut rp, mut rr) = ((0.0, 0.0), (0.0, 0.0), 0.0, 0.0);
+        let add = |a: (f64, f64), b: (f64, f64)| (a.0 + b.0, a.1 + b.1);
+        let mut vs = vec![
+            variant("pasha fold (sum, sum of squares)", || {
+                fp = ctx
+                    .fold(&input[..], || (0.0, 0.0), |(s, q), _w, _i, x| Ok::<_, Infallible>((s + x, q + x * x)), add)
+                    .unwrap();
+            }),
+            variant("rayon fold().reduce() (sum, sum of squares)", || {
+                fr = pool.install(|| {
+                    input.par_iter().fold(|| (0.0, 0.0), |(s, q), x| (s + x, q + x * x)).reduce(|| (0.0, 0.0), add)
+                });
+            }),
+            variant("pasha reduce (sum of fine(x))", || {
+                rp = ctx.reduce(&input[..], 0.0, |_w, _i, x| Ok::<_, Infallible>(fine(*x)), |a, b| a + b).unwrap();
+            }),
+            variant("rayon map().reduce() (sum of fine(x))", || {
+                rr = pool.install(|| input.par_iter().map(|x| fine(*x)).reduce(|| 0.0, |a, b| a + b));
+            }),
+        ];
+        rounds(&mut vs, r);
+        report("fold: (sum, sum of squares) of in[i]; reduce: sum of fine(in[i])", &vs, "rayon fold().reduce() (sum, sum of squares)", n);
+        let r2 = vs.iter().position(|v| v.name.starts_with("rayon map().reduce()")).unwrap();
+        report("reduce against its own rayon row", &vs[2..=r2], "rayon map().reduce() (sum of fine(x))", n);
+        drop(vs);
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        let s: f64 = input.iter().sum();
+        let q: f64 = input.iter().map(|x| x * x).sum();
+        let f: f64 = input.iter().map(|x| fine(*x)).sum();
+        assert!(close(fp.0, s) && close(fp.1, q) && close(fr.0, s) && close(fr.1, q), "a wrong fold");
+        assert!(close(rp, f) && close(rr, f), "a wrong reduce");
+    }
 
     // ---- imbalanced: item i costs ~i
     let mut o_static = ctx.alloc::<f64>(&[imb])?;

@@ -6,7 +6,7 @@
 fn main() {
     println!("cargo:rerun-if-env-changed=DEP_PASHA_LIBDIR");
     if let Some(dirs) = std::env::var_os("DEP_PASHA_LIBDIR") {
-        for dir in std::env::split_paths(&dirs) {
+        for dir in std::env::split_paths(&dirs).filter(|d| !d.as_os_str().is_empty()) {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
         }
     }

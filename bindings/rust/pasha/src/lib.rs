@@ -90,6 +90,7 @@ pub use pasha_sys as sys;
 use std::ffi::CStr;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut, Range};
 use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -133,13 +134,21 @@ impl ErrorKind {
     }
 }
 
-/// An error from libpasha: its kind, the raw status code and the message
-/// of `psh_last_error()` (plus, for closure errors, the closure's text).
+/// An error from libpasha: its kind, the raw status code, the message of
+/// `psh_last_error()` (plus, for closure errors, the closure's text), and
+/// what `psh_last_error_info()` knows as data: which worker, which item,
+/// which signal or exit status, which callback. Nothing here is parsed
+/// from the message.
 #[derive(Debug, Clone)]
 pub struct Error {
     kind: ErrorKind,
     code: i32,
     message: String,
+    worker_id: Option<usize>,
+    index: Option<usize>,
+    signal: Option<i32>,
+    exit_status: Option<i32>,
+    callback: Option<String>,
 }
 
 impl Error {
@@ -155,12 +164,67 @@ impl Error {
     pub fn message(&self) -> &str {
         &self.message
     }
+    /// The worker that failed (or whose process died), if a worker was
+    /// involved.
+    pub fn worker_id(&self) -> Option<usize> {
+        self.worker_id
+    }
+    /// The item that failed: the exact index when a closure returned `Err`
+    /// for it; for a panic, the start of the chunk it happened in; for a
+    /// dead worker process, the item it was on. `None` when no item was
+    /// involved.
+    pub fn index(&self) -> Option<usize> {
+        self.index
+    }
+    /// The signal that ended a worker process (e.g. 6 for SIGABRT).
+    pub fn signal(&self) -> Option<i32> {
+        self.signal
+    }
+    /// The exit status of a worker process that exited.
+    pub fn exit_status(&self) -> Option<i32> {
+        self.exit_status
+    }
+    /// The libpasha callback that failed, as `psh_error_info.callback`
+    /// names it: `"block_kernel"` for the closures of this crate (they run
+    /// in block kernels), `"worker_begin"`, `"worker_end"`, ...
+    pub fn callback(&self) -> Option<&str> {
+        self.callback.as_deref()
+    }
     fn last(code: c_int) -> Error {
-        let message = unsafe { CStr::from_ptr(sys::psh_last_error()) }.to_string_lossy().into_owned();
-        Error { kind: ErrorKind::from_code(code), code, message }
+        let mut info = unsafe { std::mem::zeroed::<sys::psh_error_info>() };
+        info.struct_size = std::mem::size_of::<sys::psh_error_info>();
+        let text = |p: *const std::os::raw::c_char| {
+            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+        };
+        if unsafe { sys::psh_last_error_info(&mut info) } != sys::PSH_OK {
+            let message = text(unsafe { sys::psh_last_error() }).unwrap_or_default();
+            return Error { message, ..Error::bare(code) };
+        }
+        Error {
+            kind: ErrorKind::from_code(code),
+            code,
+            message: text(info.message).unwrap_or_default(),
+            worker_id: usize::try_from(info.worker_id).ok(),
+            index: usize::try_from(info.index).ok(),
+            signal: (info.signal != 0).then_some(info.signal),
+            exit_status: (info.exit_status >= 0).then_some(info.exit_status),
+            callback: text(info.callback),
+        }
+    }
+    fn bare(code: c_int) -> Error {
+        Error {
+            kind: ErrorKind::from_code(code),
+            code,
+            message: String::new(),
+            worker_id: None,
+            index: None,
+            signal: None,
+            exit_status: None,
+            callback: None,
+        }
     }
     fn invalid(message: String) -> Error {
-        Error { kind: ErrorKind::Invalid, code: sys::PSH_EINVAL, message }
+        Error { message, ..Error::bare(sys::PSH_EINVAL) }
     }
 }
 
@@ -194,6 +258,20 @@ pub fn version() -> &'static str {
 /// [`sys::PSH_VERSION_NUMBER`], the header's these bindings were made for.
 pub fn version_number() -> u32 {
     unsafe { sys::psh_version_number() }
+}
+
+/// The default number of workers (`psh_cpu_count()`): `PASHA_NUM_WORKERS`
+/// if set, else the smallest of the CPU affinity mask, the cgroup CPU quota
+/// (rounded up) and `SLURM_CPUS_PER_TASK`; at least 1. What
+/// `Context::new(kind, 0)` uses. Errors: [`ErrorKind::Invalid`] when
+/// `PASHA_NUM_WORKERS` or `SLURM_CPUS_PER_TASK` is malformed (named in the
+/// message).
+pub fn cpu_count() -> Result<usize> {
+    let n = unsafe { sys::psh_cpu_count() };
+    if n < 0 {
+        return Err(Error::last(n));
+    }
+    Ok(n as usize)
 }
 
 /// How the workers of a context run.
@@ -272,6 +350,32 @@ element!(i8 => PSH_INT8, u8 => PSH_UINT8, i16 => PSH_INT16, u16 => PSH_UINT16,
          i32 => PSH_INT32, u32 => PSH_UINT32, i64 => PSH_INT64, u64 => PSH_UINT64,
          f32 => PSH_FLOAT32, f64 => PSH_FLOAT64);
 
+/// Plain data: values that may travel from a worker process to the caller
+/// as bytes, the results of [`Context::map_collect`] and the accumulators
+/// of [`Context::fold`] / [`Context::reduce`] (as `bytemuck::Pod` or a C++
+/// trivially copyable type). Implemented for the numbers, `bool`, `char`,
+/// `()`, arrays, tuples of up to six and `Option`s of plain data.
+///
+/// # Safety
+/// A copy of the bytes of a `Self` made in one process must be a valid
+/// `Self` in another process forked from the same parent: no pointers or
+/// references into memory a worker allocates (heap, stack), no handles
+/// private to a process. `#[repr(C)]` structs of plain fields qualify:
+/// `unsafe impl pasha::Plain for MyStats {}`.
+pub unsafe trait Plain: Copy + Send + Sync + 'static {}
+
+macro_rules! plain {
+    ($($t:ty),*) => {$( unsafe impl Plain for $t {} )*};
+}
+plain!(i8, u8, i16, u16, i32, u32, i64, u64, i128, u128, isize, usize, f32, f64, bool, char, ());
+unsafe impl<T: Plain, const N: usize> Plain for [T; N] {}
+unsafe impl<T: Plain> Plain for Option<T> {}
+unsafe impl<T: Plain> Plain for std::num::Wrapping<T> {}
+macro_rules! plain_tuple {
+    ($(($($t:ident),+))*) => {$( unsafe impl<$($t: Plain),+> Plain for ($($t,)+) {} )*};
+}
+plain_tuple!((A) (A, B) (A, B, C) (A, B, C, D) (A, B, C, D, E) (A, B, C, D, E, F));
+
 /// How a map's indices are split among the workers (`psh_schedule`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Schedule {
@@ -311,35 +415,102 @@ impl Schedule {
 /// })?;
 /// # Ok::<(), pasha::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct MapOptions {
+///
+/// Per-worker setup and teardown (`psh_map_options.worker_begin` /
+/// `worker_end`): `begin(worker)` runs in each worker (its thread or
+/// process) once per map before its first item, `end(worker)` once after
+/// its last, however many chunks the worker takes, also in a worker that
+/// gets no items; an `Err` (or a panic) fails the map with
+/// [`ErrorKind::Kernel`] and `callback()` `"worker_begin"` / `"worker_end"`.
+///
+/// ```no_run
+/// use pasha::{Context, Kind, MapOptions};
+/// let ctx = Context::new(Kind::Processes, 2)?;
+/// let begin = |w: usize| -> Result<(), String> { /* open worker w's file */ Ok(()) };
+/// let end = |w: usize| -> Result<(), String> { /* close it */ Ok(()) };
+/// let opts = MapOptions::new().worker_begin(&begin).worker_end(&end);
+/// ctx.map_with(opts, 0..100, |_w, _i, _v| Ok::<(), String>(()))?;
+/// # Ok::<(), pasha::Error>(())
+/// ```
+#[derive(Clone, Copy, Default)]
+pub struct MapOptions<'a> {
     schedule: Option<Schedule>,
     chunk: usize,
+    worker_begin: Option<&'a WorkerHook<'a>>,
+    worker_end: Option<&'a WorkerHook<'a>>,
 }
 
-impl MapOptions {
-    /// The context's schedule and chunk.
-    pub fn new() -> MapOptions {
+/// A per-worker hook of [`MapOptions`]: called with the worker id.
+pub type WorkerHook<'a> = dyn Fn(usize) -> std::result::Result<(), String> + Sync + 'a;
+
+impl fmt::Debug for MapOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapOptions")
+            .field("schedule", &self.schedule)
+            .field("chunk", &self.chunk)
+            .field("worker_begin", &self.worker_begin.is_some())
+            .field("worker_end", &self.worker_end.is_some())
+            .finish()
+    }
+}
+
+/// Equal: the same schedule and chunk, and the same hooks (by address).
+impl PartialEq for MapOptions<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: Option<&WorkerHook<'_>>, b: Option<&WorkerHook<'_>>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => ptr::addr_eq(a as *const WorkerHook<'_>, b as *const WorkerHook<'_>),
+            _ => false,
+        };
+        self.schedule == other.schedule
+            && self.chunk == other.chunk
+            && same(self.worker_begin, other.worker_begin)
+            && same(self.worker_end, other.worker_end)
+    }
+}
+
+impl<'a> MapOptions<'a> {
+    /// The context's schedule and chunk, no hooks.
+    pub fn new() -> MapOptions<'a> {
         MapOptions::default()
     }
     /// Use this schedule for the map.
-    pub fn schedule(mut self, schedule: Schedule) -> MapOptions {
+    pub fn schedule(mut self, schedule: Schedule) -> MapOptions<'a> {
         self.schedule = Some(schedule);
         self
     }
     /// Items per chunk (dynamic) or the smallest chunk (guided); 0: the
     /// context's. The static schedule ignores it here: a worker's share is
     /// one chunk.
-    pub fn chunk(mut self, chunk: usize) -> MapOptions {
+    pub fn chunk(mut self, chunk: usize) -> MapOptions<'a> {
         self.chunk = chunk;
         self
     }
+    /// Run `hook(worker)` in each worker before its first item.
+    pub fn worker_begin<H>(mut self, hook: &'a H) -> MapOptions<'a>
+    where
+        H: Fn(usize) -> std::result::Result<(), String> + Sync + 'a,
+    {
+        self.worker_begin = Some(hook);
+        self
+    }
+    /// Run `hook(worker)` in each worker after its last item (also after an
+    /// error, when its `worker_begin` succeeded; not in a worker process
+    /// that died).
+    pub fn worker_end<H>(mut self, hook: &'a H) -> MapOptions<'a>
+    where
+        H: Fn(usize) -> std::result::Result<(), String> + Sync + 'a,
+    {
+        self.worker_end = Some(hook);
+        self
+    }
     fn raw(&self) -> Option<sys::psh_map_options> {
-        if self.schedule.is_none() && self.chunk == 0 {
+        if self.schedule.is_none() && self.chunk == 0 && self.worker_begin.is_none() && self.worker_end.is_none() {
             return None;
         }
         let mut o = unsafe { std::mem::zeroed::<sys::psh_map_options>() };
-        unsafe { sys::psh_map_options_init(&mut o) };
+        // The size of the struct these bindings declare (hooks included).
+        unsafe { sys::psh_map_options_init_size(&mut o, std::mem::size_of::<sys::psh_map_options>()) };
         if let Some(s) = self.schedule {
             o.schedule = s.raw();
         }
@@ -500,11 +671,15 @@ impl Context {
     /// hands them out; every chunk is checked to lie inside `0..n` first.
     fn run_blocks<B>(&self, opts: MapOptions, n: usize, body: B) -> Result<()>
     where
-        B: Fn(usize, usize, usize) -> std::result::Result<(), String> + Sync,
+        B: Fn(usize, usize, usize) -> std::result::Result<(), Failure> + Sync,
     {
         let sink = ErrorSink::new(self);
-        let call = BlockCall { body: &body, n, sink: &sink };
-        let raw_opts = opts.raw();
+        let call = BlockCall { body: &body, n, sink: &sink, begin: opts.worker_begin, end: opts.worker_end };
+        let mut raw_opts = opts.raw();
+        if let Some(o) = raw_opts.as_mut() {
+            o.worker_begin = opts.worker_begin.map(|_| begin_trampoline::<B> as unsafe extern "C" fn(*mut c_void, c_int) -> c_int);
+            o.worker_end = opts.worker_end.map(|_| end_trampoline::<B> as unsafe extern "C" fn(*mut c_void, c_int) -> c_int);
+        }
         let opts_ptr = raw_opts.as_ref().map_or(ptr::null(), |o| o as *const sys::psh_map_options);
         let code = unsafe {
             sys::psh_map_blocks_ext(self.raw, Some(block_trampoline::<B>), &call as *const _ as *mut c_void, n, opts_ptr)
@@ -512,8 +687,12 @@ impl Context {
         match check(code) {
             Ok(()) => Ok(()),
             Err(mut e) => {
-                if let Some(text) = sink.take() {
-                    e.message = format!("{} ({})", e.message, text);
+                if let Some((worker, failure)) = sink.take() {
+                    e.message = format!("{} ({})", e.message, failure.text);
+                    // The C library knows the chunk; the closure's item is exact.
+                    if failure.index.is_some() && e.worker_id == Some(worker) {
+                        e.index = failure.index;
+                    }
                 }
                 Err(e)
             }
@@ -544,7 +723,7 @@ impl Context {
             // Safety: run_blocks checked begin <= end <= n = source.len().
             unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    f(w, i, v).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                    f(w, i, v).map_err(|e| Failure::at(i, e))
                 })
             }
         })
@@ -583,7 +762,7 @@ impl Context {
             // the same element.
             unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    f(w, i, v, &mut *base.add(i)).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                    f(w, i, v, &mut *base.add(i)).map_err(|e| Failure::at(i, e))
                 })
             }
         })
@@ -623,7 +802,7 @@ impl Context {
         let n = source.len();
         self.run_blocks(opts, n, |w, begin, end| {
             if w >= workers {
-                return Err(format!("worker id {w} is outside 0..{workers}"));
+                return Err(Failure::text(format!("worker id {w} is outside 0..{workers}")));
             }
             // Safety: w < workers, the array has workers rows of `row`
             // elements, and no two workers run with one id at once.
@@ -631,7 +810,7 @@ impl Context {
             // Safety: run_blocks checked begin <= end <= n.
             unsafe {
                 source.for_each_in(begin, end, |i, v| {
-                    f(w, i, v, &mut *slot).map_err(|e| format!("the closure failed at index {i}: {e}"))
+                    f(w, i, v, &mut *slot).map_err(|e| Failure::at(i, e))
                 })
             }
         })
@@ -655,7 +834,7 @@ impl Context {
         E: fmt::Display,
     {
         self.run_blocks(opts, n, |w, begin, end| {
-            f(w, begin..end).map_err(|e| format!("the closure failed at chunk {begin}..{end}: {e}"))
+            f(w, begin..end).map_err(|e| Failure::chunk(begin, end, e))
         })
     }
 
@@ -682,8 +861,269 @@ impl Context {
         self.run_blocks(opts, n, |w, begin, end| {
             // Safety: run_blocks checked begin <= end <= n; chunks are disjoint.
             let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(begin), end - begin) };
-            f(w, begin..end, chunk).map_err(|e| format!("the closure failed at chunk {begin}..{end}: {e}"))
+            f(w, begin..end, chunk).map_err(|e| Failure::chunk(begin, end, e))
         })
+    }
+    /// Call `f(worker, index, value)` for every item of `source` and return
+    /// what it returns, in item order (as rayon's `collect`): `out[index]`
+    /// is `f`'s value for `index`, whichever worker computed it. In every
+    /// kind: a process context's children write the values into shared
+    /// memory, which is copied into the `Vec` once the map is over (hence
+    /// `T:` [`Plain`]). The first `Err` or panic stops the map with
+    /// [`ErrorKind::Kernel`], and no `Vec` is made.
+    ///
+    /// ```no_run
+    /// use pasha::{Context, Kind};
+    /// let ctx = Context::new(Kind::Processes, 4)?;
+    /// let squares: Vec<u64> = ctx.map_collect(0..1000, |_w, _i, v| Ok::<_, std::convert::Infallible>((v * v) as u64))?;
+    /// assert_eq!(squares[999], 998_001);
+    /// # Ok::<(), pasha::Error>(())
+    /// ```
+    pub fn map_collect<S, T, F, E>(&self, source: S, f: F) -> Result<Vec<T>>
+    where
+        S: Source,
+        T: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<T, E> + Send + Sync,
+        E: fmt::Display,
+    {
+        self.map_collect_with(MapOptions::default(), source, f)
+    }
+
+    /// [`Context::map_collect`] with this map's own options.
+    pub fn map_collect_with<S, T, F, E>(&self, opts: MapOptions, source: S, f: F) -> Result<Vec<T>>
+    where
+        S: Source,
+        T: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<T, E> + Send + Sync,
+        E: fmt::Display,
+    {
+        self.refuse_mpi("map_collect")?;
+        let n = source.len();
+        let mut out: Vec<T> = Vec::with_capacity(n);
+        // Process workers write into shared memory; the others straight
+        // into the Vec's buffer.
+        let shared = if self.kind() == Kind::Processes && n > 0 && std::mem::size_of::<T>() > 0 {
+            let bytes = n
+                .checked_mul(std::mem::size_of::<T>())
+                .and_then(|b| b.checked_add(std::mem::align_of::<T>()))
+                .ok_or_else(|| Error::invalid(format!("map_collect: {n} results do not fit in memory")))?;
+            Some(self.alloc::<u8>(&[bytes])?)
+        } else {
+            None
+        };
+        let base = SyncPtr(match &shared {
+            Some(a) => align_up(unsafe { sys::psh_array_data(a.raw) } as *mut u8, std::mem::align_of::<T>()) as *mut T,
+            None => out.as_mut_ptr(),
+        });
+        self.run_blocks(opts, n, |w, begin, end| {
+            let base = base.get();
+            // Safety: run_blocks checked begin <= end <= n, and the buffer
+            // holds n values; each index is in exactly one chunk.
+            unsafe {
+                source.for_each_in(begin, end, |i, v| {
+                    base.add(i).write(f(w, i, v).map_err(|e| Failure::at(i, e))?);
+                    Ok(())
+                })
+            }
+        })?;
+        // Safety: the map succeeded, so every index 0..n was written.
+        unsafe {
+            if shared.is_some() {
+                ptr::copy_nonoverlapping(base.get(), out.as_mut_ptr(), n);
+            }
+            out.set_len(n);
+        }
+        Ok(out)
+    }
+
+    /// Fold the items of `source` into one value, in the manner of rayon's
+    /// `fold().reduce()` and `tbb::parallel_reduce`: each worker starts
+    /// from `identity()` (once per map) and folds every item it is handed
+    /// into its accumulator with `fold(acc, worker, index, value)`; the
+    /// caller then combines the workers' accumulators with `combine`, in
+    /// worker order. The accumulators live on separate cache lines (and in
+    /// shared memory for processes, hence `A:` [`Plain`]).
+    ///
+    /// `combine` must be associative, with `identity()` its neutral
+    /// element. With the static schedule (worker `w`'s share precedes
+    /// `w + 1`'s) that is all; with a dynamic or guided one a worker folds
+    /// chunks that are not adjacent, so it must also be commutative.
+    /// Errors as [`Context::map`]; an empty source gives `identity()`.
+    ///
+    /// ```no_run
+    /// use pasha::{Context, Kind};
+    /// let ctx = Context::new(Kind::Threads, 4)?;
+    /// let data: Vec<f64> = (0..1000).map(|i| i as f64).collect();
+    /// // (sum, max)
+    /// let (sum, max) = ctx.fold(&data, || (0.0, f64::MIN),
+    ///     |(s, m), _w, _i, x| Ok::<_, std::convert::Infallible>((s + x, m.max(*x))),
+    ///     |(s1, m1), (s2, m2)| (s1 + s2, m1.max(m2)))?;
+    /// assert_eq!((sum, max), (499_500.0, 999.0));
+    /// # Ok::<(), pasha::Error>(())
+    /// ```
+    pub fn fold<S, A, I, F, C, E>(&self, source: S, identity: I, fold: F, combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        I: Fn() -> A + Send + Sync,
+        F: Fn(A, usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: FnMut(A, A) -> A,
+        E: fmt::Display,
+    {
+        self.fold_with(MapOptions::default(), source, identity, fold, combine)
+    }
+
+    /// [`Context::fold`] with this map's own options.
+    pub fn fold_with<S, A, I, F, C, E>(&self, opts: MapOptions, source: S, identity: I, fold: F, mut combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        I: Fn() -> A + Send + Sync,
+        F: Fn(A, usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: FnMut(A, A) -> A,
+        E: fmt::Display,
+    {
+        self.refuse_mpi("fold")?;
+        let workers = self.num_workers().max(1);
+        let slots = Slots::<A>::new(self, workers)?;
+        let base = SyncPtr(slots.base);
+        let n = source.len();
+        self.run_blocks(opts, n, |w, begin, end| {
+            if w >= workers {
+                return Err(Failure::text(format!("worker id {w} is outside 0..{workers}")));
+            }
+            // Safety: w < workers; no two workers run with one id at once.
+            let slot = unsafe { &mut *base.get().add(w) };
+            let mut acc = if slot.set { unsafe { slot.acc.assume_init() } } else { identity() };
+            // Safety: run_blocks checked begin <= end <= n.
+            let r = unsafe {
+                source.for_each_in(begin, end, |i, v| {
+                    acc = fold(acc, w, i, v).map_err(|e| Failure::at(i, e))?;
+                    Ok(())
+                })
+            };
+            slot.acc = MaybeUninit::new(acc);
+            slot.set = true;
+            r
+        })?;
+        let mut total: Option<A> = None;
+        for w in 0..workers {
+            // Safety: the map is over; the workers' writes are visible.
+            let slot = unsafe { &*base.get().add(w) };
+            if slot.set {
+                let acc = unsafe { slot.acc.assume_init() };
+                total = Some(match total {
+                    None => acc,
+                    Some(t) => combine(t, acc),
+                });
+            }
+        }
+        drop(slots);
+        Ok(total.unwrap_or_else(identity))
+    }
+
+    /// Reduce the items of `source` to one value: `combine` of `identity`
+    /// and `f(worker, index, value)` for every item (rayon's
+    /// `map().reduce()`). `combine` runs in the workers (each combines its
+    /// items into its own accumulator) and in the caller (over the
+    /// workers'); it must be associative with `identity` neutral, and also
+    /// commutative with a dynamic or guided schedule (see
+    /// [`Context::fold`]).
+    ///
+    /// ```no_run
+    /// use pasha::{Context, Kind};
+    /// let ctx = Context::new(Kind::Processes, 2)?;
+    /// let sum = ctx.reduce(1..101, 0u64, |_w, _i, v| Ok::<_, std::convert::Infallible>(v as u64), |a, b| a + b)?;
+    /// assert_eq!(sum, 5050);
+    /// # Ok::<(), pasha::Error>(())
+    /// ```
+    pub fn reduce<S, A, F, C, E>(&self, source: S, identity: A, f: F, combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: Fn(A, A) -> A + Send + Sync,
+        E: fmt::Display,
+    {
+        self.reduce_with(MapOptions::default(), source, identity, f, combine)
+    }
+
+    /// [`Context::reduce`] with this map's own options.
+    pub fn reduce_with<S, A, F, C, E>(&self, opts: MapOptions, source: S, identity: A, f: F, combine: C) -> Result<A>
+    where
+        S: Source,
+        A: Plain,
+        F: Fn(usize, usize, S::Item) -> std::result::Result<A, E> + Send + Sync,
+        C: Fn(A, A) -> A + Send + Sync,
+        E: fmt::Display,
+    {
+        let combine = &combine;
+        self.fold_with(opts, source, || identity, |acc, w, i, v| Ok::<A, E>(combine(acc, f(w, i, v)?)), combine)
+    }
+
+    fn refuse_mpi(&self, what: &str) -> Result<()> {
+        if self.kind() == Kind::Mpi {
+            let message = format!("{what}: not offered on MPI contexts by the safe API (each rank sees only its share)");
+            return Err(Error { message, ..Error::bare(sys::PSH_ENOTSUP) });
+        }
+        Ok(())
+    }
+}
+
+/// The first address at or after `p` that is a multiple of `align`.
+fn align_up(p: *mut u8, align: usize) -> *mut u8 {
+    let off = (p as usize).wrapping_neg() & (align - 1);
+    p.wrapping_add(off)
+}
+
+/// One worker's accumulator of a fold, alone on its cache lines (128
+/// bytes: a line and the one the adjacent-line prefetcher pairs with it).
+#[repr(C, align(128))]
+struct Slot<A> {
+    set: bool,
+    acc: MaybeUninit<A>,
+}
+
+/// The accumulators of a fold: in the caller's heap, or in shared memory
+/// for a process context (its children fold into them).
+struct Slots<A> {
+    base: *mut Slot<A>,
+    _local: Vec<Slot<A>>,
+    _shared: Option<SharedArray<u8>>,
+}
+
+impl<A> Slots<A> {
+    fn new(ctx: &Context, workers: usize) -> Result<Slots<A>> {
+        if ctx.kind() == Kind::Processes {
+            let bytes = std::mem::size_of::<Slot<A>>() * workers + std::mem::align_of::<Slot<A>>();
+            let shared = ctx.alloc::<u8>(&[bytes])?; // zero-filled: every `set` is false
+            let base = align_up(unsafe { sys::psh_array_data(shared.raw) } as *mut u8, std::mem::align_of::<Slot<A>>());
+            return Ok(Slots { base: base as *mut Slot<A>, _local: Vec::new(), _shared: Some(shared) });
+        }
+        let mut local: Vec<Slot<A>> = (0..workers).map(|_| Slot { set: false, acc: MaybeUninit::uninit() }).collect();
+        Ok(Slots { base: local.as_mut_ptr(), _local: local, _shared: None })
+    }
+}
+
+/// Why a closure's chunk failed: the text, and the index of the item when
+/// the closure returned `Err` for one (the C library only knows the
+/// chunk's start). Internal to the crate's sources.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Failure {
+    index: Option<usize>,
+    text: String,
+}
+
+impl Failure {
+    fn at(index: usize, e: impl fmt::Display) -> Failure {
+        Failure { index: Some(index), text: format!("the closure failed at index {index}: {e}") }
+    }
+    fn chunk(begin: usize, end: usize, e: impl fmt::Display) -> Failure {
+        Failure { index: None, text: format!("the closure failed at chunk {begin}..{end}: {e}") }
+    }
+    fn text(text: String) -> Failure {
+        Failure { index: None, text }
     }
 }
 
@@ -691,12 +1131,12 @@ impl Context {
 /// memory, or (process contexts) a small shared array the children write
 /// into, so that the closure's text reaches the caller from any kind.
 enum ErrorSink {
-    Local(Mutex<Option<String>>),
+    Local(Mutex<Option<(usize, Failure)>>),
     Shared(SharedArray<u8>),
 }
 
 const SINK_BYTES: usize = 4096;
-const SINK_HEADER: usize = 16;
+const SINK_HEADER: usize = 32;
 
 impl ErrorSink {
     fn new(ctx: &Context) -> ErrorSink {
@@ -710,26 +1150,31 @@ impl ErrorSink {
         ErrorSink::Local(Mutex::new(None))
     }
 
-    /// Keep `message` if it is the first one.
-    fn record(&self, message: String) {
+    /// Keep worker `worker`'s failure if it is the first one.
+    fn record(&self, worker: usize, failure: Failure) {
         match self {
             ErrorSink::Local(m) => {
                 if let Ok(mut slot) = m.lock() {
-                    slot.get_or_insert(message);
+                    slot.get_or_insert((worker, failure));
                 }
             }
             ErrorSink::Shared(a) => {
-                // Layout: [0..4) a claim flag, [8..16) the length, then text.
-                // The array is 64-byte aligned, zero-filled and SINK_BYTES long.
+                // Layout: [0..4) a claim flag, [8..16) the text's length,
+                // [16..24) the index + 1 (0: none), [24..32) the worker,
+                // then the text. The array is 64-byte aligned, zero-filled
+                // and SINK_BYTES long.
                 let p = unsafe { sys::psh_array_data(a.raw) } as *mut u8;
                 let claim = unsafe { &*(p as *const AtomicU32) };
                 if claim.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+                    let message = failure.text;
                     let mut n = message.len().min(SINK_BYTES - SINK_HEADER);
                     while !message.is_char_boundary(n) {
                         n -= 1;
                     }
                     unsafe {
                         ptr::copy_nonoverlapping(message.as_ptr(), p.add(SINK_HEADER), n);
+                        (p.add(16) as *mut usize).write(failure.index.map_or(0, |i| i + 1));
+                        (p.add(24) as *mut usize).write(worker);
                         (*(p.add(8) as *const AtomicUsize)).store(n, Ordering::Release);
                     }
                 }
@@ -737,16 +1182,19 @@ impl ErrorSink {
         }
     }
 
-    /// The first message, once the map is over.
-    fn take(self) -> Option<String> {
+    /// The first failure and its worker, once the map is over.
+    fn take(self) -> Option<(usize, Failure)> {
         match self {
             ErrorSink::Local(m) => m.into_inner().ok().flatten(),
             ErrorSink::Shared(a) => {
-                let n = usize::from_ne_bytes(a[8..16].try_into().ok()?);
+                let word = |at: usize| a[at..at + 8].try_into().ok().map(usize::from_ne_bytes);
+                let n = word(8)?;
                 if a[..4].iter().all(|b| *b == 0) || n > SINK_BYTES - SINK_HEADER {
                     return None;
                 }
-                Some(String::from_utf8_lossy(&a[SINK_HEADER..SINK_HEADER + n]).into_owned())
+                let text = String::from_utf8_lossy(&a[SINK_HEADER..SINK_HEADER + n]).into_owned();
+                let index = word(16)?.checked_sub(1);
+                Some((word(24)?, Failure { index, text }))
             }
         }
     }
@@ -756,27 +1204,60 @@ struct BlockCall<'a, B> {
     body: &'a B,
     n: usize,
     sink: &'a ErrorSink,
+    begin: Option<&'a WorkerHook<'a>>,
+    end: Option<&'a WorkerHook<'a>>,
+}
+
+/// `psh_map_options.worker_begin` / `worker_end`: the map's user_data is
+/// the BlockCall, whose hooks are the MapOptions'.
+unsafe extern "C" fn begin_trampoline<B>(user_data: *mut c_void, worker: c_int) -> c_int {
+    let call = &*(user_data as *const BlockCall<'_, B>);
+    run_hook(call.begin, call.sink, worker, "worker_begin")
+}
+
+unsafe extern "C" fn end_trampoline<B>(user_data: *mut c_void, worker: c_int) -> c_int {
+    let call = &*(user_data as *const BlockCall<'_, B>);
+    run_hook(call.end, call.sink, worker, "worker_end")
+}
+
+fn run_hook(hook: Option<&WorkerHook<'_>>, sink: &ErrorSink, worker: c_int, name: &str) -> c_int {
+    let (Some(hook), Ok(w)) = (hook, usize::try_from(worker)) else {
+        return 0;
+    };
+    match catch_unwind(AssertUnwindSafe(|| hook(w))) {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            sink.record(w, Failure::text(format!("{name} failed in worker {w}: {e}")));
+            1
+        }
+        Err(panic) => {
+            sink.record(w, Failure::text(format!("{name} panicked in worker {w}: {}", panic_text(&panic))));
+            2
+        }
+    }
 }
 
 /// The block kernel libpasha calls: one per chunk, for one closure type, so
 /// the closure's loop over the chunk is compiled (and inlined) here.
 unsafe extern "C" fn block_trampoline<B>(user_data: *mut c_void, worker: c_int, begin: usize, end: usize) -> c_int
 where
-    B: Fn(usize, usize, usize) -> std::result::Result<(), String>,
+    B: Fn(usize, usize, usize) -> std::result::Result<(), Failure>,
 {
     let call = &*(user_data as *const BlockCall<'_, B>);
     if worker < 0 || begin > end || end > call.n {
-        call.sink.record(format!("libpasha handed worker {worker} the chunk {begin}..{end}, outside 0..{}", call.n));
+        let text = format!("libpasha handed worker {worker} the chunk {begin}..{end}, outside 0..{}", call.n);
+        call.sink.record(worker.max(0) as usize, Failure::text(text));
         return 3;
     }
     match catch_unwind(AssertUnwindSafe(|| (call.body)(worker as usize, begin, end))) {
         Ok(Ok(())) => 0,
         Ok(Err(message)) => {
-            call.sink.record(message);
+            call.sink.record(worker as usize, message);
             1
         }
         Err(panic) => {
-            call.sink.record(format!("the closure panicked in chunk {begin}..{end}: {}", panic_text(&panic)));
+            let text = format!("the closure panicked in chunk {begin}..{end}: {}", panic_text(&panic));
+            call.sink.record(worker as usize, Failure::text(text));
             2
         }
     }
@@ -845,9 +1326,9 @@ pub trait Source: sealed::Sealed + Sync {
     /// `begin <= end <= self.len()`.
     #[doc(hidden)]
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, Self::Item) -> std::result::Result<(), String>,
+        G: FnMut(usize, Self::Item) -> std::result::Result<(), Failure>,
     {
         for i in begin..end {
             g(i, self.item(i))?;
@@ -868,9 +1349,9 @@ impl Source for Range<usize> {
         self.start + index
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, usize) -> std::result::Result<(), String>,
+        G: FnMut(usize, usize) -> std::result::Result<(), Failure>,
     {
         let start = self.start;
         for i in begin..end {
@@ -893,9 +1374,9 @@ impl<'s, T: Sync> Source for &'s [T] {
         s.get_unchecked(index)
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, &'s T) -> std::result::Result<(), String>,
+        G: FnMut(usize, &'s T) -> std::result::Result<(), Failure>,
     {
         let p = self.as_ptr();
         for i in begin..end {
@@ -918,9 +1399,9 @@ impl<'s, T: Sync> Source for &'s Vec<T> {
         s.get_unchecked(index)
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, &'s T) -> std::result::Result<(), String>,
+        G: FnMut(usize, &'s T) -> std::result::Result<(), Failure>,
     {
         let p = self.as_ptr();
         for i in begin..end {
@@ -1143,9 +1624,9 @@ impl<'s, T: Element> Source for Along<'s, T> {
         View { data: self.data.get().offset(index as isize * views.step), shape: &views.shape, strides: &views.strides }
     }
     #[inline(always)]
-    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), String>
+    unsafe fn for_each_in<G>(&self, begin: usize, end: usize, mut g: G) -> std::result::Result<(), Failure>
     where
-        G: FnMut(usize, View<'s, T>) -> std::result::Result<(), String>,
+        G: FnMut(usize, View<'s, T>) -> std::result::Result<(), Failure>,
     {
         let views: &'s AxisViews = self.views;
         let (data, step) = (self.data.get() as *const T, views.step);
