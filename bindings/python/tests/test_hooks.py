@@ -258,6 +258,26 @@ def test_with_reduction_counts_the_target_once(kind, chunksize):
     np.testing.assert_array_equal(_total, 100.0 + np.arange(30.0).sum() + 3.0)
 
 
+_scalar = None
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_with_reduction_of_a_0d_target(kind):
+    # Regression: each worker's accumulator of a 0-d target was a numpy
+    # scalar (acc[worker_id]), not a writable 0-d view, so `_scalar[()] +=`
+    # raised TypeError in the kernel.
+    global _scalar
+    ctx = make_context(kind, 2)
+    _scalar = np.zeros(())
+
+    @with_reduction('_scalar')
+    def kernel(w, i, x):
+        _scalar[()] += x
+
+    ctx.map(kernel, np.arange(10.0))
+    assert _scalar[()] == 45.0
+
+
 def test_with_reduction_bad_symbols():
     @with_reduction('nothing_of_that_name')
     def kernel(w, i, x):

@@ -185,7 +185,7 @@ class with_reduction(MapHook):
         return function
 
     def pre_worker(self, context, function, worker_id):
-        return self._with_globals(function, {s: acc[worker_id]
+        return self._with_globals(function, {s: acc[worker_id, ...]
                                              for s, acc in self._accumulators.items()})
 
     def post_map(self, context, function):
