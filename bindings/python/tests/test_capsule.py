@@ -12,28 +12,20 @@ import pasha as psh
 from pasha import _pasha
 from pasha.context import ProcessContext, ThreadContext, _PshContext
 
-_lib = ctypes.CDLL(_pasha.__file__)  # libpasha is linked into the extension
-_lib.psh_context_create.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
-_lib.psh_context_create.restype = ctypes.c_int
-_lib.psh_context_num_workers.argtypes = [ctypes.c_void_p]
-_lib.psh_context_reference.argtypes = [ctypes.c_void_p]
-_lib.psh_context_reference.restype = ctypes.c_void_p
-_lib.psh_context_destroy.argtypes = [ctypes.c_void_p]
 _capsule_new = ctypes.pythonapi.PyCapsule_New
 _capsule_new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
 _capsule_new.restype = ctypes.py_object
-_NAME = b'pasha.psh_context'  # ctypes keeps this bytes object (the capsule's name) alive
 
 
 def _capsule(kind, workers):
-    ctx = ctypes.c_void_p()
-    assert _lib.psh_context_create(ctypes.byref(ctx), kind, workers) == 0
-    return _capsule_new(ctx.value, _NAME, None), ctx.value
+    # The extension links libpasha in and exports no psh_* symbol: a context
+    # of its own engine comes from Context._new_capsule.
+    return _pasha.Context._new_capsule(kind, workers)
 
 
 @pytest.mark.parametrize('kind,cls', [(1, ThreadContext), (2, ProcessContext)])
 def test_capsule_context_maps_and_allocs(kind, cls):
-    cap, _ = _capsule(kind, 3)
+    cap = _capsule(kind, 3)
     ctx = _PshContext._from_capsule(cap)
     assert type(ctx) is cls and ctx.num_workers == 3
     out = ctx.alloc(shape=10, dtype=np.int64)
@@ -46,20 +38,23 @@ def test_capsule_context_maps_and_allocs(kind, cls):
 
 
 def test_capsule_taken_over_once():
-    cap, ptr = _capsule(1, 2)
-    _lib.psh_context_reference(ptr)  # one more reference, ours: the context must outlive ctx
+    cap = _capsule(1, 2)
     ctx = ThreadContext._from_capsule(cap)
     with pytest.raises(ValueError, match='pasha.psh_context'):
         ThreadContext._from_capsule(cap)
     del cap  # the renamed capsule no longer destroys the context
     assert ctx.num_workers == 2
-    del ctx
-    assert _lib.psh_context_num_workers(ptr) == 2  # our reference is still good
-    _lib.psh_context_destroy(ptr)
+    out = ctx.alloc(shape=4, dtype=np.int64)
+
+    def kernel(wid, i, x):
+        out[i] = x + 1
+
+    ctx.map(kernel, np.arange(4))  # the context outlived the capsule
+    np.testing.assert_array_equal(out, np.arange(4) + 1)
 
 
 def test_capsule_wrong_kind_and_name():
-    cap, _ = _capsule(1, 2)
+    cap = _capsule(1, 2)
     with pytest.raises(ValueError, match='not of that kind'):
         ProcessContext._from_capsule(cap)
     other = _capsule_new(ctypes.cast(ctypes.pointer(ctypes.c_int(0)), ctypes.c_void_p).value,

@@ -102,7 +102,31 @@ static PyObject *ctx_from_capsule(PyObject *cls, PyObject *cap)
     return (PyObject *)self;
 }
 
+static void capsule_destroy_context(PyObject *cap)
+{
+    psh_context_destroy((psh_context *)PyCapsule_GetPointer(cap, "pasha.psh_context"));
+}
+
+/* Context._new_capsule(kind, num_workers): a new psh_context of this
+ * module's engine in a "pasha.psh_context" capsule that destroys it unless
+ * taken over. The extension exports no psh_* symbol (it links libpasha
+ * in), so this is how a test reaches the engine's psh_context_create. */
+static PyObject *ctx_new_capsule(PyObject *cls, PyObject *args)
+{
+    (void)cls;
+    int kind, workers;
+    if (!PyArg_ParseTuple(args, "ii", &kind, &workers)) return NULL;
+    psh_context *c;
+    if (psh_context_create(&c, (psh_kind)kind, workers) != PSH_OK)
+        return PyErr_Format(PyExc_ValueError, "%s", psh_last_error());
+    PyObject *cap = PyCapsule_New(c, "pasha.psh_context", capsule_destroy_context);
+    if (!cap) psh_context_destroy(c);
+    return cap;
+}
+
 static PyMethodDef ctx_methods[] = {
+    {"_new_capsule", ctx_new_capsule, METH_VARARGS | METH_CLASS,
+     "_new_capsule(kind, num_workers) -> a 'pasha.psh_context' capsule of a new context"},
     {"map", (PyCFunction)(void (*)(void))pyp_ctx_map, METH_VARARGS | METH_KEYWORDS,
      "map(n, *, itemwise, function, functor, seq, shares, run_worker, mode, job, serial, err,"
      " err_size, schedule, chunk, progress, worker_base, begin, end)"
