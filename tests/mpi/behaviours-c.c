@@ -570,9 +570,9 @@ int main(int argc, char **argv)
         int fails_here = strcmp(s->fail_on, "all") == 0 || (strcmp(s->fail_on, "last") == 0 && rank == last);
         const char *want = strcmp(s->fail_on, "none") == 0 || fails_here ? s->failing : s->others;
         char mine[700];
-        if (failure[0]) snprintf(mine, sizeof mine, "%s", failure);
-        else if (strcmp(seen, want) != 0) snprintf(mine, sizeof mine, "saw %s, the spec says %s", seen, want);
-        else mine[0] = 0;
+        if (strcmp(seen, want) != 0)
+            snprintf(mine, sizeof mine, "saw %s, the spec says %s%s%.500s", seen, want, failure[0] ? "; " : "", failure);
+        else snprintf(mine, sizeof mine, "%s", failure);
         int bad = mine[0] != 0, any = 0;
         if (bad) fprintf(stderr, "behaviours-c %d ranks: %s: rank %d: %s\n", nranks, s->name, rank, mine);
         MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);

@@ -203,11 +203,15 @@ program behaviours_f
       want = others(k)
     end if
     bad = 0
-    if (len_trim(failure) > 0) then
+    if (trim(seen) /= trim(want)) then
       bad = 1
-    else if (trim(seen) /= trim(want)) then
+      if (len_trim(failure) > 0) then
+        failure = 'saw ' // trim(seen) // ', the spec says ' // trim(want) // '; ' // trim(failure)
+      else
+        failure = 'saw ' // trim(seen) // ', the spec says ' // trim(want)
+      end if
+    else if (len_trim(failure) > 0) then
       bad = 1
-      failure = 'saw ' // trim(seen) // ', the spec says ' // trim(want)
     end if
     if (bad == 1) write (0, '(a, i0, a, a, a, i0, a, a)') 'behaviours-fortran ', nranks, ' ranks: ', &
       trim(names(k)), ': rank ', rank, ': ', trim(failure)
