@@ -205,7 +205,11 @@ int set_error(const char *fn, int code, const char *message)
     return code;
 }
 
-int cpu_count() { return default_num_workers(); }
+// psh_cpu_count: a malformed PASHA_NUM_WORKERS is its error code (< 1) with
+// psh_last_error() set, never a C++ exception across the table (which
+// would end the process in std::terminate: tests/mpi/behaviours.txt,
+// num-workers-malformed).
+int cpu_count() { return psh_cpu_count(); }
 
 const psh_internal_engine kEngine = {
     sizeof(psh_internal_engine),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The MPI context: build with -Dmpi=enabled -Dwerror=true and run the mpi
 # suite (the test program under mpirun with 1, 2 and 4 ranks, also cut into
-# one-rank and two-rank "nodes", the example and a tiny benchmark run).
+# one-rank and two-rank "nodes", the example and a tiny benchmark run; the
+# behaviour suite of tests/mpi/behaviours.txt from C, Fortran and Python on
+# 1, 2 and 4 ranks, mpi-behaviours-python skipped (77) without mpi4py).
 # CI runs as root: Open MPI needs to be told that this is deliberate.
 set -euo pipefail
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
