@@ -532,8 +532,7 @@ private:
                                      const Where &where = Where())
     {
         failed_rank_ = first;
-        Failure f;
-        memset(&f, 0, sizeof f);
+        Failure f{};
         if (rank_ == first) {
             f.code = code;
             f.where = where;
@@ -949,8 +948,7 @@ PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind lo
         MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_LONG_LONG, MPI_MAX, dup);
         int first = (int)-v[0];
         if (first != ranks) {
-            Failure f;
-            memset(&f, 0, sizeof f);
+            Failure f{};
             if (me == first) {
                 f.code = code;
                 snprintf(f.message, sizeof f.message, "%s", why.c_str());

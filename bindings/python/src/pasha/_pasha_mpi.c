@@ -123,41 +123,270 @@ static PyObject *py_state(PyObject *self, PyObject *cap)
     return Py_BuildValue("(LiO)", calls, pasha_mpi_failed_rank(c), mine ? Py_True : Py_False);
 }
 
-/* exchange(ctx, data) -> [the bytes every rank passed] (collective: one
- * broadcast per rank, its length first, in pieces of at most 1 GiB). */
+/* [the bytes every rank passed] (collective over the context's
+ * communicator: one broadcast per rank, its length first, then its bytes in
+ * pieces of 16 MiB; a rank short of memory for a copy still takes part). */
+static PyObject *exchange_bytes(psh_context *c, const char *mine, Py_ssize_t mine_len)
+{
+    static char sink[1 << 24];
+    int size = psh_mpi_size(c), me = psh_mpi_rank(c), short_of_memory = 0;
+    MPI_Comm comm = pasha_mpi_comm(c);
+    PyObject *out = PyList_New(size);
+    for (int r = 0; r < size; ++r) {
+        long long len = mine_len;
+        MPI_Bcast(&len, 1, MPI_LONG_LONG, r, comm);
+        PyObject *b = PyBytes_FromStringAndSize(r == me ? mine : NULL, (Py_ssize_t)len);
+        char *p = b ? PyBytes_AS_STRING(b) : NULL;
+        Py_BEGIN_ALLOW_THREADS
+        for (long long done = 0; done < len; done += (long long)sizeof sink) {
+            int piece = (int)(len - done < (long long)sizeof sink ? len - done : (long long)sizeof sink);
+            if (p && r == me) memcpy(sink, p + done, (size_t)piece);
+            MPI_Bcast(p ? p + done : sink, piece, MPI_BYTE, r, comm);
+        }
+        Py_END_ALLOW_THREADS
+        if (out && b) PyList_SET_ITEM(out, r, b);
+        else Py_XDECREF(b), short_of_memory = 1;
+    }
+    if (short_of_memory) {
+        Py_XDECREF(out);
+        return PyErr_NoMemory();
+    }
+    return out;
+}
+
+static PyObject *pickle_dumps, *pickle_loads;
+static int run_collect(psh_context *c, psh_array *a, int op, int root);
+
+/* [the object every rank passed] (obj must pickle: the caller's own data) */
+static PyObject *exchange_obj(psh_context *c, PyObject *obj)
+{
+    PyObject *b = PyObject_CallFunction(pickle_dumps, "Oi", obj, -1);
+    PyObject *all = b ? exchange_bytes(c, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) : NULL;
+    Py_XDECREF(b);
+    for (Py_ssize_t r = 0; all && r < PyList_GET_SIZE(all); ++r) {
+        PyObject *o = PyObject_CallOneArg(pickle_loads, PyList_GET_ITEM(all, r));
+        if (o) PyList_SetItem(all, r, o);
+        else Py_CLEAR(all);
+    }
+    return all;
+}
+
+/* exchange(ctx, obj) -> [the object every rank passed] (collective) */
 static PyObject *py_exchange(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *cap;
-    Py_buffer mine;
-    if (!PyArg_ParseTuple(args, "Oy*", &cap, &mine)) return NULL;
+    PyObject *cap, *obj;
+    if (!PyArg_ParseTuple(args, "OO", &cap, &obj)) return NULL;
     psh_context *c = ctx_of(cap);
-    int size = c ? psh_mpi_size(c) : 0, me = c ? psh_mpi_rank(c) : 0;
-    PyObject *out = c ? PyList_New(size) : NULL;
-    MPI_Comm comm = c ? pasha_mpi_comm(c) : MPI_COMM_NULL;
-    for (int r = 0; out && r < size; ++r) {
-        long long len = mine.len;
-        MPI_Bcast(&len, 1, MPI_LONG_LONG, r, comm);
-        PyObject *b = PyBytes_FromStringAndSize(r == me ? mine.buf : NULL, r == me ? mine.len : (Py_ssize_t)len);
-        char *p = b ? PyBytes_AS_STRING(b) : NULL;
-        /* Every rank takes part in every broadcast, even one short of memory. */
-        for (long long done = 0; done < len; done += 1 << 30) {
-            int piece = (int)(len - done < (1 << 30) ? len - done : (1 << 30));
-            static char sink[1 << 16];
-            if (p) {
-                Py_BEGIN_ALLOW_THREADS
-                MPI_Bcast(p + done, piece, MPI_BYTE, r, comm);
-                Py_END_ALLOW_THREADS
-            } else {
-                for (int off = 0; off < piece; off += (int)sizeof sink)
-                    MPI_Bcast(sink, piece - off < (int)sizeof sink ? piece - off : (int)sizeof sink, MPI_BYTE, r, comm);
-            }
-        }
-        if (b) PyList_SET_ITEM(out, r, b);
-        else Py_CLEAR(out);
+    return c ? exchange_obj(c, obj) : NULL;
+}
+
+static const char *const where_names[] = {"worker_id", "index", "signal", "exit_status"};
+
+/* (type name, str() or a note that it has none, worker_id, index, signal,
+ * exit_status) of exception e: what the other ranks learn of it. */
+static PyObject *describe(PyObject *e)
+{
+    PyObject *t = PyTuple_New(6);
+    PyObject *text = PyObject_Str(e);
+    if (!text) PyErr_Clear(), text = PyUnicode_FromString("(the exception cannot be turned into a string)");
+    if (!t) return NULL;
+    PyTuple_SET_ITEM(t, 0, PyObject_GetAttrString((PyObject *)Py_TYPE(e), "__name__"));
+    PyTuple_SET_ITEM(t, 1, text);
+    for (int i = 0; i < 4; ++i) {
+        PyObject *v = PyObject_GetAttrString(e, where_names[i]);
+        if (!v) PyErr_Clear(), v = Py_None, Py_INCREF(v);
+        PyTuple_SET_ITEM(t, 2 + i, v);
     }
-    PyBuffer_Release(&mine);
+    for (int i = 0; i < 6; ++i)
+        if (!PyTuple_GET_ITEM(t, i)) Py_CLEAR(t);
+    return t;
+}
+
+/* "X on rank 0; Y on ranks 1, 2" for a list of each rank's str. */
+static PyObject *by_rank(PyObject *values)
+{
+    PyObject *groups = PyDict_New(), *parts = PyList_New(0), *out = NULL, *comma = PyUnicode_FromString(", ");
+    for (Py_ssize_t r = 0; groups && parts && r < PyList_GET_SIZE(values); ++r) {
+        PyObject *ranks = PyDict_GetItemWithError(groups, PyList_GET_ITEM(values, r)), *n = NULL;
+        if (!ranks && !PyErr_Occurred() && (ranks = PyList_New(0)) != NULL) {
+            PyDict_SetItem(groups, PyList_GET_ITEM(values, r), ranks);
+            Py_DECREF(ranks);
+        }
+        if (!ranks || !(n = PyUnicode_FromFormat("%zd", r)) || PyList_Append(ranks, n) < 0) Py_CLEAR(parts);
+        Py_XDECREF(n);
+    }
+    PyObject *v, *ranks;
+    Py_ssize_t pos = 0;
+    while (parts && comma && PyDict_Next(groups, &pos, &v, &ranks)) {
+        PyObject *joined = PyUnicode_Join(comma, ranks);
+        PyObject *part = joined ? PyUnicode_FromFormat("%U on rank%s %U", v, PyList_GET_SIZE(ranks) > 1 ? "s" : "",
+                                                       joined) : NULL;
+        if (!part || PyList_Append(parts, part) < 0) Py_CLEAR(parts);
+        Py_XDECREF(part);
+        Py_XDECREF(joined);
+    }
+    PyObject *sep = PyUnicode_FromString("; ");
+    if (parts && sep) out = PyUnicode_Join(sep, parts);
+    Py_XDECREF(sep);
+    Py_XDECREF(comma);
+    Py_XDECREF(parts);
+    Py_XDECREF(groups);
     return out;
+}
+
+/* fail(ctx, own, calls, shown, RemoteRankError) -> the exception to raise
+ * on this rank after own was raised here in a collective call begun when
+ * the context had seen `calls` calls (collective). A call that never
+ * reached the C context is refused there, so that every rank fails it.
+ * Then: the ranks made different calls: RuntimeError; they passed
+ * different values: ValueError naming each rank's value of the first of
+ * shown [(what, value)] that differs; else a rank whose own part failed
+ * raises its own error, the others RemoteRankError(the lowest failing rank,
+ * *its describe()). The C context says which: no message text is read. */
+static PyObject *py_fail(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *cap, *own, *shown, *cls, *text, *out = NULL;
+    long long calls, now = 0;
+    int mine = 0;
+    if (!PyArg_ParseTuple(args, "OOLOO", &cap, &own, &calls, &shown, &cls)) return NULL;
+    psh_context *c = ctx_of(cap);
+    if (!c) return NULL;
+    pasha_mpi_call_state(c, &now, &mine);
+    if (now == calls) {
+        run_collect(c, NULL, -1, 0);
+        text = PyUnicode_FromString(E->last_error());
+    } else {
+        text = PyObject_Str(own);
+        if (!text) PyErr_Clear(), text = PyUnicode_FromString("");
+    }
+    int first = pasha_mpi_failed_rank(c), me = psh_mpi_rank(c);
+    pasha_mpi_call_state(c, &now, &mine);
+    if (!text) return NULL;
+    if (first == -2) {
+        out = PyObject_CallOneArg(PyExc_RuntimeError, text);
+    } else if (first == -1) {
+        PyObject *all = exchange_obj(c, shown);
+        Py_ssize_t n = all ? PyObject_Length(PyList_GET_ITEM(all, 0)) : 0, ranks = all ? PyList_GET_SIZE(all) : 0;
+        for (Py_ssize_t i = 0; all && !out && i < n; ++i) {
+            PyObject *values = PyList_New(ranks), *what = NULL;
+            for (Py_ssize_t r = 0; values && r < ranks; ++r) {
+                PyObject *pair = PySequence_GetItem(PyList_GET_ITEM(all, r), i); /* (what, value) */
+                PyObject *v = pair ? PySequence_GetItem(pair, 1) : NULL, *str = v ? PyObject_Str(v) : NULL;
+                if (r == 0 && str) what = PySequence_GetItem(pair, 0);
+                Py_XDECREF(v);
+                Py_XDECREF(pair);
+                if (str) PyList_SET_ITEM(values, r, str);
+                else Py_CLEAR(values);
+            }
+            PyObject *distinct = values && what ? PySet_New(values) : NULL;
+            if (distinct && PySet_GET_SIZE(distinct) > 1) {
+                PyObject *named = by_rank(values);
+                out = named ? PyObject_CallFunction(PyExc_ValueError, "N",
+                                                    PyUnicode_FromFormat("the ranks disagree on %S: %U", what, named))
+                            : NULL;
+                Py_XDECREF(named);
+            }
+            Py_XDECREF(distinct);
+            Py_XDECREF(values);
+            Py_XDECREF(what);
+        }
+        if (!out && all) out = PyObject_CallOneArg(PyExc_ValueError, text);
+        Py_XDECREF(all);
+    } else {
+        PyObject *mine_info = first == me ? describe(own) : (Py_INCREF(Py_None), Py_None);
+        PyObject *all = mine_info ? exchange_obj(c, mine_info) : NULL;
+        Py_XDECREF(mine_info);
+        if (all && (mine || first == me)) out = (Py_INCREF(own), own);
+        else if (all) {
+            PyObject *a = PySequence_Tuple(PyList_GET_ITEM(all, first)), *head = Py_BuildValue("(i)", first);
+            PyObject *full = a && head ? PySequence_Concat(head, a) : NULL;
+            out = full ? PyObject_CallObject(cls, full) : NULL;
+            Py_XDECREF(full), Py_XDECREF(head), Py_XDECREF(a);
+        }
+        Py_XDECREF(all);
+    }
+    Py_XDECREF(text);
+    return out;
+}
+
+/* values(ctx, values, RemoteRankError) -> every rank's values, in rank
+ * order, on every rank (collective), or the exception to raise when one
+ * rank's values do not pickle (its own there, RemoteRankError elsewhere).
+ * A rank whose values are all None sends their number only. */
+static PyObject *py_values(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *cap, *values, *cls, *own = NULL, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OO!O", &cap, &PyList_Type, &values, &cls)) return NULL;
+    psh_context *c = ctx_of(cap);
+    if (!c) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(values), i = 0;
+    while (i < n && PyList_GET_ITEM(values, i) == Py_None) ++i;
+    PyObject *head = i < n ? (Py_INCREF(values), values) : PyLong_FromSsize_t(n);
+    PyObject *payload = head ? Py_BuildValue("(NO)", head, Py_None) : NULL;
+    PyObject *b = payload ? PyObject_CallFunction(pickle_dumps, "Oi", payload, -1) : NULL;
+    Py_XDECREF(payload);
+    if (!b) { /* sent as (0, describe(error)) so that every rank raises */
+        PyObject *t, *v, *tb;
+        PyErr_Fetch(&t, &v, &tb);
+        PyErr_NormalizeException(&t, &v, &tb);
+        own = v;
+        Py_XDECREF(t);
+        Py_XDECREF(tb);
+        PyObject *info = own ? describe(own) : NULL;
+        b = info ? PyObject_CallFunction(pickle_dumps, "(iN)i", 0, info, -1) : NULL;
+        if (!b) b = PyBytes_FromStringAndSize("", 0); /* unpickles as an error on the others */
+        if (!b) return NULL;
+    }
+    PyObject *all = exchange_bytes(c, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+    Py_DECREF(b);
+    out = all ? PyList_New(0) : NULL;
+    for (Py_ssize_t r = 0; out && r < PyList_GET_SIZE(all); ++r) {
+        PyObject *part = PyObject_CallOneArg(pickle_loads, PyList_GET_ITEM(all, r)), *got = NULL;
+        PyObject *info = part ? PyTuple_GetItem(part, 1) : NULL;
+        if (info && info != Py_None) {
+            PyObject *head = Py_BuildValue("(i)", (int)r), *full = head ? PySequence_Concat(head, info) : NULL;
+            got = own ? (Py_INCREF(own), own) : full ? PyObject_CallObject(cls, full) : NULL;
+            Py_XDECREF(head), Py_XDECREF(full);
+            Py_SETREF(out, got);
+        } else if (info) {
+            PyObject *v = PyTuple_GET_ITEM(part, 0);
+            if (PyLong_Check(v)) {
+                Py_ssize_t k = PyLong_AsSsize_t(v);
+                for (Py_ssize_t j = 0; out && j < k; ++j)
+                    if (PyList_Append(out, Py_None) < 0) Py_CLEAR(out);
+            } else if (PyList_SetSlice(out, PyList_GET_SIZE(out), PyList_GET_SIZE(out), v) < 0) {
+                Py_CLEAR(out);
+            }
+        } else {
+            Py_CLEAR(out);
+        }
+        Py_XDECREF(part);
+        if (out && !PyList_Check(out)) break;
+    }
+    Py_XDECREF(all);
+    Py_XDECREF(own);
+    return out;
+}
+
+static const int npy_of[] = {NPY_INT8,  NPY_UINT8,  NPY_INT16,   NPY_UINT16,  NPY_INT32,     NPY_UINT32,
+                             NPY_INT64, NPY_UINT64, NPY_FLOAT32, NPY_FLOAT64, NPY_COMPLEX64, NPY_COMPLEX128};
+
+/* The psh dtype of an array's numbers (in any byte order), or -1. */
+static int code_of(PyArrayObject *a)
+{
+    PyArray_Descr *d = PyArray_DESCR(a);
+    int n = (int)PyArray_ITEMSIZE(a), i = n == 1 ? 0 : n == 2 ? 1 : n == 4 ? 2 : n == 8 ? 3 : -1;
+    if (PyDataType_HASFIELDS(d) || PyDataType_HASSUBARRAY(d)) return -1;
+    switch (d->kind) {
+    case 'i':
+    case 'u': return i < 0 ? -1 : 2 * i + (d->kind == 'u');
+    case 'f': return n == 4 ? PSH_FLOAT32 : n == 8 ? PSH_FLOAT64 : -1;
+    case 'c': return n == 8 ? PSH_COMPLEX64 : n == 16 ? PSH_COMPLEX128 : -1;
+    default: return -1;
+    }
 }
 
 static void array_capsule_free(PyObject *cap)
@@ -167,41 +396,53 @@ static void array_capsule_free(PyObject *cap)
     else PyErr_Clear();
 }
 
-/* alloc(ctx or None, psh_dtype, rows, row_items) -> a 2-d ndarray (uint8
- * for dtype -1: row_items bytes per row) over a new psh array of ctx
- * (collective for an MPI ctx: one buffer per node), zeroed. Its base is a
- * "pasha.mpi_array" capsule, which frees the psh array. */
+/* alloc(ctx, shape, dtype, order) -> a zeroed ndarray of that shape, numpy
+ * dtype and order ('C' or 'F') over a new psh array of the MPI context
+ * (collective: one buffer per node): a psh array of rows along the slowest
+ * axis (what gather splits), of the dtype's numbers or, for any other
+ * dtype, of bytes. Its base is a "pasha.mpi_array" capsule, which frees the
+ * psh array. */
 static PyObject *py_alloc(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *cap;
-    int dtype;
-    Py_ssize_t rows, items;
-    if (!PyArg_ParseTuple(args, "Oinn", &cap, &dtype, &rows, &items)) return NULL;
-    psh_context *c = cap == Py_None ? NULL : ctx_of(cap);
-    if (!c && cap != Py_None) return NULL;
-    psh_dtype dt = dtype < 0 || dtype > PSH_COMPLEX128 ? PSH_UINT8 : (psh_dtype)dtype;
-    size_t shape[2] = {(size_t)(rows < 0 ? 0 : rows), (size_t)(items < 0 ? 0 : items)};
+    PyObject *cap, *shape_obj;
+    PyArray_Descr *d;
+    int order;
+    if (!PyArg_ParseTuple(args, "OOO&C", &cap, &shape_obj, PyArray_DescrConverter, &d, &order)) return NULL;
+    psh_context *c = ctx_of(cap);
+    PyArray_Dims dims = {NULL, 0};
+    if (!c || !PyArray_IntpConverter(shape_obj, &dims)) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    PyObject *arr = NULL, *zero = PyArray_Zeros(0, NULL, d, 0); /* (steals d) for code_of */
+    int code = zero ? code_of((PyArrayObject *)zero) : -1, n = dims.len, fortran = order == 'F';
+    size_t shape[2] = {1, zero ? (size_t)PyArray_ITEMSIZE((PyArrayObject *)zero) : 0};
+    for (int i = 0; zero && i < n; ++i) shape[i == (fortran ? n - 1 : 0) ? 0 : 1] *= (size_t)dims.ptr[i];
+    if (code >= 0) shape[1] /= shape[1] ? (size_t)PyArray_ITEMSIZE((PyArrayObject *)zero) : 1;
     psh_array *a = NULL;
-    int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = E->alloc(&a, c, dt, 2, shape, NULL);
-    Py_END_ALLOW_THREADS
-    if (rc != PSH_OK) return raise_psh(rc);
-    static const int npy[] = {NPY_INT8,   NPY_UINT8,   NPY_INT16,   NPY_UINT16,    NPY_INT32,    NPY_UINT32,
-                              NPY_INT64,  NPY_UINT64,  NPY_FLOAT32, NPY_FLOAT64,   NPY_COMPLEX64, NPY_COMPLEX128};
-    npy_intp dims[2] = {(npy_intp)shape[0], (npy_intp)shape[1]};
-    PyObject *arr = PyArray_New(&PyArray_Type, 2, dims, npy[dt], NULL, E->array_data(a), 0, NPY_ARRAY_CARRAY, NULL);
-    PyObject *base = arr ? PyCapsule_New(a, "pasha.mpi_array", array_capsule_free) : NULL;
-    if (!base) {
-        Py_XDECREF(arr);
-        E->array_free(a);
-        return NULL;
+    int rc = PSH_OK;
+    if (zero) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = E->alloc(&a, c, code < 0 ? PSH_UINT8 : (psh_dtype)code, 2, shape, NULL);
+        Py_END_ALLOW_THREADS
+        if (rc != PSH_OK) raise_psh(rc);
     }
-    if (PyArray_SetBaseObject((PyArrayObject *)arr, base) < 0) {
-        Py_DECREF(arr);
-        return NULL;
+    if (a) {
+        d = PyArray_DESCR((PyArrayObject *)zero);
+        Py_INCREF(d);
+        arr = PyArray_NewFromDescr(&PyArray_Type, d, n, dims.ptr, NULL, E->array_data(a),
+                                   (fortran ? NPY_ARRAY_FARRAY : NPY_ARRAY_CARRAY), NULL);
+        PyObject *base = arr ? PyCapsule_New(a, "pasha.mpi_array", array_capsule_free) : NULL;
+        if (!base) {
+            Py_CLEAR(arr);
+            E->array_free(a);
+        } else if (PyArray_SetBaseObject((PyArrayObject *)arr, base) < 0) {
+            Py_CLEAR(arr);
+        }
     }
+    Py_XDECREF(zero);
+    PyDimMem_FREE(dims.ptr);
     return arr;
 }
 
@@ -220,53 +461,129 @@ static psh_array *array_under(PyObject *arr, int *part)
     return a;
 }
 
-static psh_array *array_of(PyObject *arr)
-{
-    int part = 1;
-    psh_array *a = array_under(arr, &part);
-    return part ? NULL : a;
-}
+enum { PY_ERROR = 1000 }; /* a Python exception is set (psh codes are <= 0) */
 
-/* is_whole(array) -> 1: the whole of an array of alloc in C order, 2: part
- * of one (or the whole in another order), 0: not in one. */
-static PyObject *py_is_whole(PyObject *self, PyObject *arr)
+static int run_collect(psh_context *c, psh_array *a, int op, int root)
 {
-    (void)self;
-    int part = 0;
-    return PyLong_FromLong(array_under(arr, &part) ? 1 + part : 0);
-}
-
-/* collect(ctx, array or None, op, root): op -1 psh_mpi_gather, -2
- * psh_mpi_allgather, else psh_mpi_reduce's op (collective). array None:
- * this rank refuses the call, so that every rank fails it (with the error
- * of the binding's own checks on this rank). */
-static PyObject *py_collect(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *cap, *arr;
-    int op, root;
-    if (!PyArg_ParseTuple(args, "OOii", &cap, &arr, &op, &root)) return NULL;
-    psh_context *c = ctx_of(cap);
-    if (!c) return NULL;
-    psh_array *a = arr == Py_None ? NULL : array_of(arr);
-    if (!a && arr != Py_None) return PyErr_Format(PyExc_TypeError, "not a whole array of pasha._pasha_mpi.alloc");
     int rc;
     Py_BEGIN_ALLOW_THREADS
     rc = op == -1 ? psh_mpi_gather(c, a, root) : op == -2 ? psh_mpi_allgather(c, a) : psh_mpi_reduce(c, a, op, root);
     Py_END_ALLOW_THREADS
+    return rc;
+}
+
+/* The private C-order copy of a (any array) that gather (op < 0: rows of
+ * bytes along the first axis) or reduce (op >= 0: its numbers, native) moves,
+ * and the collective on it; the result back into a where it lands. */
+static int collect_copy(psh_context *c, PyArrayObject *a, int op, int root, int code)
+{
+    npy_intp rows = op < 0 ? PyArray_DIM(a, 0) : 1;
+    size_t shape[2] = {(size_t)rows, rows ? (size_t)(op < 0 ? PyArray_NBYTES(a) / rows : PyArray_SIZE(a)) : 0};
+    psh_array *tmp = NULL;
+    int rc = E->alloc(&tmp, NULL, op < 0 ? PSH_UINT8 : (psh_dtype)code, 2, shape, NULL);
+    if (rc != PSH_OK) return rc;
+    PyArray_Descr *d = op < 0 ? PyArray_DESCR(a) : PyArray_DescrFromType(npy_of[code]);
+    if (op < 0) Py_INCREF(d);
+    PyObject *view = PyArray_NewFromDescr(&PyArray_Type, d, PyArray_NDIM(a), PyArray_DIMS(a), NULL,
+                                          E->array_data(tmp), NPY_ARRAY_CARRAY, NULL);
+    if (!view || PyArray_CopyInto((PyArrayObject *)view, a) < 0) rc = PY_ERROR;
+    /* Every rank takes part, even one whose copy failed (its refusal). */
+    int got = run_collect(c, rc == PSH_OK ? tmp : NULL, op, root);
+    if (rc == PSH_OK) rc = got;
+    if (rc == PSH_OK && (op == -2 || psh_mpi_rank(c) == root) && PyArray_CopyInto(a, (PyArrayObject *)view) < 0)
+        rc = PY_ERROR;
+    Py_XDECREF(view);
+    E->array_free(tmp);
+    return rc;
+}
+
+/* collect(ctx, array or None, op, root, op_name): op -1 psh_mpi_gather, -2
+ * psh_mpi_allgather, 0..2 psh_mpi_reduce's op, 99 an unknown op (collective).
+ * An array of this context goes as it is (only other nodes' blocks travel);
+ * any other, or part of one, or one in F order gathered along its first
+ * axis, through a private C-order copy. Errors of the checks here are this
+ * rank's only (the binding refuses the call then); array None: this rank
+ * refuses the call, so that every rank fails it. */
+static PyObject *py_collect(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *cap, *arr, *root_obj, *op_name = Py_None;
+    int op, root = 0;
+    if (!PyArg_ParseTuple(args, "OOiO|O", &cap, &arr, &op, &root_obj, &op_name)) return NULL;
+    psh_context *c = ctx_of(cap);
+    if (!c) return NULL;
+    if (arr == Py_None) return raise_psh(run_collect(c, NULL, -1, 0));
+    if (!PyArray_Check(arr)) return PyErr_Format(PyExc_TypeError, "expected a numpy array, not %s", Py_TYPE(arr)->tp_name);
+    PyArrayObject *a = (PyArrayObject *)arr;
+    PyObject *dt = (PyObject *)PyArray_DESCR(a);
+    if (op != -2) {
+        Py_ssize_t r = PyIndex_Check(root_obj) && !PyBool_Check(root_obj) ? PyNumber_AsSsize_t(root_obj, NULL) : -1;
+        if (r == -1 && PyErr_Occurred()) return NULL;
+        if (r < 0 || r >= psh_mpi_size(c))
+            return PyErr_Format(PyExc_ValueError, "root %R is not a rank of the context (0..%d)", root_obj,
+                                psh_mpi_size(c) - 1);
+        root = (int)r;
+    }
+    int code = code_of(a), c_order = PyArray_IS_C_CONTIGUOUS(a);
+    if (op == 99) return PyErr_Format(PyExc_ValueError, "op must be 'sum', 'min' or 'max', not %R", op_name);
+    if (op >= 0 && code < 0)
+        return PyErr_Format(PyExc_TypeError, "reduce: dtype %S has no MPI type here (integers, float32/64 and "
+                            "complex64/128 only)", dt);
+    if ((op == PSH_OP_MIN || op == PSH_OP_MAX) && code >= PSH_COMPLEX64)
+        return PyErr_Format(PyExc_ValueError, "%S of complex numbers is not defined", op_name);
+    if (op < 0 && (PyArray_NDIM(a) == 0 || PyDataType_REFCHK(PyArray_DESCR(a))))
+        return PyErr_Format(PyExc_ValueError, "cannot gather a 0-d array or one of Python objects (dtype %S)", dt);
+    if (op >= 0 && !c_order && !PyArray_IS_F_CONTIGUOUS(a))
+        return PyErr_Format(PyExc_ValueError, "reduce needs a C- or F-contiguous array (an array from alloc is)");
+    if ((op == -2 || psh_mpi_rank(c) == root) && !PyArray_ISWRITEABLE(a))
+        return PyErr_Format(PyExc_ValueError, "the array is read-only");
+    /* reduce is element-wise: an F-order array goes as its C-order transpose */
+    PyObject *b = op >= 0 && !c_order ? PyArray_Transpose(a, NULL) : (Py_INCREF(arr), arr);
+    if (!b) return NULL;
+    int part = 1, rc;
+    psh_array *whole = array_under(b, &part);
+    if (whole && !part && (op < 0 || PyArray_ISNOTSWAPPED(a))) {
+        rc = run_collect(c, whole, op, root);
+    } else {
+        rc = collect_copy(c, a, op, root, code);
+        /* part of a node buffer: its ranks see what was written */
+        if (rc == PSH_OK && whole) MPI_Barrier(pasha_mpi_comm(c));
+    }
+    Py_DECREF(b);
+    if (rc == PY_ERROR) return NULL;
     if (rc != PSH_OK) return raise_psh(rc);
     Py_RETURN_NONE;
 }
 
+static PyObject *py_by_rank(PyObject *self, PyObject *values)
+{
+    (void)self;
+    if (!PyList_Check(values)) return PyErr_Format(PyExc_TypeError, "by_rank: a list of str");
+    return by_rank(values);
+}
+
+static PyObject *py_describe(PyObject *self, PyObject *e)
+{
+    (void)self;
+    return describe(e);
+}
+
 static PyMethodDef methods[] = {
+    {"by_rank", py_by_rank, METH_O, "by_rank([str of each rank]) -> 'X on rank 0; Y on ranks 1, 2'"},
+    {"describe", py_describe, METH_O,
+     "describe(exception) -> (type name, str, worker_id, index, signal, exit_status)"},
     {"create", py_create, METH_VARARGS, "create(comm_f, local_kind, local_workers) -> psh_context capsule"},
     {"info", py_info, METH_VARARGS,
      "info(ctx, local_workers) -> (rank, size, node_rank, node_size, node leader of each rank, worker_base)"},
     {"state", py_state, METH_O, "state(ctx) -> (calls begun, rank of the last failure, own part failed)"},
-    {"exchange", py_exchange, METH_VARARGS, "exchange(ctx, data) -> [bytes of every rank] (collective)"},
-    {"alloc", py_alloc, METH_VARARGS, "alloc(ctx or None, psh_dtype, rows, row_items) -> 2-d ndarray"},
-    {"is_whole", py_is_whole, METH_O, "is_whole(array): the whole of an array of alloc, in C order"},
-    {"collect", py_collect, METH_VARARGS, "collect(ctx, array, op, root): gather (-1), allgather (-2), reduce"},
+    {"exchange", py_exchange, METH_VARARGS, "exchange(ctx, obj) -> [the obj of every rank] (collective)"},
+    {"fail", py_fail, METH_VARARGS,
+     "fail(ctx, own, calls, shown, RemoteRankError) -> the exception this rank raises (collective)"},
+    {"values", py_values, METH_VARARGS,
+     "values(ctx, values, RemoteRankError) -> every rank's values in order, or the exception to raise"},
+    {"alloc", py_alloc, METH_VARARGS, "alloc(ctx, shape, dtype, order) -> zeroed ndarray in the context's buffers"},
+    {"collect", py_collect, METH_VARARGS,
+     "collect(ctx, array, op, root, op_name): gather (-1), allgather (-2), reduce (0..2; 99: unknown op)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_pasha_mpi", "libpasha's MPI context (internal)", -1,
@@ -282,6 +599,11 @@ PyMODINIT_FUNC PyInit__pasha_mpi(void)
     E = PyCapsule_GetPointer(cap, "pasha._engine");
     Py_DECREF(cap);
     if (!E) return NULL;
+    PyObject *pickle = PyImport_ImportModule("pickle");
+    pickle_dumps = pickle ? PyObject_GetAttrString(pickle, "dumps") : NULL;
+    pickle_loads = pickle ? PyObject_GetAttrString(pickle, "loads") : NULL;
+    Py_XDECREF(pickle);
+    if (!pickle_dumps || !pickle_loads) return NULL;
     if (pasha_mpi_set_engine(E) != PSH_OK)
         return PyErr_Format(PyExc_ImportError, "pasha._pasha_mpi: the engine of pasha._pasha has another layout");
     return PyModule_Create(&module_def);
