@@ -183,6 +183,18 @@ static PyObject *py_exchange(PyObject *self, PyObject *args)
 
 static const char *const where_names[] = {"worker_id", "index", "signal", "exit_status"};
 
+/* Raise exception object e (stolen; NULL: keep the error set) as one every
+ * rank raises in this call: marked _pasha_agreed, which mpi.py's
+ * collective wrapper lets through. */
+static PyObject *raise_agreed(PyObject *e)
+{
+    if (!e) return NULL;
+    if (PyObject_SetAttrString(e, "_pasha_agreed", Py_True) < 0) PyErr_Clear();
+    PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+    Py_DECREF(e);
+    return NULL;
+}
+
 /* (type name, str() or a note that it has none, worker_id, index, signal,
  * exit_status) of exception e: what the other ranks learn of it. */
 static PyObject *describe(PyObject *e)
@@ -235,8 +247,8 @@ static PyObject *by_rank(PyObject *values)
     return out;
 }
 
-/* fail(ctx, own, calls, shown, RemoteRankError) -> the exception to raise
- * on this rank after own was raised here in a collective call begun when
+/* fail(ctx, own, calls, shown, RemoteRankError) raises the exception this
+ * rank raises after own was raised here in a collective call begun when
  * the context had seen `calls` calls (collective). A call that never
  * reached the C context is refused there, so that every rank fails it.
  * Then: the ranks made different calls: RuntimeError; they passed
@@ -308,23 +320,34 @@ static PyObject *py_fail(PyObject *self, PyObject *args)
         Py_XDECREF(all);
     }
     Py_XDECREF(text);
-    return out;
+    return raise_agreed(out);
 }
 
-/* values(ctx, values, RemoteRankError) -> every rank's values, in rank
- * order, on every rank (collective), or the exception to raise when one
- * rank's values do not pickle (its own there, RemoteRankError elsewhere).
- * A rank whose values are all None sends their number only. */
+/* values(ctx, values, itemwise, RemoteRankError) -> every rank's values,
+ * in rank order, on every rank (collective): values are this rank's items'
+ * (itemwise: a slot for every item, this rank's block filled). A rank whose
+ * values are all None sends their number only; values that do not pickle
+ * on one rank raise there, and RemoteRankError on the others. */
 static PyObject *py_values(PyObject *self, PyObject *args)
 {
     (void)self;
-    PyObject *cap, *values, *cls, *own = NULL, *out = NULL;
-    if (!PyArg_ParseTuple(args, "OO!O", &cap, &PyList_Type, &values, &cls)) return NULL;
+    PyObject *cap, *all_values, *cls, *own = NULL, *out = NULL;
+    int itemwise;
+    if (!PyArg_ParseTuple(args, "OO!pO", &cap, &PyList_Type, &all_values, &itemwise, &cls)) return NULL;
     psh_context *c = ctx_of(cap);
     if (!c) return NULL;
-    Py_ssize_t n = PyList_GET_SIZE(values), i = 0;
+    Py_ssize_t n = PyList_GET_SIZE(all_values), lo = 0, hi = n, size = psh_mpi_size(c), r = psh_mpi_rank(c);
+    if (itemwise) { /* this rank's block, as the C context splits n items */
+        lo = r * (n / size) + (r < n % size ? r : n % size);
+        hi = lo + n / size + (r < n % size);
+    }
+    PyObject *values = PyList_GetSlice(all_values, lo, hi);
+    if (!values) return NULL;
+    Py_ssize_t i = 0;
+    n = hi - lo;
     while (i < n && PyList_GET_ITEM(values, i) == Py_None) ++i;
     PyObject *head = i < n ? (Py_INCREF(values), values) : PyLong_FromSsize_t(n);
+    Py_DECREF(values);
     PyObject *payload = head ? Py_BuildValue("(NO)", head, Py_None) : NULL;
     PyObject *b = payload ? PyObject_CallFunction(pickle_dumps, "Oi", payload, -1) : NULL;
     Py_XDECREF(payload);
@@ -368,7 +391,7 @@ static PyObject *py_values(PyObject *self, PyObject *args)
     }
     Py_XDECREF(all);
     Py_XDECREF(own);
-    return out;
+    return out && !PyList_Check(out) ? raise_agreed(out) : out;
 }
 
 static const int npy_of[] = {NPY_INT8,  NPY_UINT8,  NPY_INT16,   NPY_UINT16,  NPY_INT32,     NPY_UINT32,
@@ -413,6 +436,17 @@ static PyObject *py_alloc(PyObject *self, PyObject *args)
     PyArray_Dims dims = {NULL, 0};
     if (!c || !PyArray_IntpConverter(shape_obj, &dims)) {
         Py_DECREF(d);
+        return NULL;
+    }
+    const char *why = order != 'C' && order != 'F' ? "order must be 'C' or 'F'" : NULL;
+    for (int i = 0; i < dims.len; ++i)
+        if (dims.ptr[i] < 0) why = "negative dimensions are not allowed";
+    if (why || PyDataType_REFCHK(d)) {
+        if (why) PyErr_SetString(PyExc_ValueError, why);
+        else PyErr_Format(PyExc_TypeError, "alloc: dtype %S holds Python objects, which cannot be shared between "
+                          "ranks; use a numeric dtype", (PyObject *)d);
+        Py_DECREF(d);
+        PyDimMem_FREE(dims.ptr);
         return NULL;
     }
     PyObject *arr = NULL, *zero = PyArray_Zeros(0, NULL, d, 0); /* (steals d) for code_of */
@@ -578,9 +612,9 @@ static PyMethodDef methods[] = {
     {"state", py_state, METH_O, "state(ctx) -> (calls begun, rank of the last failure, own part failed)"},
     {"exchange", py_exchange, METH_VARARGS, "exchange(ctx, obj) -> [the obj of every rank] (collective)"},
     {"fail", py_fail, METH_VARARGS,
-     "fail(ctx, own, calls, shown, RemoteRankError) -> the exception this rank raises (collective)"},
+     "fail(ctx, own, calls, shown, RemoteRankError): raises what this rank raises (collective)"},
     {"values", py_values, METH_VARARGS,
-     "values(ctx, values, RemoteRankError) -> every rank's values in order, or the exception to raise"},
+     "values(ctx, values, itemwise, RemoteRankError) -> every rank's values in order (collective)"},
     {"alloc", py_alloc, METH_VARARGS, "alloc(ctx, shape, dtype, order) -> zeroed ndarray in the context's buffers"},
     {"collect", py_collect, METH_VARARGS,
      "collect(ctx, array, op, root, op_name): gather (-1), allgather (-2), reduce (0..2; 99: unknown op)"},

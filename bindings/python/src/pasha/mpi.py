@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
-"""MpiContext: a map over the ranks of an MPI communicator (mpi4py) on libpasha's C MPI
-context (pasha_mpi.h, in pasha._pasha_mpi, on the engine of pasha._pasha), which agrees every
-call: an error on one rank is raised on every rank (its own exception there, RemoteRankError
-on the others). Here: argument handling and numpy views. ``import pasha`` imports no mpi4py."""
+"""MpiContext: a map over the ranks of an MPI communicator (mpi4py) driving libpasha's C MPI context
+(pasha_mpi.h, in pasha._pasha_mpi on the engine of pasha._pasha), which agrees every call: an error on
+one rank is raised on every rank. Here: argument handling and numpy views. No mpi4py at import."""
 
 import functools
 import inspect
@@ -21,7 +20,6 @@ from .functor import Functor
 
 __all__ = ['MpiContext', 'RemoteRankError']
 _KINDS = {'serial': _SERIAL, 'threads': _THREADS, 'processes': _PROCESSES}
-_WHERE = ('worker_id', 'index', 'signal', 'exit_status')
 _KEPT = []  # node buffers still used by arrays when their context closed (valid until MPI ends)
 
 
@@ -31,13 +29,12 @@ class RemoteRankError(RuntimeError):
     ``signal`` and ``exit_status`` (None where they do not apply)."""
 
     def __init__(self, rank: int, type_name: str, message: str, *where: Optional[int]):
-        self.rank, self.type_name, self.message = rank, type_name, message
-        for name, value in zip(_WHERE, where + (None,) * 4):
-            setattr(self, name, value)
         super().__init__(f'rank {rank}: {type_name}: {message}')
+        self.rank, self.type_name, self.message, self._where = rank, type_name, message, (where + (None,) * 4)[:4]
+        self.worker_id, self.index, self.signal, self.exit_status = self._where
 
     def __reduce__(self):
-        return type(self), (self.rank, self.type_name, self.message) + tuple(getattr(self, n) for n in _WHERE)
+        return type(self), (self.rank, self.type_name, self.message) + self._where
 
 
 def rank_block(n: int, rank: int, size: int) -> Tuple[int, int]:
@@ -45,12 +42,6 @@ def rank_block(n: int, rank: int, size: int) -> Tuple[int, int]:
     base, extra = divmod(n, size)
     lo = rank * base + min(rank, extra)
     return lo, lo + base + (1 if rank < extra else 0)
-
-
-def _agreed(e):
-    """e, marked as raised on every rank already."""
-    e.__dict__['_pasha_agreed'] = True  # (an exception with __slots__ has its __dict__ too)
-    return e
 
 
 def _collective(method):
@@ -69,17 +60,16 @@ def _collective(method):
                 raise TypeError(f'{method.__name__}(): {e}') from None
             return method(self, *args, **kwargs)
         except BaseException as e:  # KeyboardInterrupt too: the others must learn of it
-            if getattr(e, '_pasha_agreed', False):
+            if getattr(e, '_pasha_agreed', False):  # raised on every rank already
                 raise
-            raise _agreed(self._c.fail(self._cap, e, calls, self._shown, RemoteRankError))
+            self._c.fail(self._cap, e, calls, self._shown, RemoteRankError)  # raises
     return collective
 
 
 class MpiContext(_PshContext):
-    """A map over the ranks of comm (mpi4py, COMM_WORLD by default), each rank its contiguous
-    block of the items on a local context: local 'serial', 'threads' or 'processes' (fork per
-    map) of num_workers workers (libpasha's default if omitted). Kernels see global indices and
-    worker ids; schedule and chunk are the local contexts'. Collective, as every method."""
+    """A map over the ranks of comm (mpi4py, COMM_WORLD by default), each rank its block of the items on
+    a local context, local 'serial', 'threads' or 'processes' (fork per map), of num_workers workers
+    (libpasha's default if omitted); kernels see global indices and worker ids. Collective, as every call."""
 
     def __init__(self, comm: Any = None, local: str = 'processes', num_workers: Optional[int] = None,
                  **local_options: Any):
@@ -105,7 +95,12 @@ class MpiContext(_PshContext):
             if num_workers is not None and (not isinstance(num_workers, Integral) or num_workers < 1):
                 raise ValueError('num_workers must be a positive integer')
             workers = 1 if local == 'serial' else int(num_workers or _pasha.default_num_workers())
-            _warn_if_bound(comm.Get_rank(), workers)
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 0
+            if 0 < cpus < workers:  # mpirun binds each rank to one core by default
+                warnings.warn(f'MpiContext: rank {comm.Get_rank()} has {workers} local workers but may run on {cpus} '
+                              f'CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they take turns: start the '
+                              'ranks with mpirun --bind-to none, or give each rank its CPUs (mpirun --map-by '
+                              'slot:PE=N, srun --cpus-per-task=N)', RuntimeWarning, stacklevel=2)
         except Exception as e:  # every rank learns of it: C refuses local kind -1
             error = e
         try:
@@ -133,31 +128,23 @@ class MpiContext(_PshContext):
         if per_worker:
             shape = (self.num_workers,) + shape if order == 'C' else shape + (self.num_workers,)
         dtype, shape = np.dtype(dtype), tuple(int(s) for s in shape)
-        if order not in ('C', 'F') or any(s < 0 for s in shape):
-            raise ValueError(f"order must be 'C' or 'F', not {order!r}" if order not in ('C', 'F') else
-                             'negative dimensions are not allowed')
-        if dtype.hasobject:
-            raise TypeError(f'alloc: dtype {dtype} holds Python objects, which cannot be shared between '
-                            'ranks; use a numeric dtype')
         filler = None if fill is None or (np.isscalar(fill) and fill == 0) else \
             np.broadcast_to(np.asarray(fill, dtype=dtype), shape)  # checked before any rank allocates
         described = f'shape {shape}, dtype {dtype}, order {order!r}'
-        self._shown = [("the array's size", f'{int(np.prod(shape, dtype=object)) * dtype.itemsize} bytes')]
-        array = self._c.alloc(self._cap, shape, dtype, order)
+        self._shown = [("the array's size", f'{int(np.prod(shape, dtype=object)) * dtype.itemsize} bytes'),
+                       ("the array's shape, dtype or order", described)]
+        array = self._c.alloc(self._cap, shape, dtype, order)  # checks the rest
         self._reclaim()
-        layouts = self._c.exchange(self._cap, described)
-        if len(set(layouts)) > 1:  # the same bytes, not the same array: freed together
-            del array
-            raise _agreed(ValueError(f"the ranks disagree on the array's shape, dtype or order: "
-                                     f'{self._c.by_rank(layouts)}'))
+        if len(set(self._c.exchange(self._cap, described))) > 1:  # the same bytes, not the same array
+            del array  # freed together; _pasha_mpi.fail names each rank's layout
+            raise ValueError(described)
         if filler is not None:
             array[...] = filler  # every rank of a node writes the same values
             self._c.exchange(self._cap, None)  # ... before any rank reads them
         self._arrays.append(array.base)  # the capsule that frees the psh array
         return array
 
-    def _reclaim(self, everything=False):
-        """Free the buffers no rank uses, together (everything: keep the others for good)."""
+    def _reclaim(self, everything=False):  # free the buffers no rank uses, together; everything: keep the rest
         if self._arrays:
             used = [any(u) for u in zip(*self._c.exchange(self._cap, [sys.getrefcount(r) > 3 for r in self._arrays]))]
             _KEPT.extend(r for r, u in zip(self._arrays, used) if u and everything)
@@ -176,18 +163,12 @@ class MpiContext(_PshContext):
         itemwise = _itemwise(type(functor)) and type(self).run_worker is MapContext.run_worker
         values = super().map(function, functor, chunksize, progress=progress if progress is not True or
                              self.rank == 0 else False)  # (one progress bar)
-        if itemwise:  # every item's slot, this rank's block filled; else this rank's items only
-            values = values[slice(*rank_block(len(values), self.rank, self.size))]
-        values = self._c.values(self._cap, values, RemoteRankError)  # every rank's, in order
-        if isinstance(values, BaseException):
-            raise _agreed(values)
-        return values
+        return self._c.values(self._cap, values, itemwise, RemoteRankError)  # every rank's, in order
 
     def _collect(self, a, op, root, op_name=None):
         if isinstance(a, np.ndarray):  # what each rank passed, named if they disagree
-            self._shown = [("the array's shape, dtype or order", f'shape {a.shape}, dtype {a.dtype}, '
-                            f"order {'C' if a.flags.c_contiguous else 'F'!r}"),
-                           ('the op', repr(op_name)), ('the root', root)]
+            self._shown = [("the array's shape, dtype or order", f"shape {a.shape}, dtype {a.dtype}, order "
+                            f"{'C' if a.flags.c_contiguous else 'F'!r}"), ('the op', repr(op_name)), ('the root', root)]
         self._c.collect(self._cap, a, op, root, op_name)  # checks the rest
 
     @_collective
@@ -211,23 +192,11 @@ class MpiContext(_PshContext):
             self._reclaim(everything=True)
             self._ctx = self._cap = None
 
-    def __enter__(self):
-        return self
+    def __enter__(self): return self  # noqa: E704
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, *exc): self.close()  # noqa: E704
 
     def __repr__(self):
         return (f'<MpiContext rank {self.rank} of {self.size}, local {self.local_kind!r} x '
                 f'{self.local_workers}, {self.num_workers} workers>')
 
-
-def _warn_if_bound(rank, workers):
-    """mpirun binds each rank to one core by default: its workers then take turns."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 0
-    if 0 < cpus < workers:
-        warnings.warn(f'MpiContext: rank {rank} has {workers} local workers but may run on {cpus} '
-                      f'CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they take turns. mpirun '
-                      'binds each rank to a core unless told otherwise: start the ranks with mpirun '
-                      '--bind-to none, or give each rank its CPUs (mpirun --map-by slot:PE=N, srun '
-                      '--cpus-per-task=N)', RuntimeWarning, stacklevel=3)
