@@ -48,9 +48,14 @@ static void ctx_capsule_free(PyObject *cap)
     else PyErr_Clear();
 }
 
-/* The MPI psh_context of a capsule from create (taken over or not). */
+/* The MPI psh_context of a capsule from create (taken over or not); None:
+ * the context was closed. */
 static psh_context *ctx_of(PyObject *cap)
 {
+    if (cap == Py_None) { /* closed: close() is collective, so on every rank */
+        PyErr_SetString(PyExc_ValueError, "the MPI context is closed");
+        return NULL;
+    }
     const char *name = PyCapsule_IsValid(cap, "pasha.psh_context.taken") ? "pasha.psh_context.taken"
                                                                           : "pasha.psh_context";
     psh_context *c = PyCapsule_GetPointer(cap, name);
@@ -61,14 +66,22 @@ static psh_context *ctx_of(PyObject *cap)
     return c;
 }
 
-/* create(comm_f, local_kind, local_workers) -> "pasha.psh_context" capsule
- * (collective over the communicator, a Fortran handle: mpi4py's py2f). */
+static PyObject *describe(PyObject *e);
+static PyObject *exchange_obj_on(MPI_Comm comm, PyObject *obj);
+
+/* create(comm_f, local_kind, local_workers, error, RemoteRankError) ->
+ * "pasha.psh_context" capsule (collective over the communicator, a Fortran
+ * handle: mpi4py's py2f). error: the exception the binding's checks raised
+ * on this rank, or None; with one on any rank every rank fails: that rank
+ * raises its own, the others RemoteRankError naming the lowest such rank
+ * (the C context refuses local_kind -1 on every rank). */
 static PyObject *py_create(PyObject *self, PyObject *args)
 {
     (void)self;
     long long comm_f;
     int kind, workers;
-    if (!PyArg_ParseTuple(args, "Lii", &comm_f, &kind, &workers)) return NULL;
+    PyObject *error, *cls;
+    if (!PyArg_ParseTuple(args, "LiiOO", &comm_f, &kind, &workers, &error, &cls)) return NULL;
     MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)comm_f);
     psh_context *ctx = NULL;
     psh_kind k;
@@ -77,7 +90,22 @@ static PyObject *py_create(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     rc = psh_context_create_mpi(&ctx, comm, k, workers);
     Py_END_ALLOW_THREADS
-    if (rc != PSH_OK) return raise_psh(rc);
+    if (rc != PSH_OK) {
+        int me = 0, size = 0, first = 0;
+        MPI_Comm_rank(comm, &me);
+        MPI_Comm_size(comm, &size);
+        int mine = error != Py_None ? me : size;
+        MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
+        if (first == size) return raise_psh(rc); /* an error of C's own: the same on every rank */
+        PyObject *info = first == me ? describe(error) : (Py_INCREF(Py_None), Py_None);
+        PyObject *all = info ? exchange_obj_on(comm, info) : NULL, *head = Py_BuildValue("(i)", first);
+        PyObject *tail = all ? PySequence_Tuple(PyList_GET_ITEM(all, first)) : NULL;
+        PyObject *full = tail && head ? PySequence_Concat(head, tail) : NULL;
+        PyObject *e = error != Py_None ? (Py_INCREF(error), error) : full ? PyObject_CallObject(cls, full) : NULL;
+        if (e) PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+        Py_XDECREF(e), Py_XDECREF(full), Py_XDECREF(tail), Py_XDECREF(head), Py_XDECREF(all), Py_XDECREF(info);
+        return NULL;
+    }
     PyObject *cap = PyCapsule_New(ctx, "pasha.psh_context", ctx_capsule_free);
     if (!cap) E->context_destroy(ctx);
     return cap;
@@ -126,11 +154,12 @@ static PyObject *py_state(PyObject *self, PyObject *cap)
 /* [the bytes every rank passed] (collective over the context's
  * communicator: one broadcast per rank, its length first, then its bytes in
  * pieces of 16 MiB; a rank short of memory for a copy still takes part). */
-static PyObject *exchange_bytes(psh_context *c, const char *mine, Py_ssize_t mine_len)
+static PyObject *exchange_on(MPI_Comm comm, const char *mine, Py_ssize_t mine_len)
 {
     static char sink[1 << 24];
-    int size = psh_mpi_size(c), me = psh_mpi_rank(c), short_of_memory = 0;
-    MPI_Comm comm = pasha_mpi_comm(c);
+    int size = 0, me = 0, short_of_memory = 0;
+    MPI_Comm_size(comm, &size);
+    MPI_Comm_rank(comm, &me);
     PyObject *out = PyList_New(size);
     for (int r = 0; r < size; ++r) {
         long long len = mine_len;
@@ -140,7 +169,6 @@ static PyObject *exchange_bytes(psh_context *c, const char *mine, Py_ssize_t min
         Py_BEGIN_ALLOW_THREADS
         for (long long done = 0; done < len; done += (long long)sizeof sink) {
             int piece = (int)(len - done < (long long)sizeof sink ? len - done : (long long)sizeof sink);
-            if (p && r == me) memcpy(sink, p + done, (size_t)piece);
             MPI_Bcast(p ? p + done : sink, piece, MPI_BYTE, r, comm);
         }
         Py_END_ALLOW_THREADS
@@ -154,14 +182,16 @@ static PyObject *exchange_bytes(psh_context *c, const char *mine, Py_ssize_t min
     return out;
 }
 
+#define exchange_bytes(c, mine, len) exchange_on(pasha_mpi_comm(c), mine, len)
+
 static PyObject *pickle_dumps, *pickle_loads;
 static int run_collect(psh_context *c, psh_array *a, int op, int root);
 
 /* [the object every rank passed] (obj must pickle: the caller's own data) */
-static PyObject *exchange_obj(psh_context *c, PyObject *obj)
+static PyObject *exchange_obj_on(MPI_Comm comm, PyObject *obj)
 {
     PyObject *b = PyObject_CallFunction(pickle_dumps, "Oi", obj, -1);
-    PyObject *all = b ? exchange_bytes(c, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) : NULL;
+    PyObject *all = b ? exchange_on(comm, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b)) : NULL;
     Py_XDECREF(b);
     for (Py_ssize_t r = 0; all && r < PyList_GET_SIZE(all); ++r) {
         PyObject *o = PyObject_CallOneArg(pickle_loads, PyList_GET_ITEM(all, r));
@@ -172,6 +202,8 @@ static PyObject *exchange_obj(psh_context *c, PyObject *obj)
 }
 
 /* exchange(ctx, obj) -> [the object every rank passed] (collective) */
+#define exchange_obj(c, obj) exchange_obj_on(pasha_mpi_comm(c), obj)
+
 static PyObject *py_exchange(PyObject *self, PyObject *args)
 {
     (void)self;
@@ -249,7 +281,8 @@ static PyObject *by_rank(PyObject *values)
 
 /* fail(ctx, own, calls, shown, RemoteRankError) raises the exception this
  * rank raises after own was raised here in a collective call begun when
- * the context had seen `calls` calls (collective). A call that never
+ * the context had seen `calls` calls (collective; own itself at once if it
+ * is marked _pasha_agreed: every rank raises in this call already). A call that never
  * reached the C context is refused there, so that every rank fails it.
  * Then: the ranks made different calls: RuntimeError; they passed
  * different values: ValueError naming each rank's value of the first of
@@ -263,8 +296,12 @@ static PyObject *py_fail(PyObject *self, PyObject *args)
     long long calls, now = 0;
     int mine = 0;
     if (!PyArg_ParseTuple(args, "OOLOO", &cap, &own, &calls, &shown, &cls)) return NULL;
-    psh_context *c = ctx_of(cap);
-    if (!c) return NULL;
+    psh_context *c = PyObject_HasAttrString(own, "_pasha_agreed") ? NULL : ctx_of(cap);
+    if (!c) { /* own is every rank's already (or the context is closed: raise own) */
+        PyErr_Clear();
+        PyErr_SetObject((PyObject *)Py_TYPE(own), own);
+        return NULL;
+    }
     pasha_mpi_call_state(c, &now, &mine);
     if (now == calls) {
         run_collect(c, NULL, -1, 0);
@@ -589,6 +626,36 @@ static PyObject *py_collect(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* reclaim(ctx, capsules, kept) -> those of the capsules (the bases of
+ * alloc's arrays) that an array still uses on some rank (collective); the
+ * others go with the list the caller replaces, on every rank together
+ * (freeing a node window is collective over the node). kept: a list to put
+ * the used ones in instead (held for good: close), or None. */
+static PyObject *py_reclaim(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *cap, *arrays, *kept;
+    if (!PyArg_ParseTuple(args, "OO!O", &cap, &PyList_Type, &arrays, &kept)) return NULL;
+    psh_context *c = ctx_of(cap);
+    if (!c) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(arrays);
+    if (n == 0) return PyList_New(0);
+    PyObject *flags = PyBytes_FromStringAndSize(NULL, n);
+    if (!flags) return NULL;
+    for (Py_ssize_t i = 0; i < n; ++i) /* the list's reference, and the arrays' */
+        PyBytes_AS_STRING(flags)[i] = Py_REFCNT(PyList_GET_ITEM(arrays, i)) > 1;
+    PyObject *all = exchange_bytes(c, PyBytes_AS_STRING(flags), n), *out = all ? PyList_New(0) : NULL;
+    Py_DECREF(flags);
+    for (Py_ssize_t i = 0; out && i < n; ++i) {
+        int used = 0;
+        for (Py_ssize_t r = 0; r < PyList_GET_SIZE(all); ++r) /* every rank has the same n arrays */
+            used |= PyBytes_AS_STRING(PyList_GET_ITEM(all, r))[i];
+        if (used && PyList_Append(kept != Py_None ? kept : out, PyList_GET_ITEM(arrays, i)) < 0) Py_CLEAR(out);
+    }
+    Py_XDECREF(all);
+    return out;
+}
+
 static PyObject *py_by_rank(PyObject *self, PyObject *values)
 {
     (void)self;
@@ -603,10 +670,12 @@ static PyObject *py_describe(PyObject *self, PyObject *e)
 }
 
 static PyMethodDef methods[] = {
+    {"reclaim", py_reclaim, METH_VARARGS, "reclaim(ctx, capsules, kept) -> the capsules still used (collective)"},
     {"by_rank", py_by_rank, METH_O, "by_rank([str of each rank]) -> 'X on rank 0; Y on ranks 1, 2'"},
     {"describe", py_describe, METH_O,
      "describe(exception) -> (type name, str, worker_id, index, signal, exit_status)"},
-    {"create", py_create, METH_VARARGS, "create(comm_f, local_kind, local_workers) -> psh_context capsule"},
+    {"create", py_create, METH_VARARGS,
+     "create(comm_f, local_kind, local_workers, error, RemoteRankError) -> psh_context capsule"},
     {"info", py_info, METH_VARARGS,
      "info(ctx, local_workers) -> (rank, size, node_rank, node_size, node leader of each rank, worker_base)"},
     {"state", py_state, METH_O, "state(ctx) -> (calls begun, rank of the last failure, own part failed)"},

@@ -1,12 +1,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
-"""MpiContext: a map over the ranks of an MPI communicator (mpi4py) driving libpasha's C MPI context
-(pasha_mpi.h, in pasha._pasha_mpi on the engine of pasha._pasha), which agrees every call: an error on
-one rank is raised on every rank. Here: argument handling and numpy views. No mpi4py at import."""
+"""MpiContext: a map over the ranks of an MPI communicator (mpi4py) that drives libpasha's C MPI context
+(pasha_mpi.h, in pasha._pasha_mpi on pasha._pasha's engine); here: argument handling and numpy views."""
 
 import functools
 import inspect
 import os
-import sys
 import warnings
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
@@ -16,21 +14,35 @@ import numpy as np
 from . import _pasha
 from .context import (_ERR_HEADER, _ERR_SIZE, _PROCESSES, _SCHEDULES, _SERIAL, _THREADS, MapContext,
                       _PshContext, _check_chunksize, _functor_length, _itemwise, _native_pointer)
-from .functor import Functor
+from .functor import ExtraDataFunctor, Functor, SequenceFunctor, gen_split_slices
 
 __all__ = ['MpiContext', 'RemoteRankError']
 _KINDS = {'serial': _SERIAL, 'threads': _THREADS, 'processes': _PROCESSES}
 _KEPT = []  # node buffers still used by arrays when their context closed (valid until MPI ends)
 
 
+class _RankAligned(Functor):  # a functor whose shares are slices of items, split in each rank's block
+
+    def __init__(self, functor, size):  # (n_trains: the number of items, as _functor_length reads it)
+        self.functor, self.size, self.n_trains = functor, size, _functor_length(functor)
+
+    def split(self, parts):  # the same number of shares for every rank: C gives rank r its block
+        blocks = [rank_block(self.n_trains, r, self.size) for r in range(self.size)]
+        return [slice(lo + s.start, lo + s.stop) for lo, hi in blocks
+                for s in gen_split_slices(hi - lo, n_parts=-(-parts // self.size))]
+
+    def iterate(self, share):
+        return self.functor.iterate(share)
+
+
 class RemoteRankError(RuntimeError):
-    """A collective call failed on another rank: ``rank`` (the lowest failing one), ``type_name``
-    and ``message`` of its exception there and, as it has them, ``worker_id``, ``index`` (global),
-    ``signal`` and ``exit_status`` (None where they do not apply)."""
+    """A collective call failed on another rank: ``rank`` (the lowest failing one), ``type_name``, ``message``
+    and (None where not applicable) ``worker_id``, ``index`` (global), ``signal``, ``exit_status`` there."""
 
     def __init__(self, rank: int, type_name: str, message: str, *where: Optional[int]):
         super().__init__(f'rank {rank}: {type_name}: {message}')
-        self.rank, self.type_name, self.message, self._where = rank, type_name, message, (where + (None,) * 4)[:4]
+        self.rank, self.type_name, self.message = rank, type_name, message
+        self._where = (where + (None,) * 4)[:4]
         self.worker_id, self.index, self.signal, self.exit_status = self._where
 
     def __reduce__(self):
@@ -39,30 +51,24 @@ class RemoteRankError(RuntimeError):
 
 def rank_block(n: int, rank: int, size: int) -> Tuple[int, int]:
     """Items [lo, hi) of rank among size for n items, as the C context splits them."""
-    base, extra = divmod(n, size)
-    lo = rank * base + min(rank, extra)
-    return lo, lo + base + (1 if rank < extra else 0)
+    lo = rank * (n // size) + min(rank, n % size)
+    return lo, lo + n // size + int(rank < n % size)
 
 
-def _collective(method):
-    """A collective call: every rank raises an error raised on one (_pasha_mpi.fail says what)."""
+def _collective(method):  # a collective call: an error raised on one rank is raised on every rank
     sig = inspect.signature(method)
 
     @functools.wraps(method)
     def collective(self, *args, **kwargs):
-        if self._ctx is None:  # close() is collective: closed on every rank
-            raise ValueError('the MPI context is closed')
-        calls, self._shown = self._c.state(self._cap)[0], []
+        calls, self._shown = self._c.state(self._cap)[0], []  # (a closed context raises here)
         try:
             try:
                 sig.bind(self, *args, **kwargs)
             except TypeError as e:
                 raise TypeError(f'{method.__name__}(): {e}') from None
             return method(self, *args, **kwargs)
-        except BaseException as e:  # KeyboardInterrupt too: the others must learn of it
-            if getattr(e, '_pasha_agreed', False):  # raised on every rank already
-                raise
-            self._c.fail(self._cap, e, calls, self._shown, RemoteRankError)  # raises
+        except BaseException as e:  # KeyboardInterrupt too: every rank raises what fail says
+            self._c.fail(self._cap, e, calls, self._shown, RemoteRankError)
     return collective
 
 
@@ -71,16 +77,16 @@ class MpiContext(_PshContext):
     a local context, local 'serial', 'threads' or 'processes' (fork per map), of num_workers workers
     (libpasha's default if omitted); kernels see global indices and worker ids. Collective, as every call."""
 
-    def __init__(self, comm: Any = None, local: str = 'processes', num_workers: Optional[int] = None,
-                 **local_options: Any):
+    def __init__(self, comm: Any = None, local: str = 'processes', num_workers: Optional[int] = None, *,
+                 schedule: str = 'static', chunk: int = 0, **local_options: Any):
         try:
             from mpi4py import MPI
             from . import _pasha_mpi
         except ImportError as e:
             raise ImportError("pasha.MpiContext needs mpi4py and pasha built with MPI: pip install "
                               "mpi4py './bindings/python[mpi]'") from e
-        self._c, self._ctx, self._arrays, comm = _pasha_mpi, None, [], MPI.COMM_WORLD if comm is None else comm
-        schedule, chunk, error, workers = local_options.pop('schedule', 'static'), local_options.pop('chunk', 0), None, 0
+        self._c, self._ctx, self._cap, self._arrays, error, workers = _pasha_mpi, None, None, [], None, 0
+        comm = MPI.COMM_WORLD if comm is None else comm
         try:
             if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
                 bad, comm = comm, MPI.COMM_WORLD  # the other ranks are most likely there
@@ -97,18 +103,13 @@ class MpiContext(_PshContext):
             workers = 1 if local == 'serial' else int(num_workers or _pasha.default_num_workers())
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 0
             if 0 < cpus < workers:  # mpirun binds each rank to one core by default
-                warnings.warn(f'MpiContext: rank {comm.Get_rank()} has {workers} local workers but may run on {cpus} '
-                              f'CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they take turns: start the '
-                              'ranks with mpirun --bind-to none, or give each rank its CPUs (mpirun --map-by '
-                              'slot:PE=N, srun --cpus-per-task=N)', RuntimeWarning, stacklevel=2)
+                warnings.warn(f'MpiContext: rank {comm.Get_rank()} has {workers} local workers but may '
+                              f'run on {cpus} CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they '
+                              'take turns: start the ranks with mpirun --bind-to none, or give each rank its '
+                              'CPUs (mpirun --map-by slot:PE=N, srun --cpus-per-task=N)', RuntimeWarning, 2)
         except Exception as e:  # every rank learns of it: C refuses local kind -1
             error = e
-        try:
-            cap = _pasha_mpi.create(comm.py2f(), -1 if error else _KINDS[local], workers)
-        except Exception as e:
-            first = next((r for r, b in enumerate(comm.allgather(error is not None)) if b), None)
-            info = comm.bcast(_pasha_mpi.describe(error) if first == comm.Get_rank() else None, root=first or 0)
-            raise error if error is not None else e if first is None else RemoteRankError(first, *info)
+        cap = _pasha_mpi.create(comm.py2f(), -1 if error else _KINDS[local], workers, error, RemoteRankError)
         self._cap, self.local_kind, self.local_workers, self._kind = cap, local, workers, _KINDS[local]
         self._setup(_pasha.Context._from_capsule(cap), False, schedule, chunk)
         self.rank, self.size, self.node_rank, self.node_size, self._node_of, self.worker_base = \
@@ -125,7 +126,7 @@ class MpiContext(_PshContext):
               per_worker: bool = False) -> np.ndarray:
         """MapContext.alloc, in one shared buffer per node for all its ranks and workers."""
         shape, dtype, order = self._resolve_alloc(shape, dtype, order, like)
-        if per_worker:
+        if per_worker:  # an axis of all ranks' workers
             shape = (self.num_workers,) + shape if order == 'C' else shape + (self.num_workers,)
         dtype, shape = np.dtype(dtype), tuple(int(s) for s in shape)
         filler = None if fill is None or (np.isscalar(fill) and fill == 0) else \
@@ -134,7 +135,7 @@ class MpiContext(_PshContext):
         self._shown = [("the array's size", f'{int(np.prod(shape, dtype=object)) * dtype.itemsize} bytes'),
                        ("the array's shape, dtype or order", described)]
         array = self._c.alloc(self._cap, shape, dtype, order)  # checks the rest
-        self._reclaim()
+        self._arrays = self._c.reclaim(self._cap, self._arrays, None)  # the buffers no rank uses go
         if len(set(self._c.exchange(self._cap, described))) > 1:  # the same bytes, not the same array
             del array  # freed together; _pasha_mpi.fail names each rank's layout
             raise ValueError(described)
@@ -143,12 +144,6 @@ class MpiContext(_PshContext):
             self._c.exchange(self._cap, None)  # ... before any rank reads them
         self._arrays.append(array.base)  # the capsule that frees the psh array
         return array
-
-    def _reclaim(self, everything=False):  # free the buffers no rank uses, together; everything: keep the rest
-        if self._arrays:
-            used = [any(u) for u in zip(*self._c.exchange(self._cap, [sys.getrefcount(r) > 3 for r in self._arrays]))]
-            _KEPT.extend(r for r, u in zip(self._arrays, used) if u and everything)
-            self._arrays = [r for r, u in zip(self._arrays, used) if u and not everything]
 
     @_collective
     def map(self, function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None, *,
@@ -161,6 +156,8 @@ class MpiContext(_PshContext):
         functor = functor if isinstance(functor, Functor) else Functor.try_wrap(functor)
         self._shown = [('the number of items', _functor_length(functor))]
         itemwise = _itemwise(type(functor)) and type(self).run_worker is MapContext.run_worker
+        if not itemwise and type(functor).split in (SequenceFunctor.split, ExtraDataFunctor.split):
+            functor = _RankAligned(functor, self.size)  # (gather's blocks are rank blocks of the items)
         values = super().map(function, functor, chunksize, progress=progress if progress is not True or
                              self.rank == 0 else False)  # (one progress bar)
         return self._c.values(self._cap, values, itemwise, RemoteRankError)  # every rank's, in order
@@ -168,7 +165,8 @@ class MpiContext(_PshContext):
     def _collect(self, a, op, root, op_name=None):
         if isinstance(a, np.ndarray):  # what each rank passed, named if they disagree
             self._shown = [("the array's shape, dtype or order", f"shape {a.shape}, dtype {a.dtype}, order "
-                            f"{'C' if a.flags.c_contiguous else 'F'!r}"), ('the op', repr(op_name)), ('the root', root)]
+                            f"{'C' if a.flags.c_contiguous else 'F'!r}"),
+                           ('the op', repr(op_name)), ('the root', root)]
         self._c.collect(self._cap, a, op, root, op_name)  # checks the rest
 
     @_collective
@@ -189,7 +187,7 @@ class MpiContext(_PshContext):
     def close(self) -> None:
         """Free the context and unused buffers (others stay until MPI_Finalize, before which to call it)."""
         if self._ctx is not None:
-            self._reclaim(everything=True)
+            self._arrays = self._c.reclaim(self._cap, self._arrays, _KEPT)  # the used ones: for good
             self._ctx = self._cap = None
 
     def __enter__(self): return self  # noqa: E704
