@@ -4,9 +4,12 @@
  * src/pasha_internal.h), so the context it makes is one of that engine and
  * maps on it through _pasha.Context like any other: one engine per process.
  * Python keeps argument handling and numpy views (mpi.py); every
- * collective is the C library's, and so are the few exchanges the binding
- * needs of its own (exchange: a bytes object from every rank, on the
- * context's own communicator).
+ * collective is the C library's, and so is what the binding adds on top
+ * (here): turning the C context's agreed failures into each rank's Python
+ * exception (fail: its own where its part failed, RemoteRankError with the
+ * failure's facts elsewhere), the map's values from every rank (values),
+ * the checks and private copies of gather and reduce (collect), and the
+ * few exchanges of its own, on the context's own communicator.
  *
  * Built only where an MPI C library is found (meson option mpi); the
  * package works without it (pasha.MpiContext then says what is missing).
