@@ -83,8 +83,8 @@ class MpiContext(_PshContext):
             from mpi4py import MPI
             from . import _pasha_mpi
         except ImportError as e:
-            raise ImportError("pasha.MpiContext needs mpi4py and pasha built with MPI: pip install "
-                              "mpi4py './bindings/python[mpi]'") from e
+            raise ImportError("pasha.MpiContext needs mpi4py and pasha built with an MPI C library: "
+                              "pip install mpi4py './bindings/python[mpi]'") from e
         self._c, self._ctx, self._cap, self._arrays, error, workers = _pasha_mpi, None, None, [], None, 0
         comm = MPI.COMM_WORLD if comm is None else comm
         try:
