@@ -23,7 +23,14 @@ namespace {
 
 [[noreturn]] void raise_failure(const psh_internal_failure &f)
 {
-    throw Error{f.code ? f.code : PSH_ESYS, f.message};
+    Error e{f.code ? f.code : PSH_ESYS, f.message};
+    if (f.has_info) {  // a map's failure: where it happened, as data
+        e.worker_id = f.worker_id;
+        e.index = f.index;
+        e.signal = f.signal;
+        e.exit_status = f.exit_status;
+    }
+    throw e;
 }
 
 void keep_failure(psh_internal_failure *err, int code, const std::string &message)
@@ -171,6 +178,11 @@ int map_local(psh_context *local, psh_internal_job *j, size_t begin, size_t end,
         return PSH_OK;
     } catch (const Error &e) {
         keep_failure(err, e.code, e.message);
+        err->has_info = 1;
+        err->worker_id = e.worker_id;
+        err->index = e.index;
+        err->signal = e.signal;
+        err->exit_status = e.exit_status;
         return e.code;
     } catch (const std::bad_alloc &) {
         keep_failure(err, PSH_ENOMEM, "out of memory");

@@ -23,12 +23,20 @@
 extern "C" {
 #endif
 
-#define PSH_INTERNAL_VERSION 1
+#define PSH_INTERNAL_VERSION 2
 
-/* Why a call across the boundary failed: a PSH_E* code and its text. */
+/* Why a call across the boundary failed: a PSH_E* code and its text, and
+ * for a failed map the facts of psh_error_info (worker_id, index: -1,
+ * signal: 0, exit_status: -1 where they do not apply; zero-initialised
+ * fields count as "not set": a part fills them only for a map). */
 typedef struct psh_internal_failure {
     int code;
     char message[1024];
+    int has_info; /* the four fields below are set */
+    int worker_id;
+    long long index;
+    int signal;
+    int exit_status;
 } psh_internal_failure;
 
 /* One map in progress on an external context (opaque: the engine's job

@@ -41,9 +41,20 @@ const psh_internal_engine *E = nullptr;
 
 // Errors here are C++ exceptions until they cross back into C (guard, or
 // the callbacks of the context kind, which fill a psh_internal_failure).
+// Where a failed map failed (psh_error_info's facts), carried with its
+// error from the rank it happened on to every rank.
+struct Where {
+    int has_info = 0;
+    int worker_id = -1;
+    long long index = -1;
+    int signal = 0;
+    int exit_status = -1;
+};
+
 struct Error {
     int code;
     std::string message;
+    Where where{};
 };
 
 [[noreturn]] __attribute__((format(printf, 2, 3))) void fail(int code, const char *fmt, ...)
@@ -56,10 +67,15 @@ struct Error {
     throw Error{code, buf};
 }
 
-void keep(psh_internal_failure *err, int code, const std::string &message)
+void keep(psh_internal_failure *err, int code, const std::string &message, const Where &w = Where())
 {
     err->code = code;
     snprintf(err->message, sizeof err->message, "%s", message.c_str());
+    err->has_info = w.has_info;
+    err->worker_id = w.worker_id;
+    err->index = w.index;
+    err->signal = w.signal;
+    err->exit_status = w.exit_status;
 }
 
 // Run body for the C function fn: PSH_OK, or the code of what it threw with
@@ -118,7 +134,8 @@ const size_t kAlign = 64;  // psh arrays are aligned to at least this
 // communicator; these are only our own reductions and broadcasts.
 struct Failure {
     int code;
-    char message[1020];
+    Where where;
+    char message[1000];
 };
 
 // What a rank is doing at the first collective of a call on the context
@@ -252,10 +269,17 @@ public:
 
     int rank() const { return rank_; }
     int size() const { return size_; }
+    MPI_Comm comm() const { return comm_; }
     // The rank whose error the last failed call spread; -1: an error of
     // every rank alike (the ranks passed different values), -2: the ranks
     // made different calls.
     int failed_rank() const { return failed_rank_; }
+    // Whether this rank's own part of the last failed call failed (not
+    // only another rank's), and how many calls began (the first collective
+    // of each): the binding tells its own errors from the spread ones, and
+    // a call that never reached the context from one that did.
+    bool self_failed() const { return self_failed_; }
+    long long calls() const { return calls_; }
     int node_rank() const { return node_rank_; }
     int node_size() const { return node_size_; }
     const std::vector<int> &node_of() const { return node_of_; }
@@ -440,17 +464,19 @@ public:
         bool watch = in.flags != 0;
         int code = PSH_OK;
         std::string message;
+        Where where;
         peer_stopped_ = false;
         psh_internal_failure f{};
         if (e > b && E->map_local(local_, job, job_begin + b, job_begin + e, offset_, watch ? poll_stop : nullptr,
                                   this, &f) != PSH_OK) {
             code = f.code;
             message = f.message;
+            where = Where{f.has_info, f.worker_id, f.index, f.signal, f.exit_status};
         }
         // Stopped by another rank's message: that rank's error is the map's.
         if (code == PSH_ECANCELED && peer_stopped_ &&
             !(cancel && __atomic_load_n(const_cast<const int *>(cancel), __ATOMIC_RELAXED)))
-            code = PSH_OK, message.clear();
+            code = PSH_OK, message.clear(), where = Where();
         // A failing rank tells every other rank to stop (zero-byte sends).
         std::vector<MPI_Request> sends;
         if (watch && code != PSH_OK) {
@@ -462,6 +488,7 @@ public:
             }
         }
         int mine_first = code != PSH_OK ? rank_ : size_, first = size_;
+        self_failed_ = code != PSH_OK;
         MPI_Allreduce(&mine_first, &first, 1, MPI_INT, MPI_MIN, comm_);
         if (first == size_) return;  // nobody failed, so nobody sent
         if (watch) {
@@ -473,7 +500,7 @@ public:
                 MPI_Recv(nullptr, 0, MPI_BYTE, MPI_ANY_SOURCE, kStopTag, comm_, MPI_STATUS_IGNORE);
             MPI_Waitall((int)sends.size(), sends.data(), MPI_STATUSES_IGNORE);
         }
-        spread_failure(first, code, message);
+        spread_failure(first, code, message, where);
     }
 
 private:
@@ -495,22 +522,26 @@ private:
     void agree(int code, const std::string &message)
     {
         int mine = code != PSH_OK ? rank_ : size_, first = size_;
+        self_failed_ = code != PSH_OK;
         MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm_);
         if (first < size_) spread_failure(first, code, message);
     }
 
     // The error of rank `first` on every rank (collective).
-    [[noreturn]] void spread_failure(int first, int code, const std::string &message)
+    [[noreturn]] void spread_failure(int first, int code, const std::string &message,
+                                     const Where &where = Where())
     {
         failed_rank_ = first;
-        Failure f;
-        memset(&f, 0, sizeof f);
+        Failure f{};
         if (rank_ == first) {
             f.code = code;
+            f.where = where;
             snprintf(f.message, sizeof f.message, "%s", message.c_str());
         }
         MPI_Bcast(&f, (int)sizeof f, MPI_BYTE, first, comm_);
-        fail(f.code, "rank %d: %s", first, f.message);
+        char buf[1100];
+        snprintf(buf, sizeof buf, "rank %d: %s", first, f.message);
+        throw Error{f.code, buf, f.where};
     }
 
     // The first collective of every call on the context, one allreduce:
@@ -524,6 +555,8 @@ private:
         const int K = Entry::kValues;
         bool failing = code != PSH_OK;
         failed_rank_ = -1;
+        self_failed_ = failing;
+        ++calls_;
         long long mine[K] = {call, same[0], same[1], same[2], same[3]};
         long long v[2 + 2 * K];
         v[0] = -(long long)(failing ? rank_ : size_);  // MAX: minus the lowest failing rank
@@ -573,6 +606,8 @@ private:
     int rank_ = 0, size_ = 1, node_rank_ = 0, node_size_ = 1, offset_ = 0, total_ = 0;
     bool entered_ = false;  // allocate() began: its errors need no refuse()
     int failed_rank_ = -1;
+    bool self_failed_ = false;
+    long long calls_ = 0;
     bool peer_stopped_ = false;  // this map was stopped by another rank's message
     std::vector<int> node_of_;       // rank -> its node leader's rank in comm_
     std::vector<int> leader_index_;  // rank -> its node leader's rank in leaders_
@@ -762,7 +797,7 @@ int caught(psh_internal_failure *err, F body)
         body();
         return PSH_OK;
     } catch (const Error &e) {
-        keep(err, e.code, e.message);
+        keep(err, e.code, e.message, e.where);
     } catch (const std::bad_alloc &) {
         keep(err, PSH_ENOMEM, "out of memory");
     }
@@ -842,6 +877,25 @@ extern "C" int pasha_mpi_failed_rank(const psh_context *ctx)
     return m ? m->failed_rank() : -1;
 }
 
+// The calls begun on the context so far and whether this rank's own part
+// of the last one failed (see MpiContext::self_failed); -1 if not MPI.
+extern "C" int pasha_mpi_call_state(const psh_context *ctx, long long *calls, int *self_failed)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    if (!m) return -1;
+    *calls = m->calls();
+    *self_failed = m->self_failed();
+    return 0;
+}
+
+// The context's own communicator (a duplicate of the one it was made on),
+// for the binding's own collectives (MPI_COMM_NULL if not MPI).
+extern "C" MPI_Comm pasha_mpi_comm(const psh_context *ctx)
+{
+    const MpiContext *m = mpi_context_or_null(ctx);
+    return m ? m->comm() : MPI_COMM_NULL;
+}
+
 // This rank's place in its node (rank, size) and every rank's node, named
 // by its leader's rank (node_of: psh_mpi_size entries); -1 if not MPI.
 extern "C" int pasha_mpi_node_info(const psh_context *ctx, int *node_rank, int *node_size, int *node_of)
@@ -894,8 +948,7 @@ PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind lo
         MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_LONG_LONG, MPI_MAX, dup);
         int first = (int)-v[0];
         if (first != ranks) {
-            Failure f;
-            memset(&f, 0, sizeof f);
+            Failure f{};
             if (me == first) {
                 f.code = code;
                 snprintf(f.message, sizeof f.message, "%s", why.c_str());

@@ -6,6 +6,8 @@
 #define PASHA_PY_MODULE_INIT /* this file imports numpy's C API */
 #include "ext.h"
 
+#include <pasha_internal.h>
+
 PyObject *pyp_pool_entry;
 PyObject *pyp_store_exception;
 PyObject *pyp_flush_stdio;
@@ -109,6 +111,14 @@ PyMODINIT_FUNC PyInit__pasha(void)
     if (!m) return NULL;
     Py_INCREF(&pyp_CtxType);
     if (PyModule_AddObject(m, "Context", (PyObject *)&pyp_CtxType) < 0) return NULL;
+    /* The engine's internal table (src/pasha_internal.h), for the MPI
+     * extension pasha._pasha_mpi, which builds on this module's engine. */
+    PyObject *engine = PyCapsule_New((void *)psh_internal_engine_get(PSH_INTERNAL_VERSION), "pasha._engine", NULL);
+    if (!engine || PyModule_AddObject(m, "_engine", engine) < 0) {
+        Py_XDECREF(engine);
+        Py_DECREF(m);
+        return NULL;
+    }
     PyModule_AddIntConstant(m, "OK", PSH_OK);
     PyModule_AddIntConstant(m, "EKERNEL", PSH_EKERNEL);
     PyModule_AddIntConstant(m, "EWORKER", PSH_EWORKER);
