@@ -115,10 +115,10 @@ Context *impl(psh_context *c) { return reinterpret_cast<Context *>(c); }
 const Context *impl(const psh_context *c) { return reinterpret_cast<const Context *>(c); }
 
 int context_create_external(psh_context **out, const psh_internal_kind *kind, void *impl_ptr, int num_workers,
-                            psh_schedule schedule, psh_internal_failure *err)
+                            const psh_context *local, psh_internal_failure *err)
 {
     try {
-        if (!out || !kind || num_workers < 1) {
+        if (!out || !kind || !local || num_workers < 1) {
             if (kind && impl_ptr) kind->destroy(impl_ptr);
             keep_failure(err, PSH_EINVAL, "bad arguments to context_create_external");
             return PSH_EINVAL;
@@ -127,8 +127,8 @@ int context_create_external(psh_context **out, const psh_internal_kind *kind, vo
         cfg.kind = PSH_MPI;
         cfg.num_workers = num_workers;
         cfg.persistent = false;
-        cfg.schedule = schedule;
-        cfg.chunk = 0;
+        cfg.schedule = impl(local)->config().schedule;
+        cfg.chunk = impl(local)->config().chunk;
         cfg.pin_cpus = false;
         ExternalContext *c = new (std::nothrow) ExternalContext(cfg, kind, impl_ptr);
         if (!c) {
@@ -250,6 +250,8 @@ const psh_internal_engine kEngine = {
     psh_array_size,
     psh_array_nbytes,
     psh_dtype_size,
+    psh_context_options_init,
+    psh_context_create_ext,
 };
 
 }  // namespace

@@ -67,11 +67,12 @@ typedef struct psh_internal_kind {
 typedef struct psh_internal_engine {
     size_t struct_size;
     int version;
-    /* A context of kind PSH_MPI with num_workers workers and the given
-     * schedule whose maps and allocations go to kind's callbacks on impl
-     * (which it owns from here on, even when this fails). */
+    /* A context of kind PSH_MPI with num_workers workers whose maps and
+     * allocations go to kind's callbacks on impl (which it owns from here
+     * on, even when this fails); its maps take the schedule and chunk of
+     * the context local (the part's local context). */
     int (*context_create_external)(psh_context **out, const psh_internal_kind *kind, void *impl, int num_workers,
-                                   psh_schedule schedule, psh_internal_failure *err);
+                                   const psh_context *local, psh_internal_failure *err);
     /* impl of ctx if it is an external context of kind, else NULL. */
     void *(*context_impl)(const psh_context *ctx, const psh_internal_kind *kind);
     /* impl of the context of kind whose allocate made a's memory, else NULL. */
@@ -109,6 +110,8 @@ typedef struct psh_internal_engine {
     size_t (*array_size)(const psh_array *a);
     size_t (*array_nbytes)(const psh_array *a);
     size_t (*dtype_size)(psh_dtype dtype);
+    void (*context_options_init)(psh_context_options *opts);
+    int (*context_create_ext)(psh_context **out, const psh_context_options *opts);
 } psh_internal_engine;
 
 /* The engine's table for version PSH_INTERNAL_VERSION; NULL for any other. */

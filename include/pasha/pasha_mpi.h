@@ -73,6 +73,17 @@ enum {
  *  those of psh_context_create for the local context. */
 PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind local_kind, int local_workers);
 
+/** psh_context_create_mpi with every option of the local context: each
+ *  rank's local context is made by psh_context_create_ext(local), and the
+ *  MPI context's maps take its schedule and chunk (a PSH_SCHEDULE_DYNAMIC
+ *  local context hands out chunks within the rank's block) and pin_cpus.
+ *  local->kind is the local kind, local->num_workers the workers per rank
+ *  (<= 0: psh_cpu_count()). Errors: those of psh_context_create_mpi, and
+ *  PSH_EINVAL for a NULL local, a struct_size below 0.2's options (not
+ *  initialised with psh_context_options_init) or local->persistent (the
+ *  MPI context's local maps fork per map). */
+PSH_API int psh_context_create_mpi_ext(psh_context **out, MPI_Comm comm, const psh_context_options *local);
+
 /** The rank of the calling process in the context's communicator and the
  *  number of ranks; -1 / 0 for NULL or a context that is not PSH_MPI. */
 PSH_API int psh_mpi_rank(const psh_context *ctx);

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdarg>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -137,6 +138,12 @@ struct Failure {
     Where where;
     char message[1000];
 };
+
+// The lowest failing rank, whose error the calling thread's last failed
+// creation returned on this rank, which did not fail itself, and that
+// error (-1: none, or this rank's own error).
+thread_local int create_failed_rank = -1;
+thread_local Failure create_failure;
 
 // What a rank is doing at the first collective of a call on the context
 // (every rank must do the same); REFUSED: a call that failed its checks on
@@ -888,6 +895,16 @@ extern "C" int pasha_mpi_call_state(const psh_context *ctx, long long *calls, in
     return 0;
 }
 
+// The rank whose error the calling thread's last failed
+// psh_context_create_mpi(_ext) returned on this rank, with that rank's code
+// and text (without the "rank N: " prefix); -1: none, or this rank's own.
+extern "C" int pasha_mpi_create_failure(int *code, const char **message)
+{
+    *code = create_failure.code;
+    *message = create_failure.message;
+    return create_failed_rank;
+}
+
 // The context's own communicator (a duplicate of the one it was made on),
 // for the binding's own collectives (MPI_COMM_NULL if not MPI).
 extern "C" MPI_Comm pasha_mpi_comm(const psh_context *ctx)
@@ -911,9 +928,11 @@ extern "C" int pasha_mpi_node_info(const psh_context *ctx, int *node_rank, int *
 
 extern "C" {
 
-PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind local_kind, int local_workers)
+// psh_context_create_mpi(_ext): fn names the caller in errors.
+static int create_mpi(const char *fn, psh_context **out, MPI_Comm comm, const psh_context_options *opts)
 {
-    return guard("psh_context_create_mpi", [&] {
+    create_failed_rank = -1;
+    return guard(fn, [&] {
         check_mpi_ready();
         if (comm == MPI_COMM_NULL) fail(PSH_EINVAL, "comm is MPI_COMM_NULL");
         int inter = 0;
@@ -923,21 +942,36 @@ PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind lo
         // bad arguments on one rank fail all of them instead of hanging.
         int code = PSH_OK;
         std::string why;
+        // The local options as this library knows them (a caller built
+        // against a newer header may pass a longer struct).
+        psh_context_options lo;
+        E->context_options_init(&lo);
+        const size_t known = offsetof(psh_context_options, pin_cpus) + sizeof lo.pin_cpus;
+        bool sized = opts && opts->struct_size >= known;
+        if (sized) {
+            memcpy(&lo, opts, std::min(opts->struct_size, sizeof lo));
+            lo.struct_size = sizeof lo;
+        }
         int kind;
-        memcpy(&kind, &local_kind, sizeof kind);
+        memcpy(&kind, &lo.kind, sizeof kind);
         psh_context *local = nullptr;
         int node_size = node_size_setting(why);
         if (node_size < 0) code = PSH_EINVAL, node_size = 0;
         else if (!out) code = PSH_EINVAL, why = "out is NULL";
+        else if (!opts) code = PSH_EINVAL, why = "local (the local context's options) is NULL";
+        else if (!sized)
+            code = PSH_EINVAL, why = "the local options' struct_size is " + std::to_string(opts->struct_size) +
+                                     " (call psh_context_options_init)";
         else if (kind != PSH_SERIAL && kind != PSH_THREADS && kind != PSH_PROCESSES)
             code = PSH_EINVAL, why = "local_kind " + std::to_string(kind) + " is not PSH_SERIAL, PSH_THREADS or PSH_PROCESSES";
-        else if (local_workers <= 0 && kind != PSH_SERIAL && (local_workers = E->cpu_count()) < 1)
+        else if (lo.persistent)
+            code = PSH_EINVAL, why = "the local context cannot be a persistent pool (the MPI context forks per map)";
+        else if (lo.num_workers <= 0 && kind != PSH_SERIAL && (lo.num_workers = E->cpu_count()) < 1)
             code = PSH_EINVAL, why = std::string("the local context: ") + E->last_error();
-        else if ((code = E->context_create(&local, local_kind, local_workers)) != PSH_OK)
+        else if ((code = E->context_create_ext(&local, &lo)) != PSH_OK)
             why = std::string("the local context: ") + E->last_error();
         MPI_Comm dup;
         MPI_Comm_dup(comm, &dup);
-        psh_schedule schedule = local ? E->context_schedule(local) : PSH_SCHEDULE_STATIC;
         auto ctx = std::make_unique<MpiContext>(dup, local);  // owns dup and local
         // All learn who failed before the collective set-up, which must run
         // alike on every rank (the node split depends on the node size).
@@ -948,12 +982,14 @@ PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind lo
         MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_LONG_LONG, MPI_MAX, dup);
         int first = (int)-v[0];
         if (first != ranks) {
-            Failure f{};
+            Failure &f = create_failure;
+            f = Failure{};
             if (me == first) {
                 f.code = code;
                 snprintf(f.message, sizeof f.message, "%s", why.c_str());
             }
             MPI_Bcast(&f, (int)sizeof f, MPI_BYTE, first, dup);
+            create_failed_rank = code != PSH_OK ? -1 : first;  // (-1: this rank failed too)
             fail(f.code, "rank %d: %s", first, f.message);
         }
         if (v[1] != -v[2])
@@ -961,9 +997,24 @@ PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind lo
         ctx->connect(E->context_num_workers(local), node_size);
         psh_internal_failure f{};
         int total = ctx->total_workers();
-        if (E->context_create_external(out, &kKind, ctx.release(), total, schedule, &f) != PSH_OK)
+        if (E->context_create_external(out, &kKind, ctx.release(), total, local, &f) != PSH_OK)
             fail(f.code, "%s", f.message);
     });
+}
+
+PSH_API int psh_context_create_mpi(psh_context **out, MPI_Comm comm, psh_kind local_kind, int local_workers)
+{
+    if (!have_engine()) return PSH_ESYS;  // (a libpasha of another layout: guard's answer)
+    psh_context_options lo;
+    E->context_options_init(&lo);
+    lo.kind = local_kind;
+    lo.num_workers = local_workers;
+    return create_mpi("psh_context_create_mpi", out, comm, &lo);
+}
+
+PSH_API int psh_context_create_mpi_ext(psh_context **out, MPI_Comm comm, const psh_context_options *local)
+{
+    return create_mpi("psh_context_create_mpi_ext", out, comm, local);
 }
 
 PSH_API int psh_mpi_rank(const psh_context *ctx)

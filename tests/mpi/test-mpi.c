@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pasha/pasha_mpi.h"
 
@@ -395,6 +396,76 @@ static void test_create(void)
     psh_context_destroy(ctx);
 }
 
+/* psh_context_create_mpi_ext: the local options reach the local maps. With
+ * a dynamic schedule of chunk 1, the worker that takes a rank's first item
+ * waits in it until the rest of the rank's block is done, which only the
+ * other worker can do (static shares would leave the waiting worker's own
+ * items undone: it gives up after 20 s and the check fails). */
+struct wait_args {
+    volatile int *who;
+    size_t lo, hi;
+};
+
+static int wait_kernel(void *user_data, int worker_id, size_t index, const void *value)
+{
+    (void)value;
+    struct wait_args *a = user_data;
+    if (index == a->lo) {
+        for (int ms = 0; ms < 20000; ++ms) {
+            size_t done = 0;
+            for (size_t i = a->lo + 1; i < a->hi; ++i) done += __atomic_load_n(&a->who[i], __ATOMIC_ACQUIRE) >= 0;
+            if (done == a->hi - a->lo - 1) break;
+            usleep(1000);
+        }
+    }
+    __atomic_store_n(&a->who[index], worker_id, __ATOMIC_RELEASE);
+    return 0;
+}
+
+static void test_create_ext(psh_kind kind)
+{
+    psh_context *ctx = NULL;
+    psh_context_options lo;
+    psh_context_options_init(&lo);
+    CHECK(psh_context_create_mpi_ext(&ctx, MPI_COMM_WORLD, NULL) == PSH_EINVAL);
+    CHECK(strstr(psh_last_error(), "local") != NULL);
+    lo.struct_size = rank == nranks - 1 ? 0 : sizeof lo; /* one rank forgot _init: every rank fails */
+    CHECK(psh_context_create_mpi_ext(&ctx, MPI_COMM_WORLD, &lo) == PSH_EINVAL);
+    CHECK(strstr(psh_last_error(), "struct_size") != NULL);
+    psh_context_options_init(&lo);
+    lo.kind = PSH_PROCESSES;
+    lo.persistent = 1;
+    CHECK(psh_context_create_mpi_ext(&ctx, MPI_COMM_WORLD, &lo) == PSH_EINVAL);
+    CHECK(strstr(psh_last_error(), "persistent") != NULL);
+    CHECK(ctx == NULL);
+
+    psh_context_options_init(&lo);
+    lo.kind = kind;
+    lo.num_workers = 2;
+    lo.schedule = PSH_SCHEDULE_DYNAMIC;
+    lo.chunk = 1;
+    CHECK_OK(psh_context_create_mpi_ext(&ctx, MPI_COMM_WORLD, &lo));
+    CHECK(psh_context_num_workers(ctx) == 2 * nranks);
+    const size_t n = 8 * (size_t)nranks;
+    psh_array *who;
+    CHECK_OK(psh_alloc(&who, ctx, PSH_INT32, 1, &n, NULL));
+    int *w = psh_array_data(who);
+    size_t lo_i = (size_t)rank * (n / nranks), hi_i = lo_i + n / nranks;
+    for (size_t i = lo_i; i < hi_i; ++i) w[i] = -1;
+    MPI_Barrier(MPI_COMM_WORLD);
+    struct wait_args a = {w, lo_i, hi_i};
+    psh_functor *f;
+    CHECK_OK(psh_functor_range(&f, n));
+    CHECK_OK(psh_map(ctx, wait_kernel, &a, f));
+    int first = w[lo_i], others = 0;
+    for (size_t i = lo_i + 1; i < hi_i; ++i) others += w[i] != first && (w[i] == 2 * rank || w[i] == 2 * rank + 1);
+    CHECK(first == 2 * rank || first == 2 * rank + 1);
+    CHECK(others == (int)(hi_i - lo_i - 1));
+    psh_functor_destroy(f);
+    psh_array_free(who);
+    psh_context_destroy(ctx);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -402,6 +473,8 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
 
     test_create();
+    test_create_ext(PSH_THREADS);
+    test_create_ext(PSH_PROCESSES);
     psh_context *threads, *procs;
     CHECK_OK(psh_context_create_mpi(&threads, MPI_COMM_WORLD, PSH_THREADS, 2));
     CHECK(psh_context_num_workers(threads) == 2 * nranks);

@@ -880,3 +880,59 @@ def test_failed_map_carries_worker_index_signal_and_status(comm, local, how):
     assert e.signal == (9 if how == 'kill' else None), e.signal
     assert e.exit_status == (7 if how == 'exit' else None), e.exit_status
     assert len(after) == n
+
+
+@pytest.mark.parametrize('local', ['threads', 'processes'])
+def test_local_schedule_reaches_the_local_maps(comm, local):
+    # MpiContext(schedule='dynamic', chunk=1): each rank's block is handed out
+    # one item at a time. The worker that takes a rank's first item waits in
+    # it until the rest of the block is done: only the other worker can do
+    # it (with static shares worker 0 would wait for its own items and time
+    # out). The schedule used to be dropped on the way to the C context.
+    n_per_rank = 8
+    with psh.MpiContext(comm, local=local, num_workers=2, schedule='dynamic', chunk=1) as c:
+        n = n_per_rank * c.size
+        ran_by = c.alloc(shape=n, dtype=np.int64, fill=-1)
+
+        def kernel(worker_id, index, value):
+            lo, hi = rank_block(n, c.rank, c.size)
+            if index == lo:
+                import time
+                deadline = time.monotonic() + 20
+                while (ran_by[lo + 1:hi] < 0).any() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            ran_by[index] = worker_id
+
+        c.map(kernel, np.arange(n))
+        lo, hi = rank_block(n, c.rank, c.size)
+        mine = ran_by[lo:hi].tolist()
+        assert set(mine) == {c.worker_base, c.worker_base + 1}, mine
+        assert mine[0] not in mine[1:], mine
+
+
+def test_pin_cpus_reaches_the_local_workers(comm):
+    # pin_cpus=True pins each local worker process to one CPU of its mask.
+    cpus = len(os.sched_getaffinity(0))
+    if cpus < 2:
+        pytest.skip('needs 2 CPUs in the affinity mask (mpirun --bind-to none)')
+    with psh.MpiContext(comm, local='processes', num_workers=2, pin_cpus=True) as c:
+        n = 2 * c.size
+        seen = c.alloc(shape=n, dtype=np.int64)
+        c.map(lambda w, i, v: seen.__setitem__(i, len(os.sched_getaffinity(0))), np.arange(n))
+        assert (seen == 1).all(), seen.tolist()
+    with psh.MpiContext(comm, local='processes', num_workers=2) as c:
+        seen = c.alloc(shape=n, dtype=np.int64)
+        c.map(lambda w, i, v: seen.__setitem__(i, len(os.sched_getaffinity(0))), np.arange(n))
+        assert (seen == cpus).all(), seen.tolist()
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(persistent=True), 'persistent'), (dict(chunk=-1), 'chunk'), (dict(chunk=1.5), 'chunk'),
+    (dict(pinned=True), 'unexpected')])
+def test_bad_local_options_fail_on_every_rank(comm, kwargs, match):
+    bad = comm.Get_size() - 1  # the last rank alone
+    what, e = _outcome(psh.MpiContext, comm, local='threads', **(kwargs if comm.Get_rank() == bad else {}))
+    if comm.Get_rank() == bad:
+        assert what in ('ValueError', 'TypeError') and match in str(e), (what, e)
+    else:
+        assert what == 'RemoteRankError' and e.rank == bad and match in e.message, (what, e)

@@ -32,14 +32,20 @@ int pasha_mpi_set_engine(const psh_internal_engine *engine);
 int pasha_mpi_failed_rank(const psh_context *ctx);
 int pasha_mpi_node_info(const psh_context *ctx, int *node_rank, int *node_size, int *node_of);
 int pasha_mpi_call_state(const psh_context *ctx, long long *calls, int *self_failed);
+int pasha_mpi_create_failure(int *code, const char **message);
 MPI_Comm pasha_mpi_comm(const psh_context *ctx);
 
 static const psh_internal_engine *E;
 
+/* The exception a PSH_E* code raises. */
+static PyObject *exc_type(int rc)
+{
+    return rc == PSH_ENOMEM ? PyExc_MemoryError : rc == PSH_EINVAL ? PyExc_ValueError : PyExc_RuntimeError;
+}
+
 static PyObject *raise_psh(int rc)
 {
-    PyErr_SetString(rc == PSH_ENOMEM ? PyExc_MemoryError : rc == PSH_EINVAL ? PyExc_ValueError : PyExc_RuntimeError,
-                    E->last_error());
+    PyErr_SetString(exc_type(rc), E->last_error());
     return NULL;
 }
 
@@ -72,7 +78,8 @@ static psh_context *ctx_of(PyObject *cap)
 static PyObject *describe(PyObject *e);
 static PyObject *exchange_obj_on(MPI_Comm comm, PyObject *obj);
 
-/* create(comm_f, local_kind, local_workers, error, RemoteRankError) ->
+/* create(comm_f, local_kind, local_workers, schedule, chunk, pin_cpus,
+ * error, RemoteRankError) ->
  * "pasha.psh_context" capsule (collective over the communicator, a Fortran
  * handle: mpi4py's py2f). error: the exception the binding's checks raised
  * on this rank, or None; with one on any rank every rank fails: that rank
@@ -82,16 +89,23 @@ static PyObject *py_create(PyObject *self, PyObject *args)
 {
     (void)self;
     long long comm_f;
-    int kind, workers;
+    int kind, workers, schedule, pin_cpus;
+    Py_ssize_t chunk;
     PyObject *error, *cls;
-    if (!PyArg_ParseTuple(args, "LiiOO", &comm_f, &kind, &workers, &error, &cls)) return NULL;
+    if (!PyArg_ParseTuple(args, "LiiinpOO", &comm_f, &kind, &workers, &schedule, &chunk, &pin_cpus, &error, &cls))
+        return NULL;
     MPI_Comm comm = MPI_Comm_f2c((MPI_Fint)comm_f);
     psh_context *ctx = NULL;
-    psh_kind k;
-    memcpy(&k, &kind, sizeof k);
+    psh_context_options lo;
+    E->context_options_init(&lo);
+    memcpy(&lo.kind, &kind, sizeof kind);
+    memcpy(&lo.schedule, &schedule, sizeof schedule);
+    lo.num_workers = workers;
+    lo.chunk = chunk > 0 ? (size_t)chunk : 0;
+    lo.pin_cpus = pin_cpus;
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = psh_context_create_mpi(&ctx, comm, k, workers);
+    rc = psh_context_create_mpi_ext(&ctx, comm, &lo);
     Py_END_ALLOW_THREADS
     if (rc != PSH_OK) {
         int me = 0, size = 0, first = 0;
@@ -99,7 +113,15 @@ static PyObject *py_create(PyObject *self, PyObject *args)
         MPI_Comm_size(comm, &size);
         int mine = error != Py_None ? me : size;
         MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-        if (first == size) return raise_psh(rc); /* an error of C's own: the same on every rank */
+        if (first == size) { /* an error of C's own: one rank's (RemoteRankError elsewhere) or every rank's */
+            const char *message;
+            int code, failed = pasha_mpi_create_failure(&code, &message);
+            if (failed < 0 || failed == me) return raise_psh(rc);
+            PyObject *e = PyObject_CallFunction(cls, "iss", failed, ((PyTypeObject *)exc_type(code))->tp_name, message);
+            if (e) PyErr_SetObject((PyObject *)Py_TYPE(e), e);
+            Py_XDECREF(e);
+            return NULL;
+        }
         PyObject *info = first == me ? describe(error) : (Py_INCREF(Py_None), Py_None);
         PyObject *all = info ? exchange_obj_on(comm, info) : NULL, *head = Py_BuildValue("(i)", first);
         PyObject *tail = all ? PySequence_Tuple(PyList_GET_ITEM(all, first)) : NULL;
@@ -678,7 +700,7 @@ static PyMethodDef methods[] = {
     {"describe", py_describe, METH_O,
      "describe(exception) -> (type name, str, worker_id, index, signal, exit_status)"},
     {"create", py_create, METH_VARARGS,
-     "create(comm_f, local_kind, local_workers, error, RemoteRankError) -> psh_context capsule"},
+     "create(comm_f, local_kind, local_workers, schedule, chunk, pin_cpus, error, RemoteRankError) -> psh_context capsule"},
     {"info", py_info, METH_VARARGS,
      "info(ctx, local_workers) -> (rank, size, node_rank, node_size, node leader of each rank, worker_base)"},
     {"state", py_state, METH_O, "state(ctx) -> (calls begun, rank of the last failure, own part failed)"},

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _pasha
 from .context import (_ERR_HEADER, _ERR_SIZE, _PROCESSES, _SCHEDULES, _SERIAL, _THREADS, MapContext,
-                      _PshContext, _check_chunksize, _functor_length, _itemwise, _native_pointer)
+                      _PshContext, _functor_length, _itemwise, _native_pointer)
 from .functor import ExtraDataFunctor, Functor, SequenceFunctor, gen_split_slices
 
 __all__ = ['MpiContext', 'RemoteRankError']
@@ -96,20 +96,21 @@ class MpiContext(_PshContext):
                                  not in _KINDS else f'unknown schedule {schedule!r}')
             if local_options.pop('persistent', False):
                 raise ValueError('an MPI context forks its local workers per map: no persistent pools')
-            if {k: v for k, v in local_options.items() if k != 'pin_cpus'}:
+            if set(local_options) - {'pin_cpus'}:
                 raise TypeError(f'MpiContext: unexpected arguments {sorted(local_options)}')
-            if num_workers is not None and (not isinstance(num_workers, Integral) or num_workers < 1):
-                raise ValueError('num_workers must be a positive integer')
-            workers = 1 if local == 'serial' else int(num_workers or _pasha.default_num_workers())
-            cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 0
-            if 0 < cpus < workers:  # mpirun binds each rank to one core by default
+            for name, v, least in (('num_workers', num_workers, 1), ('chunk', chunk, 0)):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, Integral) or v < least):
+                    raise ValueError(f'{name} must be an integer >= {least}, not {v!r}')
+            workers = 1 if local == 'serial' else int(num_workers or _pasha.cpu_count())
+            if 0 < (cpus := len(os.sched_getaffinity(0))) < workers:  # mpirun binds each rank to a core
                 warnings.warn(f'MpiContext: rank {comm.Get_rank()} has {workers} local workers but may '
                               f'run on {cpus} CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they '
                               'take turns: start the ranks with mpirun --bind-to none, or give each rank its '
                               'CPUs (mpirun --map-by slot:PE=N, srun --cpus-per-task=N)', RuntimeWarning, 2)
         except Exception as e:  # every rank learns of it: C refuses local kind -1
             error = e
-        cap = _pasha_mpi.create(comm.py2f(), -1 if error else _KINDS[local], workers, error, RemoteRankError)
+        cap = _pasha_mpi.create(comm.py2f(), -1 if error else _KINDS[local], workers, _SCHEDULES.get(schedule, 0),
+                                0 if error else chunk, bool(local_options.get('pin_cpus')), error, RemoteRankError)
         self._cap, self.local_kind, self.local_workers, self._kind = cap, local, workers, _KINDS[local]
         self._setup(_pasha.Context._from_capsule(cap), False, schedule, chunk)
         self.rank, self.size, self.node_rank, self.node_size, self._node_of, self.worker_base = \
@@ -152,7 +153,6 @@ class MpiContext(_PshContext):
         if _native_pointer(function) is not None or not callable(function):
             raise TypeError('MpiContext maps Python kernels (native ones: pasha_mpi.h), not '
                             f'{type(function).__name__}')
-        chunksize = _check_chunksize(chunksize)
         functor = functor if isinstance(functor, Functor) else Functor.try_wrap(functor)
         self._shown = [('the number of items', _functor_length(functor))]
         itemwise = _itemwise(type(functor)) and type(self).run_worker is MapContext.run_worker
