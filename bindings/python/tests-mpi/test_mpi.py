@@ -919,10 +919,12 @@ def test_pin_cpus_reaches_the_local_workers(comm):
         n = 2 * c.size
         seen = c.alloc(shape=n, dtype=np.int64)
         c.map(lambda w, i, v: seen.__setitem__(i, len(os.sched_getaffinity(0))), np.arange(n))
+        c.allgather(seen)  # (simulated nodes: each has its own buffer)
         assert (seen == 1).all(), seen.tolist()
     with psh.MpiContext(comm, local='processes', num_workers=2) as c:
         seen = c.alloc(shape=n, dtype=np.int64)
         c.map(lambda w, i, v: seen.__setitem__(i, len(os.sched_getaffinity(0))), np.arange(n))
+        c.allgather(seen)
         assert (seen == cpus).all(), seen.tolist()
 
 
