@@ -300,6 +300,20 @@ static int fz_identity(Freezer *z, PyObject *o)
     return fz_append_new(z->ids, PyWeakref_NewRef(o, NULL));
 }
 
+/* 1 when cloudpickle pickles module m by value (its name is not in
+ * sys.modules: a module made at run time), 0 when by name, -1: an error. */
+static int fz_module_by_value(PyObject *m)
+{
+    PyObject *name = PyModule_GetNameObject(m);
+    if (!name) {
+        PyErr_Clear();
+        return 1;
+    }
+    int in = PyDict_Contains(PyImport_GetModuleDict(), name);
+    Py_DECREF(name);
+    return in < 0 ? -1 : !in;
+}
+
 /* 0: added; 1: uncacheable; -1: an error (set). */
 static int fz_add(Freezer *z, PyObject *o)
 {
@@ -386,6 +400,9 @@ static int fz_add(Freezer *z, PyObject *o)
          * makes a new key. A module registered to go by value: no key. */
         if (!z->worker && (!PyAnySet_Check(z->by_value) || PySet_GET_SIZE(z->by_value) != 0)) {
             r = 1;
+        } else if (!z->worker && (r = fz_module_by_value(o)) != 0) {
+            /* not in sys.modules: cloudpickle ships it by value, with its
+             * attributes as they are: no key (1), or an error (-1) */
         } else {
             r = PyList_Append(z->ids, o);
             if (r == 0 && !z->worker)
