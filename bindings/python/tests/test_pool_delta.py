@@ -375,3 +375,34 @@ def test_main_module_kernel_delta():
     assert out.returncode == 0, out.stderr
     assert out.stdout.split('[')[0].strip() == 'True', out.stdout
     assert '[1, 2, 2, 2, 2, 2]' in out.stdout, out.stdout
+
+
+def test_the_kept_key_keeps_no_global_array_alive():
+    """The caller's kept key holds no value of a global: a shared array a
+    global named, dropped after a map (a delta), is freed."""
+    import gc
+    import weakref
+
+    def sequence(delta):
+        global SHARED, SCALE
+        ctx = make_context('pool')
+        SHARED, SCALE = ctx.alloc(4), 1.0
+
+        def kernel(worker_id, index, value):
+            SHARED[index] = SCALE * value
+        items = [1.0, 2.0, 3.0]
+        ctx.map(kernel, items)
+        SCALE = 2.0
+        ctx.map(kernel, items)
+        if delta:
+            assert _kind(ctx) == 2
+        got = SHARED.tolist()
+        ref = weakref.ref(SHARED)
+        SHARED = None
+        gc.collect()
+        assert ref() is None
+        return got
+    try:
+        assert _both(sequence) == [2.0, 4.0, 6.0, 0.0]
+    finally:
+        _restore(SHARED=None, SCALE=1.0)

@@ -565,8 +565,9 @@ def _shipped_names(code):
 
 def _split_key(job):
     """The caller's key of a pool job with the globals its by-value
-    functions read as separate segments (ids, vals, segs, bounds, flags),
-    or None when it cannot be cached (_pasha.job_key, split=True)."""
+    functions read as separate segments (ids, vals, segs, bounds, flags,
+    values), or None when it cannot be cached (_pasha.job_key, split=True).
+    A key kept between maps drops the values (key[:5])."""
     return _pasha.job_key(job, False, None, _MISSING, functools.partial, SequenceFunctor,
                           NdarrayFunctor, _shipped_names, _BY_VALUE_MODULES, _BIG_ARRAY, True)
 
@@ -1276,7 +1277,7 @@ class _PshContext(MapContext):
             refs = getattr(pickler, 'globals_ref', None)
             refs = refs if isinstance(refs, dict) else {}
             dicts, where, targets = [], {}, []
-            for g, _, _ in key[2]:
+            for g, _ in key[2]:
                 i = where.get(id(g))
                 if i is None:
                     copy = refs.get(id(g))
@@ -1296,7 +1297,7 @@ class _PshContext(MapContext):
         # Keep the key only if pickling left it as it was (a reducer may
         # change what it pickles).
         if key is not None and not temps and _same_key(_split_key(job), key):
-            self._job_key = key
+            self._job_key = key = key[:5]
             self._job_base = _JobBase(key, self._serial, length - _JOB_DATA, targets)
 
     def _store_job(self, data, offset):
@@ -1324,13 +1325,13 @@ class _PshContext(MapContext):
         if changed is None:
             return False
         dirty = base.dirty.union(changed)
-        segs, flags, targets = key[2], key[4], base.targets
+        segs, flags, values, targets = key[2], key[4], key[5], base.targets
         items = []
         plain = True  # atoms only: pickle's own pickler is as good and faster
         for i in sorted(dirty):
             if flags[i + 1] & (_SEG_NONDATA | _SEG_SHARED) or targets[i] < 0:
                 return False
-            _, name, value = segs[i]
+            name, value = segs[i][1], values[i]
             if value is _MISSING:
                 items.append((targets[i], name, False, None))
             else:
@@ -1351,7 +1352,7 @@ class _PshContext(MapContext):
         self._store_job(data, _JOB_DATA + base.length)
         self._job_view[:_JOB_DATA] = _JOB_KIND2.pack(2, base.serial, base.length)
         base.dirty = dirty
-        self._job_key = key
+        self._job_key = key[:5]
         return True
 
 

@@ -37,7 +37,8 @@ typedef struct {
     PyObject *by_value;                     /* cloudpickle's by-value modules (a set), or None */
     Py_ssize_t big;                         /* caller: arrays this large are copied per map */
     /* split mode (segs != NULL) */
-    PyObject *segs;                         /* [(globals, name, value)] */
+    PyObject *segs;                         /* [(globals, name)] */
+    PyObject *values;                       /* [value] of each segment */
     PyObject *segidx;                       /* {id(globals): {name: index}} */
     Py_ssize_t part;                        /* 0: the job; 1 + i: segment i */
     unsigned char *flags;                   /* per part: FZ_NONDATA, FZ_SHARED */
@@ -97,8 +98,8 @@ static Py_ssize_t fz_segment(Freezer *z, PyObject *g, PyObject *name, PyObject *
     if (index) return PyLong_AsSsize_t(index);
     if (PyErr_Occurred()) return -1;
     Py_ssize_t i = PyList_GET_SIZE(z->segs);
-    PyObject *seg = PyTuple_Pack(3, g, name, v);
-    if (fz_append_new(z->segs, seg) < 0) return -1;
+    PyObject *seg = PyTuple_Pack(2, g, name);
+    if (fz_append_new(z->segs, seg) < 0 || PyList_Append(z->values, v) < 0) return -1;
     index = PyLong_FromSsize_t(i);
     int r = index ? PyDict_SetItem(names, name, index) : -1;
     Py_XDECREF(index);
@@ -423,8 +424,9 @@ static int fz_add(Freezer *z, PyObject *o)
 
 /* job_key(job, worker, shared, missing, partial_type, seq_type, nd_type,
  *         global_names, by_value, big, split=False) -> (ids, vals), or None
- * when uncacheable. split (caller only): (ids, vals, segs, bounds, flags):
- * segs [(globals, name, value)], the globals by-value functions read;
+ * when uncacheable. split (caller only): (ids, vals, segs, bounds, flags,
+ * values): segs [(globals, name)], the globals by-value functions read,
+ * values their values (apart: a kept key holds no value alive);
  * bounds (ids end, vals end) of each part (the job, then each segment's
  * value) in ids and vals; flags (bytes) of each part: FZ_NONDATA,
  * FZ_SHARED. */
@@ -448,10 +450,11 @@ PyObject *pyp_job_key(PyObject *self, PyObject *args)
     PyObject *bounds = NULL, *flags = NULL;
     if (split) {
         z.segs = PyList_New(0);
+        z.values = PyList_New(0);
         z.segidx = PyDict_New();
         bounds = PyList_New(0);
     }
-    int r = z.ids && z.vals && z.seen && (!split || (z.segs && z.segidx && bounds)) ?
+    int r = z.ids && z.vals && z.seen && (!split || (z.segs && z.values && z.segidx && bounds)) ?
             fz_add(&z, job) : -1;
     /* Split: each segment's value, in order (a function among them may add
      * segments as it is frozen). */
@@ -459,7 +462,7 @@ PyObject *pyp_job_key(PyObject *self, PyObject *args)
         if (i >= 0) {
             z.part = i + 1;
             z.depth = 0;
-            PyObject *v = PyTuple_GET_ITEM(PyList_GET_ITEM(z.segs, i), 2);
+            PyObject *v = PyList_GET_ITEM(z.values, i);
             Py_INCREF(v);
             r = fz_add(&z, v);
             Py_DECREF(v);
@@ -476,7 +479,7 @@ PyObject *pyp_job_key(PyObject *self, PyObject *args)
     }
     PyObject *out = NULL;
     if (r == 0) {
-        out = split ? PyTuple_Pack(5, z.ids, z.vals, z.segs, bounds, flags)
+        out = split ? PyTuple_Pack(6, z.ids, z.vals, z.segs, bounds, flags, z.values)
                     : PyTuple_Pack(2, z.ids, z.vals);
     } else {
         /* An error reading an object (a property that raises): pickling
@@ -491,6 +494,7 @@ fail:
     Py_XDECREF(z.vals);
     Py_XDECREF(z.seen);
     Py_XDECREF(z.segs);
+    Py_XDECREF(z.values);
     Py_XDECREF(z.segidx);
     Py_XDECREF(bounds);
     Py_XDECREF(flags);
@@ -525,7 +529,7 @@ PyObject *pyp_split_diff(PyObject *self, PyObject *args)
     (void)self;
     PyObject *a, *b;
     if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &a, &PyTuple_Type, &b)) return NULL;
-    if (PyTuple_GET_SIZE(a) != 5 || PyTuple_GET_SIZE(b) != 5)
+    if (PyTuple_GET_SIZE(a) < 5 || PyTuple_GET_SIZE(b) < 5)
         return PyErr_Format(PyExc_TypeError, "split_diff: not split keys");
     PyObject *ia = PyTuple_GET_ITEM(a, 0), *va = PyTuple_GET_ITEM(a, 1), *sa = PyTuple_GET_ITEM(a, 2),
              *ba = PyTuple_GET_ITEM(a, 3);
