@@ -9,10 +9,26 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
+
+/* A short map (a pool map of a few items: tens of microseconds) costs two
+ * thread hand-offs on top of its work: the helper's wake-up and the main
+ * thread's. Each side first waits this long with sched_yield (the CPU left
+ * to whoever needs it), then sleeps: a loop of short maps hands off without
+ * sleeping, a long map costs at most this much CPU more. */
+#define HANDOFF_SPIN_NS 100000L
+
+static long long monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
 
 static void run_req(RunReq *r)
 {
@@ -51,10 +67,15 @@ static void *helper_main(void *arg)
     (void)PyGILState_Ensure();
     PyEval_SaveThread();
     for (;;) {
+        /* the next map of a loop of short maps comes soon: take it awake */
+        long long t0 = monotonic_ns();
+        while (!__atomic_load_n(&helper.req, __ATOMIC_ACQUIRE) &&
+               monotonic_ns() - t0 < HANDOFF_SPIN_NS)
+            sched_yield();
         pthread_mutex_lock(&helper.mu);
-        while (!helper.req) pthread_cond_wait(&helper.cv, &helper.mu);
+        while (!__atomic_load_n(&helper.req, __ATOMIC_ACQUIRE)) pthread_cond_wait(&helper.cv, &helper.mu);
         RunReq *r = helper.req;
-        helper.req = NULL;
+        __atomic_store_n(&helper.req, NULL, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&helper.mu);
         run_req(r);
         __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
@@ -106,9 +127,14 @@ int pyp_run_released(RunReq *r, int process_map, void (*cancel)(void *), void *c
     int raised = 0;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&helper.mu);
-    helper.req = r;
+    __atomic_store_n(&helper.req, r, __ATOMIC_RELEASE);
     pthread_cond_signal(&helper.cv);
     pthread_mutex_unlock(&helper.mu);
+    /* a short map is done soon: wait awake first (signals are checked
+     * below, within 5 ms as ever) */
+    long long t0 = monotonic_ns();
+    while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && monotonic_ns() - t0 < HANDOFF_SPIN_NS)
+        sched_yield();
     for (;;) {
         if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) break;
         struct pollfd p = {helper.efd, POLLIN, 0};
