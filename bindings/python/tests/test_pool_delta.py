@@ -406,3 +406,48 @@ def test_the_kept_key_keeps_no_global_array_alive():
         assert _both(sequence) == [2.0, 4.0, 6.0, 0.0]
     finally:
         _restore(SHARED=None, SCALE=1.0)
+
+
+SPIN_SCRIPT = textwrap.dedent('''\
+    import signal
+    import numpy as np
+    import pasha as psh
+    ctx = psh.ProcessContext(2, persistent=True)
+    out = ctx.alloc(40)
+    scale = 1.0
+    def kernel(worker_id, index, value):
+        out[index] = scale * value
+    ok = True
+    for step in range(200):           # short maps, back to back
+        scale = float(step)
+        ctx.map(kernel, np.arange(40.0))
+        ok = ok and bool((out == step * np.arange(40.0)).all())
+    def alarm(signum, frame):
+        raise TimeoutError
+    signal.signal(signal.SIGALRM, alarm)
+    def slow(worker_id, index, value):
+        import time
+        time.sleep(0.05)
+    signal.setitimer(signal.ITIMER_REAL, 0.1)
+    try:
+        ctx.map(slow, list(range(400)))  # 10 s unless the handler cancels it
+        ok = False
+    except TimeoutError:
+        pass
+    print(ok)
+''')
+
+
+@pytest.mark.parametrize('spin', ['0', '30', ''])
+def test_short_maps_from_the_main_thread(spin):
+    """The main thread's hand-off to its helper thread waits awake for a
+    while (PASHA_SPIN_US bounds it, 0: none): back-to-back maps give their
+    values, and a signal handler still cancels a long map."""
+    env = dict(os.environ)
+    env.pop('PASHA_SPIN_US', None)
+    if spin:
+        env['PASHA_SPIN_US'] = spin
+    out = subprocess.run([sys.executable, '-c', SPIN_SCRIPT], capture_output=True, text=True,
+                         timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ['True'], out.stdout
