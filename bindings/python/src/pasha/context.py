@@ -537,31 +537,127 @@ def _job_key(job, worker=False, shared=None):
                           NdarrayFunctor, _global_names, _BY_VALUE_MODULES, _BIG_ARRAY)
 
 
+# cloudpickle's own list of the globals it ships with a by-value function
+# (the names its code reads or writes as globals, nested code included).
+_extract_code_globals = getattr(sys.modules.get('cloudpickle.cloudpickle'),
+                                '_extract_code_globals', None)
+_shipped_names_cache = {}
+
+
+def _shipped_names(code):
+    """The globals cloudpickle ships with a by-value function of code (its
+    base globals, then the names its code reads as globals): the segments
+    of a split key. Without cloudpickle's list: _global_names."""
+    if _extract_code_globals is None:
+        return _global_names(code)
+    entry = _shipped_names_cache.get(id(code))
+    if entry is not None and entry[0] is code:
+        return entry[1]
+    try:
+        names = _BASE_GLOBALS + tuple(sorted(_extract_code_globals(code)))
+    except Exception:  # a cloudpickle whose helper differs: the superset
+        names = _global_names(code)
+    if len(_shipped_names_cache) >= _CACHE_MAX:
+        _shipped_names_cache.clear()
+    _shipped_names_cache[id(code)] = (code, names)
+    return names
+
+
+def _split_key(job):
+    """The caller's key of a pool job with the globals its by-value
+    functions read as separate segments (ids, vals, segs, bounds, flags,
+    values), or None when it cannot be cached (_pasha.job_key, split=True).
+    A key kept between maps drops the values (key[:5])."""
+    return _pasha.job_key(job, False, None, _MISSING, functools.partial, SequenceFunctor,
+                          NdarrayFunctor, _shipped_names, _BY_VALUE_MODULES, _BIG_ARRAY, True)
+
+
+# A pool job's bytes: [kind][base serial][base length][base pickle][delta].
+# Kind 0: one pickle, not kept; 1: the base pickle (the job, then the list
+# of the workers' copies of the globals dicts its by-value functions use);
+# 2: the base pickle of map `base serial` and a delta: the new values of
+# globals that changed since (a list of (dict index, name, bound, value)).
+_JOB_HEAD = struct.Struct('<qq')
+_JOB_KIND2 = struct.Struct('<Bqq')
+_PLAIN_TYPES = frozenset((int, float, bool, complex, str, bytes, type(None), range))
+_JOB_DATA = 1 + _JOB_HEAD.size
+_SEG_NONDATA, _SEG_SHARED = 1, 2
+# Whether a pool map may send only the globals that changed (tests turn it
+# off to compare with full sends).
+_JOB_DELTA = True
+
+
+class _JobBase:
+    """The caller's record of the base pickle a pool's workers hold: its
+    split key, serial and length, each segment's index in the workers'
+    list of globals dicts (-1: none), and the segments sent by value since
+    (dirty: every later delta sends them again)."""
+
+    __slots__ = ('key', 'serial', 'length', 'targets', 'dirty')
+
+    def __init__(self, key, serial, length, targets):
+        self.key = key
+        self.serial = serial
+        self.length = length
+        self.targets = targets
+        self.dirty = frozenset()
+
+
 def _same_key(a, b):
     return a is not None and b is not None and _pasha.same_key(a, b)
 
 
-# In a pool worker: the job of the last map, its serial and key, and the
-# shared-memory views _rebuild_array made for it.
+# In a pool worker: the job of the last map (serial, job, key, base serial,
+# the globals dicts of the base, the ids in _worker_shared its delta added),
+# and the shared-memory views _rebuild_array made for it.
 _worker_job = None
 _worker_shared = {}
 
 
 def _pool_entry(job, serial):
-    """In a pool worker: the job of map `serial` (job[0]: whether the caller
-    may send the same serial again; job[1:]: the pickle)."""
+    """In a pool worker: the job of map `serial` (see _JOB_HEAD). A worker
+    keeps what it unpickled while its copies are unchanged (a kernel may
+    write to them): the same serial again reuses it; a delta on the base it
+    holds rebinds the globals the delta names; anything else unpickles the
+    base (a new worker, a changed copy), then applies the delta."""
     global _worker_job
     last = _worker_job
-    if last is not None and last[0] == serial:
-        if _same_key(_job_key(last[1], True, _worker_shared), last[2]):
+    kind = job[0]
+    if last is not None and (last[0] == serial or (kind == 2 and last[3] ==
+                                                   _JOB_HEAD.unpack_from(job, 1)[0])):
+        if not _same_key(_job_key(last[1], True, _worker_shared), last[2]):
+            last = None
+        elif last[0] == serial:
             return last[1]
-    _worker_job = None
-    _worker_shared.clear()
-    t = pickle.loads(job[1:])
-    if job[0]:
-        _worker_job = (serial, t, _job_key(t, True, _worker_shared))
     else:
+        last = None
+    _worker_job = None
+    if kind == 0:
         _worker_shared.clear()
+        t = pickle.loads(job[1:])
+        _worker_shared.clear()
+        return t
+    base_serial, length = _JOB_HEAD.unpack_from(job, 1)
+    if last is None:
+        _worker_shared.clear()
+        u = pickle.Unpickler(io.BytesIO(job[_JOB_DATA:_JOB_DATA + length]))
+        t = u.load()
+        targets = u.load()
+    else:
+        t, targets = last[1], last[4]
+        for i in last[5]:  # the last delta's arrays: their names are rebound now
+            _worker_shared.pop(i, None)
+    added = ()
+    if kind == 2:
+        n = len(_worker_shared)
+        for index, name, bound, value in pickle.loads(job[_JOB_DATA + length:]):
+            if bound:
+                targets[index][name] = value
+            else:
+                targets[index].pop(name, None)
+        if len(_worker_shared) > n:
+            added = list(_worker_shared)[n:]
+    _worker_job = (serial, t, _job_key(t, True, _worker_shared), base_serial, targets, added)
     return t
 
 
@@ -986,7 +1082,9 @@ class _PshContext(MapContext):
         self._err = None
         self._job = None
         self._job_len = 0
-        self._job_key = None  # the key of the job in self._job, if cacheable
+        self._job_key = None  # the split key of the last map's job, if cacheable
+        self._job_base = None  # _JobBase: the base pickle in self._job, if kept
+        self._job_view = None  # a memoryview of self._job
         self._serial = 0
 
     def _err_buffer(self):
@@ -1111,22 +1209,10 @@ class _PshContext(MapContext):
         temps = []
         if self.persistent:
             job = (function, functor, shares, run_worker, begin, end)
-            key = _job_key(job)
+            key = _split_key(job)
             if key is None or not _same_key(key, self._job_key):
-                buf = io.BytesIO()
-                buf.write(b'\x01' if key is not None else b'\x00')
-                _JobPickler(buf, self, temps).dump(job)
-                data = buf.getbuffer()
-                if self._job is None or len(self._job) < len(data):
-                    self._job = _pasha.alloc_bytes(self._ctx, max(len(data), 1 << 16) * 2)
-                self._job[:len(data)] = np.frombuffer(data, np.uint8)
-                self._job_len = len(data)
-                data.release()
-                self._serial += 1
-                # Keep the key only if pickling left it as it was (a
-                # reducer may change what it pickles).
-                self._job_key = key if key is not None and not temps and \
-                    _same_key(_job_key(job), key) else None
+                if key is None or not self._send_delta(key):
+                    self._send_job(job, key, temps)
             del job
             opts = _map_options(itemwise, None, None, None, None, None, schedule, chunk,
                                 progress_cb, self._worker_base, None, None)
@@ -1171,6 +1257,103 @@ class _PshContext(MapContext):
         slot_index = struct.unpack_from('<q', slots[local], 8)[0] \
             if 0 <= local < len(slots) else None
         raise _worker_error(message, info, slot_index, itemwise)
+
+
+    def _send_job(self, job, key, temps):
+        """Pickle a pool job whole into self._job (a new serial); a
+        cacheable one (key not None) becomes the base of later deltas."""
+        self._job_key = self._job_base = None
+        buf = io.BytesIO()
+        pickler = _JobPickler(buf, self, temps)
+        if key is None:
+            buf.write(b'\x00')
+            pickler.dump(job)
+        else:
+            buf.write(bytes(_JOB_DATA))
+            pickler.dump(job)
+            # The workers' copies of the globals dicts of the by-value
+            # functions (cloudpickle's globals_ref: one per dict of the
+            # caller), pickled as references to the objects above.
+            refs = getattr(pickler, 'globals_ref', None)
+            refs = refs if isinstance(refs, dict) else {}
+            dicts, where, targets = [], {}, []
+            for g, _ in key[2]:
+                i = where.get(id(g))
+                if i is None:
+                    copy = refs.get(id(g))
+                    i = where[id(g)] = len(dicts) if copy is not None else -1
+                    if copy is not None:
+                        dicts.append(copy)
+                targets.append(i)
+            pickler.dump(dicts)
+        self._serial += 1
+        data = buf.getbuffer()
+        length = len(data)
+        if key is not None:
+            _JOB_HEAD.pack_into(data, 1, self._serial, length - _JOB_DATA)
+            data[0] = 1
+        self._store_job(data, 0)
+        data.release()
+        # Keep the key only if pickling left it as it was (a reducer may
+        # change what it pickles).
+        if key is not None and not temps and _same_key(_split_key(job), key):
+            self._job_key = key = key[:5]
+            self._job_base = _JobBase(key, self._serial, length - _JOB_DATA, targets)
+
+    def _store_job(self, data, offset):
+        """Write data at offset in self._job (the bytes before offset kept)."""
+        end = offset + len(data)
+        if self._job is None or len(self._job) < end:
+            job = _pasha.alloc_bytes(self._ctx, max(end, 1 << 16) * 2)
+            if offset:
+                job[:offset] = self._job[:offset]
+            self._job = job
+            self._job_view = memoryview(job)
+        self._job_view[offset:end] = data
+        self._job_len = end
+
+    def _send_delta(self, key):
+        """If the job differs from the base the workers hold only in the
+        values of globals (plain data, shared with nothing else in the
+        job), write a delta after the base (a new serial): every global
+        that differed from the base at any map since, with its value now.
+        False: the job must be sent whole."""
+        base = self._job_base
+        if base is None or not _JOB_DELTA:
+            return False
+        changed = _pasha.split_diff(key, base.key)
+        if changed is None:
+            return False
+        dirty = base.dirty.union(changed)
+        segs, flags, values, targets = key[2], key[4], key[5], base.targets
+        items = []
+        plain = True  # atoms only: pickle's own pickler is as good and faster
+        for i in sorted(dirty):
+            if flags[i + 1] & (_SEG_NONDATA | _SEG_SHARED) or targets[i] < 0:
+                return False
+            name, value = segs[i][1], values[i]
+            if value is _MISSING:
+                items.append((targets[i], name, False, None))
+            else:
+                items.append((targets[i], name, True, value))
+                plain = plain and type(value) in _PLAIN_TYPES
+        if plain:
+            data = pickle.dumps(items, pickle.HIGHEST_PROTOCOL)
+        else:
+            buf = io.BytesIO()
+            temps = []
+            _JobPickler(buf, self, temps).dump(items)
+            if temps:
+                return False
+            data = buf.getvalue()
+        if len(data) > max(base.length, 4096):
+            return False  # (a delta larger than the base: a new base)
+        self._serial += 1
+        self._store_job(data, _JOB_DATA + base.length)
+        self._job_view[:_JOB_DATA] = _JOB_KIND2.pack(2, base.serial, base.length)
+        base.dirty = dirty
+        self._job_key = key[:5]
+        return True
 
 
 _SLOT_HEAD = struct.Struct('<qqq')

@@ -96,6 +96,7 @@ PyObject *pyp_from_address(PyObject *self, PyObject *args);
 
 PyObject *pyp_job_key(PyObject *self, PyObject *args);
 PyObject *pyp_same_key(PyObject *self, PyObject *args);
+PyObject *pyp_split_diff(PyObject *self, PyObject *args);
 
 /* ---- run.c: running a libpasha map (directly or on the helper thread) */
 

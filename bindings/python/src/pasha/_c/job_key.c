@@ -18,7 +18,15 @@
  * map) by their contents; lists, dicts, functions, partials and arrays by
  * identity and contents; modules by identity; an object met again by where
  * it was first met.
- * Anything else makes the job uncacheable (None). */
+ * Anything else makes the job uncacheable (None).
+ *
+ * Split mode (caller only): the globals a by-value function reads are not
+ * frozen in place; each (globals dict, name) becomes a segment, frozen
+ * after the job as a part of its own, so that a map whose job differs from
+ * the last one only in the values of some globals can send just those
+ * (context.py, _map_processes). Per part the key records whether it holds
+ * anything but plain data (a function, partial, module, functor) and
+ * whether it shares an object with another part. */
 
 typedef struct {
     PyObject *ids, *vals, *seen;
@@ -28,11 +36,75 @@ typedef struct {
     PyObject *partial_type, *seq_type, *nd_type, *global_names;
     PyObject *by_value;                     /* cloudpickle's by-value modules (a set), or None */
     Py_ssize_t big;                         /* caller: arrays this large are copied per map */
+    /* split mode (segs != NULL) */
+    PyObject *segs;                         /* [(globals, name)] */
+    PyObject *values;                       /* [value] of each segment */
+    PyObject *segidx;                       /* {id(globals): {name: index}} */
+    Py_ssize_t part;                        /* 0: the job; 1 + i: segment i */
+    unsigned char *flags;                   /* per part: FZ_NONDATA, FZ_SHARED */
+    Py_ssize_t nflags;
+    Py_ssize_t *owner;                      /* per seen object: the part it was first met in */
+    Py_ssize_t nowner;
 } Freezer;
+
+enum { FZ_NONDATA = 1, FZ_SHARED = 2 };
 
 enum { FZ_MAX_IDS = 4096, FZ_MAX_DEPTH = 100 };
 
 static int fz_add(Freezer *z, PyObject *o);
+static int fz_append_new(PyObject *list, PyObject *o);
+
+/* Grow a per-index array to hold index i (zero-filled). */
+static int fz_grow(void **a, Py_ssize_t *n, Py_ssize_t i, size_t size)
+{
+    if (i < *n) return 0;
+    Py_ssize_t m = *n ? *n : 64;
+    while (m <= i) m *= 2;
+    void *p = PyMem_Realloc(*a, (size_t)m * size);
+    if (!p) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memset((char *)p + (size_t)*n * size, 0, (size_t)(m - *n) * size);
+    *a = p;
+    *n = m;
+    return 0;
+}
+
+static int fz_flag(Freezer *z, Py_ssize_t part, unsigned char f)
+{
+    if (fz_grow((void **)&z->flags, &z->nflags, part, 1) < 0) return -1;
+    z->flags[part] |= f;
+    return 0;
+}
+
+/* Split mode: the index of segment (g, name) (added with value v if new). */
+static Py_ssize_t fz_segment(Freezer *z, PyObject *g, PyObject *name, PyObject *v)
+{
+    PyObject *gid = PyLong_FromVoidPtr(g);
+    if (!gid) return -1;
+    PyObject *names = PyDict_GetItemWithError(z->segidx, gid);
+    if (!names) {
+        names = PyErr_Occurred() ? NULL : PyDict_New();
+        if (!names || PyDict_SetItem(z->segidx, gid, names) < 0) {
+            Py_XDECREF(names);
+            Py_DECREF(gid);
+            return -1;
+        }
+        Py_DECREF(names);  /* the dict holds it */
+    }
+    Py_DECREF(gid);
+    PyObject *index = PyDict_GetItemWithError(names, name);
+    if (index) return PyLong_AsSsize_t(index);
+    if (PyErr_Occurred()) return -1;
+    Py_ssize_t i = PyList_GET_SIZE(z->segs);
+    PyObject *seg = PyTuple_Pack(2, g, name);
+    if (fz_append_new(z->segs, seg) < 0 || PyList_Append(z->values, v) < 0) return -1;
+    index = PyLong_FromSsize_t(i);
+    int r = index ? PyDict_SetItem(names, name, index) : -1;
+    Py_XDECREF(index);
+    return r < 0 ? -1 : i;
+}
 
 static int fz_atom(Freezer *z, PyObject *o)
 {
@@ -194,7 +266,12 @@ static int fz_function(Freezer *z, PyObject *f)
         if (!v && PyErr_Occurred()) goto done;
         v = v ? v : z->missing;
         Py_INCREF(v);
-        r = fz_add(z, v);
+        if (z->segs) {  /* split mode: the value is frozen later, as a part */
+            Py_ssize_t seg = fz_segment(z, g, PyTuple_GET_ITEM(names, i), v);
+            r = seg < 0 ? -1 : fz_append_new(z->vals, PyLong_FromSsize_t(seg));
+        } else {
+            r = fz_add(z, v);
+        }
         Py_DECREF(v);
         if (r) goto done;
         r = -1;
@@ -224,6 +301,20 @@ static int fz_identity(Freezer *z, PyObject *o)
     return fz_append_new(z->ids, PyWeakref_NewRef(o, NULL));
 }
 
+/* 1 when cloudpickle pickles module m by value (its name is not in
+ * sys.modules: a module made at run time), 0 when by name, -1: an error. */
+static int fz_module_by_value(PyObject *m)
+{
+    PyObject *name = PyModule_GetNameObject(m);
+    if (!name) {
+        PyErr_Clear();
+        return 1;
+    }
+    int in = PyDict_Contains(PyImport_GetModuleDict(), name);
+    Py_DECREF(name);
+    return in < 0 ? -1 : !in;
+}
+
 /* 0: added; 1: uncacheable; -1: an error (set). */
 static int fz_add(Freezer *z, PyObject *o)
 {
@@ -234,14 +325,28 @@ static int fz_add(Freezer *z, PyObject *o)
     PyObject *ref = PyDict_GetItemWithError(z->seen, id);
     if (ref) {
         Py_DECREF(id);
+        if (z->segs) {  /* met in another part: both share it */
+            Py_ssize_t n = -PyLong_AsSsize_t(ref) - 1;
+            if (n >= 0 && n < z->nowner && z->owner[n] != z->part &&
+                (fz_flag(z, z->owner[n], FZ_SHARED) < 0 || fz_flag(z, z->part, FZ_SHARED) < 0))
+                return -1;
+        }
         return PyList_Append(z->vals, ref);
     }
-    PyObject *mark = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(-PyDict_GET_SIZE(z->seen) - 1);
+    Py_ssize_t n = PyDict_GET_SIZE(z->seen);
+    PyObject *mark = PyErr_Occurred() ? NULL : PyLong_FromSsize_t(-n - 1);
     int r = mark ? PyDict_SetItem(z->seen, id, mark) : -1;
     Py_DECREF(id);
     Py_XDECREF(mark);
     if (r < 0) return -1;
     PyTypeObject *t = Py_TYPE(o);
+    if (z->segs) {
+        if (fz_grow((void **)&z->owner, &z->nowner, n, sizeof *z->owner) < 0) return -1;
+        z->owner[n] = z->part;
+        if (t != &PyTuple_Type && t != &PyList_Type && t != &PyDict_Type && t != &PyArray_Type &&
+            t != &PyFrozenSet_Type && t != &PySlice_Type && fz_flag(z, z->part, FZ_NONDATA) < 0)
+            return -1;
+    }
     z->depth++;
     if (t == &PyTuple_Type || t == &PyList_Type) {
         r = PyList_Append(z->ids, t == &PyTuple_Type ? (PyObject *)t : o);
@@ -296,6 +401,9 @@ static int fz_add(Freezer *z, PyObject *o)
          * makes a new key. A module registered to go by value: no key. */
         if (!z->worker && (!PyAnySet_Check(z->by_value) || PySet_GET_SIZE(z->by_value) != 0)) {
             r = 1;
+        } else if (!z->worker && (r = fz_module_by_value(o)) != 0) {
+            /* not in sys.modules: cloudpickle ships it by value, with its
+             * attributes as they are: no key (1), or an error (-1) */
         } else {
             r = PyList_Append(z->ids, o);
             if (r == 0 && !z->worker)
@@ -315,26 +423,64 @@ static int fz_add(Freezer *z, PyObject *o)
 }
 
 /* job_key(job, worker, shared, missing, partial_type, seq_type, nd_type,
- *         global_names, by_value, big) -> (ids, vals), or None when uncacheable. */
+ *         global_names, by_value, big, split=False) -> (ids, vals), or None
+ * when uncacheable. split (caller only): (ids, vals, segs, bounds, flags,
+ * values): segs [(globals, name)], the globals by-value functions read,
+ * values their values (apart: a kept key holds no value alive);
+ * bounds (ids end, vals end) of each part (the job, then each segment's
+ * value) in ids and vals; flags (bytes) of each part: FZ_NONDATA,
+ * FZ_SHARED. */
 PyObject *pyp_job_key(PyObject *self, PyObject *args)
 {
     (void)self;
     Freezer z;
     memset(&z, 0, sizeof z);
     PyObject *job;
-    if (!PyArg_ParseTuple(args, "OpOOOOOOOn", &job, &z.worker, &z.shared, &z.missing,
+    int split = 0;
+    if (!PyArg_ParseTuple(args, "OpOOOOOOOn|p", &job, &z.worker, &z.shared, &z.missing,
                           &z.partial_type, &z.seq_type, &z.nd_type, &z.global_names, &z.by_value,
-                          &z.big))
+                          &z.big, &split))
         return NULL;
+    if (split && z.worker) return PyErr_Format(PyExc_ValueError, "job_key: split in a worker");
     if (z.shared == Py_None) z.shared = NULL;
     if (z.shared && !PyDict_Check(z.shared)) return PyErr_Format(PyExc_TypeError, "job_key: shared");
     z.ids = PyList_New(0);
     z.vals = PyList_New(0);
     z.seen = PyDict_New();
-    int r = z.ids && z.vals && z.seen ? fz_add(&z, job) : -1;
+    PyObject *bounds = NULL, *flags = NULL;
+    if (split) {
+        z.segs = PyList_New(0);
+        z.values = PyList_New(0);
+        z.segidx = PyDict_New();
+        bounds = PyList_New(0);
+    }
+    int r = z.ids && z.vals && z.seen && (!split || (z.segs && z.values && z.segidx && bounds)) ?
+            fz_add(&z, job) : -1;
+    /* Split: each segment's value, in order (a function among them may add
+     * segments as it is frozen). */
+    for (Py_ssize_t i = -1; split && r == 0 && i < PyList_GET_SIZE(z.segs); ++i) {
+        if (i >= 0) {
+            z.part = i + 1;
+            z.depth = 0;
+            PyObject *v = PyList_GET_ITEM(z.values, i);
+            Py_INCREF(v);
+            r = fz_add(&z, v);
+            Py_DECREF(v);
+            if (r) break;
+        }
+        r = fz_append_new(bounds, PyLong_FromSsize_t(PyList_GET_SIZE(z.ids)));
+        if (r == 0) r = fz_append_new(bounds, PyLong_FromSsize_t(PyList_GET_SIZE(z.vals)));
+    }
+    if (split && r == 0) {
+        Py_ssize_t nparts = PyList_GET_SIZE(z.segs) + 1;
+        r = fz_grow((void **)&z.flags, &z.nflags, nparts, 1);
+        flags = r == 0 ? PyBytes_FromStringAndSize((const char *)z.flags, nparts) : NULL;
+        if (!flags) r = -1;
+    }
     PyObject *out = NULL;
     if (r == 0) {
-        out = PyTuple_Pack(2, z.ids, z.vals);
+        out = split ? PyTuple_Pack(6, z.ids, z.vals, z.segs, bounds, flags, z.values)
+                    : PyTuple_Pack(2, z.ids, z.vals);
     } else {
         /* An error reading an object (a property that raises): pickling
          * will report it if it matters; the job is just not cached. */
@@ -347,6 +493,13 @@ fail:
     Py_XDECREF(z.ids);
     Py_XDECREF(z.vals);
     Py_XDECREF(z.seen);
+    Py_XDECREF(z.segs);
+    Py_XDECREF(z.values);
+    Py_XDECREF(z.segidx);
+    Py_XDECREF(bounds);
+    Py_XDECREF(flags);
+    PyMem_Free(z.flags);
+    PyMem_Free(z.owner);
     return out;
 }
 
@@ -357,7 +510,7 @@ PyObject *pyp_same_key(PyObject *self, PyObject *args)
     (void)self;
     PyObject *a, *b;
     if (!PyArg_ParseTuple(args, "OO", &a, &b)) return NULL;
-    if (!PyTuple_Check(a) || !PyTuple_Check(b) || PyTuple_GET_SIZE(a) != 2 || PyTuple_GET_SIZE(b) != 2)
+    if (!PyTuple_Check(a) || !PyTuple_Check(b) || PyTuple_GET_SIZE(a) < 2 || PyTuple_GET_SIZE(b) < 2)
         Py_RETURN_FALSE;
     PyObject *ia = PyTuple_GET_ITEM(a, 0), *ib = PyTuple_GET_ITEM(b, 0);
     if (!PyList_Check(ia) || !PyList_Check(ib) || PyList_GET_SIZE(ia) != PyList_GET_SIZE(ib))
@@ -365,4 +518,74 @@ PyObject *pyp_same_key(PyObject *self, PyObject *args)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(ia); ++i)
         if (PyList_GET_ITEM(ia, i) != PyList_GET_ITEM(ib, i)) Py_RETURN_FALSE;
     return PyObject_RichCompare(PyTuple_GET_ITEM(a, 1), PyTuple_GET_ITEM(b, 1), Py_EQ);
+}
+
+/* split_diff(cur, base): two split keys (job_key's split=True). None when
+ * they differ in the job itself or in which segments there are (globals
+ * dict by identity, name by value); else the list of the indices of the
+ * segments whose values differ. */
+PyObject *pyp_split_diff(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *a, *b;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyTuple_Type, &a, &PyTuple_Type, &b)) return NULL;
+    if (PyTuple_GET_SIZE(a) < 5 || PyTuple_GET_SIZE(b) < 5)
+        return PyErr_Format(PyExc_TypeError, "split_diff: not split keys");
+    PyObject *ia = PyTuple_GET_ITEM(a, 0), *va = PyTuple_GET_ITEM(a, 1), *sa = PyTuple_GET_ITEM(a, 2),
+             *ba = PyTuple_GET_ITEM(a, 3);
+    PyObject *ib = PyTuple_GET_ITEM(b, 0), *vb = PyTuple_GET_ITEM(b, 1), *sb = PyTuple_GET_ITEM(b, 2),
+             *bb = PyTuple_GET_ITEM(b, 3);
+    if (!PyList_Check(ia) || !PyList_Check(va) || !PyList_Check(sa) || !PyList_Check(ba) ||
+        !PyList_Check(ib) || !PyList_Check(vb) || !PyList_Check(sb) || !PyList_Check(bb))
+        return PyErr_Format(PyExc_TypeError, "split_diff: not split keys");
+    Py_ssize_t n = PyList_GET_SIZE(sa);
+    if (n != PyList_GET_SIZE(sb) || PyList_GET_SIZE(ba) != 2 * (n + 1) ||
+        PyList_GET_SIZE(bb) != 2 * (n + 1))
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject *x = PyList_GET_ITEM(sa, i), *y = PyList_GET_ITEM(sb, i);
+        if (PyTuple_GET_ITEM(x, 0) != PyTuple_GET_ITEM(y, 0)) Py_RETURN_NONE;
+        int eq = PyObject_RichCompareBool(PyTuple_GET_ITEM(x, 1), PyTuple_GET_ITEM(y, 1), Py_EQ);
+        if (eq < 0) return NULL;
+        if (!eq) Py_RETURN_NONE;
+    }
+    Py_ssize_t bounds_a[2] = {0, 0}, bounds_b[2] = {0, 0};
+    PyObject *changed = PyList_New(0);
+    if (!changed) return NULL;
+    for (Py_ssize_t p = 0; p <= n; ++p) {
+        Py_ssize_t ea[2], eb[2];
+        for (int k = 0; k < 2; ++k) {
+            ea[k] = PyLong_AsSsize_t(PyList_GET_ITEM(ba, 2 * p + k));
+            eb[k] = PyLong_AsSsize_t(PyList_GET_ITEM(bb, 2 * p + k));
+        }
+        if (PyErr_Occurred()) goto fail;
+        int same = ea[0] - bounds_a[0] == eb[0] - bounds_b[0] &&
+                   ea[1] - bounds_a[1] == eb[1] - bounds_b[1] &&
+                   ea[0] <= PyList_GET_SIZE(ia) && eb[0] <= PyList_GET_SIZE(ib) &&
+                   ea[1] <= PyList_GET_SIZE(va) && eb[1] <= PyList_GET_SIZE(vb);
+        if (same) {
+            /* the same lengths: compare a's range with b's, offset */
+            Py_ssize_t di = bounds_b[0] - bounds_a[0], dv = bounds_b[1] - bounds_a[1];
+            for (Py_ssize_t i = bounds_a[0]; same && i < ea[0]; ++i)
+                same = PyList_GET_ITEM(ia, i) == PyList_GET_ITEM(ib, i + di);
+            for (Py_ssize_t i = bounds_a[1]; same == 1 && i < ea[1]; ++i) {
+                PyObject *x = PyList_GET_ITEM(va, i), *y = PyList_GET_ITEM(vb, i + dv);
+                if (x != y) same = PyObject_RichCompareBool(x, y, Py_EQ);
+            }
+            if (same < 0) goto fail;
+        }
+        if (!same) {
+            if (p == 0) {
+                Py_DECREF(changed);
+                Py_RETURN_NONE;
+            }
+            if (fz_append_new(changed, PyLong_FromSsize_t(p - 1)) < 0) goto fail;
+        }
+        bounds_a[0] = ea[0], bounds_a[1] = ea[1];
+        bounds_b[0] = eb[0], bounds_b[1] = eb[1];
+    }
+    return changed;
+fail:
+    Py_DECREF(changed);
+    return NULL;
 }

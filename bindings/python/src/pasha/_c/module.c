@@ -72,6 +72,8 @@ static PyMethodDef module_methods[] = {
      "job_key(job, worker, shared, missing, partial, seq, nd, global_names, by_value, big)"
      " -> key or None"},
     {"same_key", pyp_same_key, METH_VARARGS, "same_key(a, b): two job keys are the same"},
+    {"split_diff", pyp_split_diff, METH_VARARGS,
+     "split_diff(cur, base): None, or the segments whose values differ (split job keys)"},
     {"array_key", pyp_array_key, METH_O,
      "array_key(a) -> (data address, shape, strides, writeable) of an ndarray"},
     {"from_address", pyp_from_address, METH_VARARGS,

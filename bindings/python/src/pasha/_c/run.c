@@ -9,10 +9,43 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
+
+/* A short map (a pool map of a few items: tens of microseconds) costs two
+ * thread hand-offs on top of its work: the helper's wake-up and the main
+ * thread's. Each side first waits up to 100 us (PASHA_SPIN_US if less, as
+ * libpasha's own waits; 0: none) with sched_yield (the CPU left to whoever
+ * needs it), then sleeps: a loop of short maps hands off without sleeping,
+ * a long map costs at most that much CPU more. */
+static long long handoff_spin_ns = -1;
+
+static long long monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long handoff_spin(void)
+{
+    if (handoff_spin_ns < 0) {
+        long long ns = 100000;
+        const char *env = getenv("PASHA_SPIN_US");
+        if (env && *env) {
+            char *end;
+            long long us = strtoll(env, &end, 10);
+            if (*end == '\0' && us >= 0 && us < ns / 1000) ns = us * 1000;
+        }
+        handoff_spin_ns = ns;
+    }
+    return handoff_spin_ns;
+}
 
 static void run_req(RunReq *r)
 {
@@ -51,10 +84,15 @@ static void *helper_main(void *arg)
     (void)PyGILState_Ensure();
     PyEval_SaveThread();
     for (;;) {
+        /* the next map of a loop of short maps comes soon: take it awake */
+        long long t0 = monotonic_ns(), spin = handoff_spin();
+        while (spin && !__atomic_load_n(&helper.req, __ATOMIC_ACQUIRE) &&
+               monotonic_ns() - t0 < spin)
+            sched_yield();
         pthread_mutex_lock(&helper.mu);
-        while (!helper.req) pthread_cond_wait(&helper.cv, &helper.mu);
+        while (!__atomic_load_n(&helper.req, __ATOMIC_ACQUIRE)) pthread_cond_wait(&helper.cv, &helper.mu);
         RunReq *r = helper.req;
-        helper.req = NULL;
+        __atomic_store_n(&helper.req, NULL, __ATOMIC_RELAXED);
         pthread_mutex_unlock(&helper.mu);
         run_req(r);
         __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
@@ -68,6 +106,7 @@ static void *helper_main(void *arg)
 static int helper_start(void)
 {
     if (helper.started) return 0;
+    (void)handoff_spin();  /* read once, before the thread that reads it too */
     helper.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (helper.efd < 0) return -1;
     pthread_attr_t attr;
@@ -106,9 +145,14 @@ int pyp_run_released(RunReq *r, int process_map, void (*cancel)(void *), void *c
     int raised = 0;
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&helper.mu);
-    helper.req = r;
+    __atomic_store_n(&helper.req, r, __ATOMIC_RELEASE);
     pthread_cond_signal(&helper.cv);
     pthread_mutex_unlock(&helper.mu);
+    /* a short map is done soon: wait awake first (signals are checked
+     * below, within 5 ms as ever) */
+    long long t0 = monotonic_ns(), spin = handoff_spin();
+    while (spin && !__atomic_load_n(&r->done, __ATOMIC_ACQUIRE) && monotonic_ns() - t0 < spin)
+        sched_yield();
     for (;;) {
         if (__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) break;
         struct pollfd p = {helper.efd, POLLIN, 0};
