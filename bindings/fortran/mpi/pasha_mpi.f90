@@ -27,6 +27,13 @@ module pasha_mpi
       type(c_ptr), intent(out) :: out
       integer(c_int), value :: comm, local_kind, local_workers
     end function
+    integer(c_int) function psh_fortran_context_create_mpi_ext(out, comm, local) &
+        bind(C, name='psh_fortran_context_create_mpi_ext')
+      import :: c_ptr, c_int, psh_context_options
+      type(c_ptr), intent(out) :: out
+      integer(c_int), value :: comm
+      type(psh_context_options), intent(in) :: local
+    end function
 
     !> This rank in the context's communicator (-1 for a context that is
     !> not PSH_MPI) and the number of ranks (0 then).
@@ -76,6 +83,17 @@ contains
     type(MPI_Comm), intent(in) :: comm
     integer(c_int), intent(in) :: local_kind, local_workers
     rc = psh_fortran_context_create_mpi(ctx, int(comm%MPI_VAL, c_int), local_kind, local_workers)
+  end function
+
+  !> psh_context_create_mpi with every option of each rank's local
+  !> context (psh_context_options, filled by psh_context_options_init:
+  !> kind, num_workers, schedule, chunk, pin_cpus); the MPI context's maps
+  !> use its schedule and chunk. PSH_EINVAL also for persistent = 1.
+  integer(c_int) function psh_context_create_mpi_ext(ctx, comm, local) result(rc)
+    type(c_ptr), intent(out) :: ctx
+    type(MPI_Comm), intent(in) :: comm
+    type(psh_context_options), intent(in) :: local
+    rc = psh_fortran_context_create_mpi_ext(ctx, int(comm%MPI_VAL, c_int), local)
   end function
 
 end module pasha_mpi

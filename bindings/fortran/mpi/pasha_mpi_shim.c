@@ -10,16 +10,26 @@
 #include "pasha/pasha_mpi.h"
 
 int psh_fortran_context_create_mpi(psh_context **out, MPI_Fint comm, int local_kind, int local_workers);
+int psh_fortran_context_create_mpi_ext(psh_context **out, MPI_Fint comm, const psh_context_options *local);
 
-int psh_fortran_context_create_mpi(psh_context **out, MPI_Fint comm, int local_kind, int local_workers)
+/* MPI_Comm_f2c needs MPI: before MPI_Init (or after MPI_Finalize) hand any
+ * valid communicator over, and the library reports it. */
+static MPI_Comm comm_of(MPI_Fint comm)
 {
-    /* MPI_Comm_f2c needs MPI: before MPI_Init (or after MPI_Finalize) hand
-     * any valid communicator over, and psh_context_create_mpi reports it. */
     int initialized = 0, finalized = 0;
     MPI_Initialized(&initialized);
     MPI_Finalized(&finalized);
-    MPI_Comm c = initialized && !finalized ? MPI_Comm_f2c(comm) : MPI_COMM_SELF;
+    return initialized && !finalized ? MPI_Comm_f2c(comm) : MPI_COMM_SELF;
+}
+
+int psh_fortran_context_create_mpi(psh_context **out, MPI_Fint comm, int local_kind, int local_workers)
+{
     psh_kind kind; /* any int reaches the library's own check */
     memcpy(&kind, &local_kind, sizeof kind);
-    return psh_context_create_mpi(out, c, kind, local_workers);
+    return psh_context_create_mpi(out, comm_of(comm), kind, local_workers);
+}
+
+int psh_fortran_context_create_mpi_ext(psh_context **out, MPI_Fint comm, const psh_context_options *local)
+{
+    return psh_context_create_mpi_ext(out, comm_of(comm), local);
 }

@@ -73,6 +73,7 @@ program test_pasha_mpi
   my_rank = int(rank, c_int)
 
   call test_create_errors()
+  call test_create_ext()
   call test_map_gather(PSH_THREADS)
   call test_map_gather(PSH_PROCESSES)
   call test_columns()
@@ -125,6 +126,27 @@ contains
     call check(index(psh_error_message(), trim(want)) > 0, 'the message names the failing rank')
     call check(psh_mpi_rank(c_null_ptr) == -1, 'rank of no context')
     call check(psh_mpi_size(c_null_ptr) == 0, 'size of no context')
+  end subroutine
+
+  ! psh_context_create_mpi_ext: the local options reach the local context,
+  ! whose schedule the MPI context's maps take.
+  subroutine test_create_ext()
+    type(c_ptr) :: ctx
+    type(psh_context_options) :: lo
+    call psh_context_options_init(lo)
+    lo%kind = PSH_PROCESSES
+    lo%persistent = 1
+    call check(psh_context_create_mpi_ext(ctx, MPI_COMM_WORLD, lo) == PSH_EINVAL, 'a persistent local pool is refused')
+    call check(index(psh_error_message(), 'persistent') > 0, 'the message says persistent')
+    call psh_context_options_init(lo)
+    lo%kind = PSH_THREADS
+    lo%num_workers = 2
+    lo%schedule = PSH_SCHEDULE_DYNAMIC
+    lo%chunk = 1
+    call check(psh_context_create_mpi_ext(ctx, MPI_COMM_WORLD, lo) == PSH_OK, 'psh_context_create_mpi_ext')
+    call check(psh_context_num_workers(ctx) == 2 * nranks, 'two workers per rank')
+    call check(psh_context_schedule(ctx) == PSH_SCHEDULE_DYNAMIC, 'the local schedule is the context''s')
+    call psh_context_destroy(ctx)
   end subroutine
 
   subroutine test_map_gather(kind)

@@ -938,3 +938,20 @@ def test_bad_local_options_fail_on_every_rank(comm, kwargs, match):
         assert what in ('ValueError', 'TypeError') and match in str(e), (what, e)
     else:
         assert what == 'RemoteRankError' and e.rank == bad and match in e.message, (what, e)
+
+
+def test_alloc_fill_differing_between_ranks_is_refused(comm):
+    # alloc(fill=) on a node-shared buffer: every rank writes it, so ranks
+    # asking for different values would silently get one of them.
+    with psh.MpiContext(comm, local='threads', num_workers=1) as c:
+        a = c.alloc(shape=3, dtype=np.int64, fill=7)  # the same everywhere: fine
+        assert (a == 7).all()
+        b = c.alloc(shape=2, dtype=np.float64, fill=np.array([1.5, 2.5]))
+        assert b.tolist() == [1.5, 2.5]
+        if comm.Get_size() == 1:
+            return
+        what, e = _outcome(c.alloc, shape=3, dtype=np.int64, fill=c.rank + 1)
+        assert what == 'ValueError' and 'fill 1' in str(e) and 'fill 2' in str(e), (what, e)
+        what, e = _outcome(c.alloc, shape=2, dtype=np.float64, fill=np.array([1.0, float(c.rank)]))
+        assert what == 'ValueError' and 'crc32' in str(e), (what, e)
+        assert (c.alloc(shape=3, dtype=np.int64, fill=5) == 5).all()  # usable afterwards

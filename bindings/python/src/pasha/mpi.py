@@ -6,6 +6,7 @@ import functools
 import inspect
 import os
 import warnings
+import zlib
 from numbers import Integral
 from typing import Any, Callable, Optional, Tuple, Union
 
@@ -22,7 +23,6 @@ _KEPT = []  # node buffers still used by arrays when their context closed (valid
 
 
 class _RankAligned(Functor):  # a functor whose shares are slices of items, split in each rank's block
-
     def __init__(self, functor, size):  # (n_trains: the number of items, as _functor_length reads it)
         self.functor, self.size, self.n_trains = functor, size, _functor_length(functor)
 
@@ -31,8 +31,7 @@ class _RankAligned(Functor):  # a functor whose shares are slices of items, spli
         return [slice(lo + s.start, lo + s.stop) for lo, hi in blocks
                 for s in gen_split_slices(hi - lo, n_parts=-(-parts // self.size))]
 
-    def iterate(self, share):
-        return self.functor.iterate(share)
+    def iterate(self, share): return self.functor.iterate(share)  # noqa: E704
 
 
 class RemoteRankError(RuntimeError):
@@ -105,8 +104,8 @@ class MpiContext(_PshContext):
             if 0 < (cpus := len(os.sched_getaffinity(0))) < workers:  # mpirun binds each rank to a core
                 warnings.warn(f'MpiContext: rank {comm.Get_rank()} has {workers} local workers but may '
                               f'run on {cpus} CPU{"s" if cpus > 1 else ""} only (its affinity mask), so they '
-                              'take turns: start the ranks with mpirun --bind-to none, or give each rank its '
-                              'CPUs (mpirun --map-by slot:PE=N, srun --cpus-per-task=N)', RuntimeWarning, 2)
+                              'take turns: ask for fewer, or give each rank more CPUs (mpirun --bind-to none, '
+                              '--map-by slot:PE=N; srun --cpus-per-task=N)', RuntimeWarning, 2)
         except Exception as e:  # every rank learns of it: C refuses local kind -1
             error = e
         cap = _pasha_mpi.create(comm.py2f(), -1 if error else _KINDS[local], workers, _SCHEDULES.get(schedule, 0),
@@ -132,9 +131,10 @@ class MpiContext(_PshContext):
         dtype, shape = np.dtype(dtype), tuple(int(s) for s in shape)
         filler = None if fill is None or (np.isscalar(fill) and fill == 0) else \
             np.broadcast_to(np.asarray(fill, dtype=dtype), shape)  # checked before any rank allocates
-        described = f'shape {shape}, dtype {dtype}, order {order!r}'
+        described = f'shape {shape}, dtype {dtype}, order {order!r}, fill ' + ('0' if filler is None else repr(
+            fill)[:60] if np.isscalar(fill) else f'crc32 {zlib.crc32(np.asarray(fill, dtype).tobytes()):08x}')
         self._shown = [("the array's size", f'{int(np.prod(shape, dtype=object)) * dtype.itemsize} bytes'),
-                       ("the array's shape, dtype or order", described)]
+                       ("the array's shape, dtype, order or fill", described)]
         array = self._c.alloc(self._cap, shape, dtype, order)  # checks the rest
         self._arrays = self._c.reclaim(self._cap, self._arrays, None)  # the buffers no rank uses go
         if len(set(self._c.exchange(self._cap, described))) > 1:  # the same bytes, not the same array
