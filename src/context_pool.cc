@@ -36,7 +36,15 @@ protected:
         }
         c.prepare(job);
         uint32_t gen = c.generation.load() + 1;
-        publish(c);
+        // A job without per-worker hooks may be run by whichever workers
+        // are awake: one that is running takes the share of one that is
+        // not (asleep, or waiting for a CPU), under that share's worker id.
+        bool steal = job_allows_stealing(job);
+        c.steal_gen.store(steal ? gen : 0, std::memory_order_relaxed);  // published by the generation
+        if (steal)
+            publish_deferred(c);
+        else
+            publish(c);
         // A worker that died since the last map (OOM killer, kill -9) is
         // found here, by its pidfd, and replaced in place: no liveness
         // check costs a system call while every worker is alive.
@@ -74,11 +82,25 @@ private:
             }
             seen = c.generation.load(std::memory_order_acquire);
             if (c.shutdown.load()) return;
-            c.slots[a.w].started_gen.store(seen, std::memory_order_release);
-            run_worker(c, c.job, a.w, nullptr);
-            worker_flush_stdio();
-            finish_worker(c, a.w, seen, (uint32_t)c.job.num_workers);
+            // The job is read only after a claim: a share of generation
+            // `seen` that is still unclaimed means the caller waits for it
+            // and leaves c.job alone. A claim that fails (another worker
+            // took the share, or `seen` is over) reads nothing.
+            if (claim_share(c, a.w, seen, (uint32_t)a.w)) run_share(c, a.w, seen);
+            if (c.steal_gen.load(std::memory_order_relaxed) != seen) continue;
+            // Idle now: take the shares of workers that have not started.
+            for (int k = 1; k < c.num_slots; ++k) {
+                int s = (a.w + k) % c.num_slots;
+                if (claim_share(c, s, seen, (uint32_t)a.w)) run_share(c, s, seen);
+            }
         }
+    }
+
+    static void run_share(Control &c, int s, uint32_t gen)
+    {
+        run_worker(c, c.job, s, nullptr);
+        worker_flush_stdio();
+        finish_worker(c, s, gen, (uint32_t)c.job.num_workers);
     }
 
     // Fork worker w, which takes the first job published after `seen`.
@@ -108,6 +130,7 @@ private:
     {
         shm_arena_capacity();  // map the arena before forking, so later arrays are shared
         control_ = Control::create_shared(cfg_.num_workers);
+        control_->claims = true;
         // The caller, not a worker, spins too while the workers run.
         control_->throttle_spin = cfg_.num_workers + 1 > usable_cpus();
         control_->open_wake_fd();
