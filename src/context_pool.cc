@@ -11,6 +11,7 @@
 
 #include "context.hh"
 #include "error.hh"
+#include "sync.hh"
 #include "worker_process.hh"
 
 namespace psh {
@@ -50,6 +51,7 @@ protected:
         // check costs a system call while every worker is alive.
         supervise(c, gen, workers_, mon, job.worker_base, this);
         out = c.outcome;
+        if (steal) check_idle_workers(c, gen);
         replace_dead();
     }
 
@@ -164,6 +166,27 @@ private:
         shm_pool_stopped();
     }
 
+    // A worker whose share others took may be dead, unseen: the caller
+    // watches only the processes a map waits for. Ask the kernel about
+    // those (waitpid, no hang), at most every kLivenessNs, so a dead worker
+    // is replaced (replace_dead) and the pool keeps its size.
+    void check_idle_workers(Control &c, uint32_t gen)
+    {
+        bool any = false;
+        for (int s = 0; s < cfg_.num_workers; ++s) {
+            uint64_t cl = c.slots[s].claim.load(std::memory_order_relaxed);
+            if ((uint32_t)(cl >> 32) == gen && (uint32_t)cl != (uint32_t)s) any = true;
+        }
+        if (!any) return;
+        long long now = monotonic_ns();
+        if (now - last_liveness_ns_ < kLivenessNs) return;
+        last_liveness_ns_ = now;
+        for (int s = 0; s < cfg_.num_workers; ++s) {
+            uint64_t cl = c.slots[s].claim.load(std::memory_order_relaxed);
+            if ((uint32_t)(cl >> 32) == gen && (uint32_t)cl != (uint32_t)s) workers_[s].poll_exit();
+        }
+    }
+
     // Replace the workers seen to end during the last map (one that
     // finished its share and died afterwards left its results intact).
     void replace_dead()
@@ -179,6 +202,8 @@ private:
     }
 
     static const size_t kUserCopy = 65536;
+    static const long long kLivenessNs = 10000000;  // 10 ms
+    long long last_liveness_ns_ = 0;
     Control *control_ = nullptr;
     void *user_copy_ = nullptr;  // shared: where user_data is copied for the workers
     std::vector<WorkerProcess> workers_;
