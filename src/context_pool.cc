@@ -40,7 +40,8 @@ protected:
         // A job without per-worker hooks may be run by whichever workers
         // are awake: one that is running takes the share of one that is
         // not (asleep, or waiting for a CPU), under that share's worker id.
-        bool steal = job_allows_stealing(job);
+        // Not with pinned workers: the share would run on the taker's CPU.
+        bool steal = !cfg_.pin_cpus && job_allows_stealing(job);
         c.steal_gen.store(steal ? gen : 0, std::memory_order_relaxed);  // published by the generation
         if (steal)
             publish_deferred(c);

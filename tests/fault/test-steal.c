@@ -5,7 +5,11 @@
  * worker id and index; a worker whose shares others take, and which died
  * unseen, is still replaced. Workers are held with SIGSTOP: a stopped
  * process is one that has not started, whatever the machine's load. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* sched_getaffinity */
+#endif
 #include <dirent.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <time.h>
@@ -113,10 +117,16 @@ struct fixture {
     pid_t p[2]; /* the pool's processes, by worker id */
 };
 
-static void setup(struct fixture *x)
+static void setup_pinned(struct fixture *x, int pin)
 {
-    struct ctx_config cfg = {"pool-2", PSH_PROCESSES, 2, 1, PSH_SCHEDULE_STATIC, 0};
-    x->ctx = make_context(&cfg);
+    psh_context_options o;
+    psh_context_options_init(&o);
+    o.kind = PSH_PROCESSES;
+    o.num_workers = 2;
+    o.persistent = 1;
+    o.pin_cpus = pin;
+    x->ctx = NULL;
+    assert_int_equal(psh_context_create_ext(&x->ctx, &o), PSH_OK);
     size_t n = N, two = 2;
     assert_int_equal(psh_alloc(&x->pid, x->ctx, PSH_INT32, 1, &n, NULL), PSH_OK);
     assert_int_equal(psh_alloc(&x->id, x->ctx, PSH_INT32, 1, &n, NULL), PSH_OK);
@@ -132,6 +142,8 @@ static void setup(struct fixture *x)
     assert_true(x->p[0] != x->p[1]);
     for (size_t i = 0; i < N; ++i) assert_int_equal(x->r.pid[i], x->p[i < N / 2 ? 0 : 1]);
 }
+
+static void setup(struct fixture *x) { setup_pinned(x, 0); }
 
 static void teardown(struct fixture *x)
 {
@@ -191,6 +203,53 @@ static void test_no_share_is_taken_with_hooks(void **state)
             int w = i < N / 2 ? 0 : 1;
             if (x.r.id[i] != w || x.r.pid[i] != x.p[w])
                 fail_msg("item %zu: worker id %d in %d; want %d in %d", i, x.r.id[i], x.r.pid[i], w, (int)x.p[w]);
+        }
+    }
+    teardown(&x);
+}
+
+static int record_cpu(void *ud, int worker_id, size_t index, const void *value)
+{
+    struct rec *r = ud;
+    (void)value;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int cpu = -1;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &set)) cpu = c;
+    r->pid[index] = CPU_COUNT(&set) == 1 ? cpu : -CPU_COUNT(&set);
+    r->id[index] = worker_id;
+    return 0;
+}
+
+/* pin_cpus: worker w's items run on the w-th CPU, so nobody takes a share
+ * (the taker is pinned elsewhere), even with worker 1 stopped. */
+static void test_no_share_is_taken_from_pinned_workers(void **state)
+{
+    (void)state;
+    cpu_set_t mask;
+    assert_int_equal(sched_getaffinity(0, sizeof mask, &mask), 0);
+    int cpus[CPU_SETSIZE], ncpu = 0;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &mask)) cpus[ncpu++] = c;
+    if (ncpu < 2) skip(); /* both workers on one CPU: nothing to tell apart */
+    struct fixture x;
+    setup_pinned(&x, 1);
+    for (int rep = 0; rep < 3; ++rep) {
+        assert_int_equal(kill(x.p[1], SIGSTOP), 0);
+        struct cont c = {x.p[1], 200};
+        pthread_t t;
+        pthread_create(&t, NULL, cont_later, &c);
+        psh_map_options o;
+        psh_map_options_init(&o);
+        o.user_data_size = sizeof x.r;
+        int rc = psh_map_ext(x.ctx, record_cpu, &x.r, x.f, &o);
+        pthread_join(t, NULL);
+        if (rc != PSH_OK) fail_msg("%s", psh_last_error());
+        for (size_t i = 0; i < N; ++i) {
+            int w = i < N / 2 ? 0 : 1;
+            if (x.r.id[i] != w || x.r.pid[i] != cpus[w])
+                fail_msg("item %zu: worker id %d on CPU %d; want %d on CPU %d", i, x.r.id[i], x.r.pid[i], w, cpus[w]);
         }
     }
     teardown(&x);
@@ -272,6 +331,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_stopped_workers_share_is_taken),
         cmocka_unit_test(test_no_share_is_taken_with_hooks),
+        cmocka_unit_test(test_no_share_is_taken_from_pinned_workers),
         cmocka_unit_test(test_a_death_in_a_taken_share),
         cmocka_unit_test(test_a_dead_worker_whose_share_is_taken_is_replaced),
     };
