@@ -446,7 +446,13 @@ void finish_worker(Control &c, int w, uint32_t gen, uint32_t expected)
 
 bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)
 {
-    if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; }, c.throttle_spin))
+    // After a job whose shares could be taken (a pool, no hooks), spin
+    // without yielding first, as where a CPU is free for each spinner: a
+    // worker that shares the caller's CPU is not needed for the next such
+    // job (the one that runs takes its share). Where a CPU is shared the
+    // preemption evidence throttles it (spin_until).
+    bool yield_only = c.throttle_spin && !(c.claims && c.steal_gen.load(std::memory_order_relaxed) == seen);
+    if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; }, yield_only))
         return true;
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     bool changed;
