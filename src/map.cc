@@ -450,8 +450,10 @@ bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)
     // without yielding first, as where a CPU is free for each spinner: a
     // worker that shares the caller's CPU is not needed for the next such
     // job (the one that runs takes its share). Where a CPU is shared the
-    // preemption evidence throttles it (spin_until).
-    bool yield_only = c.throttle_spin && !(c.claims && c.steal_gen.load(std::memory_order_relaxed) == seen);
+    // preemption evidence throttles it (spin_until), and so does the
+    // caller's (supervise: workers_throttled_until).
+    bool yield_only = c.throttle_spin && !(c.claims && c.steal_gen.load(std::memory_order_relaxed) == seen &&
+                                           monotonic_ns() >= c.workers_throttled_until.load(std::memory_order_relaxed));
     if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; }, yield_only))
         return true;
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);

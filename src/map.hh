@@ -89,6 +89,10 @@ struct Control {
     int num_slots;
     WorkerSlot *slots;
     alignas(64) std::atomic<uint32_t> steal_gen;  // pool: the generation whose shares idle workers may take
+    // Pool: until when (monotonic_ns) the workers spin throttled (yield at
+    // every step), set by a caller that saw an awake worker not running
+    // (it shares a CPU with someone): shared, unlike spin_throttled_until.
+    std::atomic<long long> workers_throttled_until;
     bool claims = false;         // pool: shares are claimed (claim_share), by their own process or another
     bool throttle_spin = false;  // more threads spin on this block than there are usable CPUs
     bool woke_sleepers = false;  // the caller's own: publish had to wake workers from a futex

@@ -323,6 +323,19 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
         // a worker whose share it is taking (a tiny map then costs no
         // context switch); then wake the sleepers publish_deferred left.
         if (spin_until(all_done, false, never, kStealSpinNs)) return;
+        // No share claimed, though a worker was awake (none was woken from
+        // the futex just now): it is not running, so it shares a CPU,
+        // perhaps this one. Twice within kEvidenceNs throttle the spinning
+        // of this caller and of the workers (a worker that spins without
+        // yielding on the caller's CPU would keep it from the caller).
+        if (!(c.woke_sleepers && !c.wake_pending)) {
+            bool claimed = false;
+            for (size_t s = 0; s < n && !claimed; ++s)
+                claimed = (uint32_t)(c.slots[s].claim.load(std::memory_order_relaxed) >> 32) == gen;
+            long long now = monotonic_ns();
+            if (!claimed && spin_evidence(now))
+                c.workers_throttled_until.store(now + kThrottleNs, std::memory_order_relaxed);
+        }
         wake_deferred(c);
     }
     if (spin_until(all_done, c.throttle_spin)) return;
