@@ -49,7 +49,9 @@ protected:
             publish(c);
         // A worker that died since the last map (OOM killer, kill -9) is
         // found here, by its pidfd, and replaced in place: no liveness
-        // check costs a system call while every worker is alive.
+        // check costs a system call while every worker is alive, except
+        // one waitpid per 10 ms for workers whose shares others took
+        // (check_idle_workers): no map waits for those.
         supervise(c, gen, workers_, mon, job.worker_base, this);
         out = c.outcome;
         if (steal) check_idle_workers(c, gen);
