@@ -11,6 +11,7 @@
 
 #include "context.hh"
 #include "error.hh"
+#include "sync.hh"
 #include "worker_process.hh"
 
 namespace psh {
@@ -36,12 +37,24 @@ protected:
         }
         c.prepare(job);
         uint32_t gen = c.generation.load() + 1;
-        publish(c);
+        // A job without per-worker hooks may be run by whichever workers
+        // are awake: one that is running takes the share of one that is
+        // not (asleep, or waiting for a CPU), under that share's worker id.
+        // Not with pinned workers: the share would run on the taker's CPU.
+        bool steal = !cfg_.pin_cpus && job_allows_stealing(job);
+        c.steal_gen.store(steal ? gen : 0, std::memory_order_relaxed);  // published by the generation
+        if (steal)
+            publish_deferred(c);
+        else
+            publish(c);
         // A worker that died since the last map (OOM killer, kill -9) is
         // found here, by its pidfd, and replaced in place: no liveness
-        // check costs a system call while every worker is alive.
+        // check costs a system call while every worker is alive, except
+        // one waitpid per 10 ms for workers whose shares others took
+        // (check_idle_workers): no map waits for those.
         supervise(c, gen, workers_, mon, job.worker_base, this);
         out = c.outcome;
+        if (steal) check_idle_workers(c, gen);
         replace_dead();
     }
 
@@ -74,11 +87,25 @@ private:
             }
             seen = c.generation.load(std::memory_order_acquire);
             if (c.shutdown.load()) return;
-            c.slots[a.w].started_gen.store(seen, std::memory_order_release);
-            run_worker(c, c.job, a.w, nullptr);
-            worker_flush_stdio();
-            finish_worker(c, a.w, seen, (uint32_t)c.job.num_workers);
+            // The job is read only after a claim: a share of generation
+            // `seen` that is still unclaimed means the caller waits for it
+            // and leaves c.job alone. A claim that fails (another worker
+            // took the share, or `seen` is over) reads nothing.
+            if (claim_share(c, a.w, seen, (uint32_t)a.w)) run_share(c, a.w, seen);
+            if (c.steal_gen.load(std::memory_order_relaxed) != seen) continue;
+            // Idle now: take the shares of workers that have not started.
+            for (int k = 1; k < c.num_slots; ++k) {
+                int s = (a.w + k) % c.num_slots;
+                if (claim_share(c, s, seen, (uint32_t)a.w)) run_share(c, s, seen);
+            }
         }
+    }
+
+    static void run_share(Control &c, int s, uint32_t gen)
+    {
+        run_worker(c, c.job, s, nullptr);
+        worker_flush_stdio();
+        finish_worker(c, s, gen, (uint32_t)c.job.num_workers);
     }
 
     // Fork worker w, which takes the first job published after `seen`.
@@ -108,6 +135,7 @@ private:
     {
         shm_arena_capacity();  // map the arena before forking, so later arrays are shared
         control_ = Control::create_shared(cfg_.num_workers);
+        control_->claims = true;
         // The caller, not a worker, spins too while the workers run.
         control_->throttle_spin = cfg_.num_workers + 1 > usable_cpus();
         control_->open_wake_fd();
@@ -141,6 +169,27 @@ private:
         shm_pool_stopped();
     }
 
+    // A worker whose share others took may be dead, unseen: the caller
+    // watches only the processes a map waits for. Ask the kernel about
+    // those (waitpid, no hang), at most every kLivenessNs, so a dead worker
+    // is replaced (replace_dead) and the pool keeps its size.
+    void check_idle_workers(Control &c, uint32_t gen)
+    {
+        bool any = false;
+        for (int s = 0; s < cfg_.num_workers; ++s) {
+            uint64_t cl = c.slots[s].claim.load(std::memory_order_relaxed);
+            if ((uint32_t)(cl >> 32) == gen && (uint32_t)cl != (uint32_t)s) any = true;
+        }
+        if (!any) return;
+        long long now = monotonic_ns();
+        if (now - last_liveness_ns_ < kLivenessNs) return;
+        last_liveness_ns_ = now;
+        for (int s = 0; s < cfg_.num_workers; ++s) {
+            uint64_t cl = c.slots[s].claim.load(std::memory_order_relaxed);
+            if ((uint32_t)(cl >> 32) == gen && (uint32_t)cl != (uint32_t)s) workers_[s].poll_exit();
+        }
+    }
+
     // Replace the workers seen to end during the last map (one that
     // finished its share and died afterwards left its results intact).
     void replace_dead()
@@ -156,6 +205,8 @@ private:
     }
 
     static const size_t kUserCopy = 65536;
+    static const long long kLivenessNs = 10000000;  // 10 ms
+    long long last_liveness_ns_ = 0;
     Control *control_ = nullptr;
     void *user_copy_ = nullptr;  // shared: where user_data is copied for the workers
     std::vector<WorkerProcess> workers_;

@@ -446,7 +446,15 @@ void finish_worker(Control &c, int w, uint32_t gen, uint32_t expected)
 
 bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns)
 {
-    if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; }, c.throttle_spin))
+    // After a job whose shares could be taken (a pool, no hooks), spin
+    // without yielding first, as where a CPU is free for each spinner: a
+    // worker that shares the caller's CPU is not needed for the next such
+    // job (the one that runs takes its share). Where a CPU is shared the
+    // preemption evidence throttles it (spin_until), and so does the
+    // caller's (supervise: workers_throttled_until).
+    bool yield_only = c.throttle_spin && !(c.claims && c.steal_gen.load(std::memory_order_relaxed) == seen &&
+                                           monotonic_ns() >= c.workers_throttled_until.load(std::memory_order_relaxed));
+    if (spin_until([&] { return c.generation.load(std::memory_order_acquire) != seen; }, yield_only))
         return true;
     c.sleepers.fetch_add(1, std::memory_order_seq_cst);
     bool changed;
@@ -465,7 +473,50 @@ void publish(Control &c)
 {
     c.generation.fetch_add(1, std::memory_order_seq_cst);
     c.woke_sleepers = c.sleepers.load(std::memory_order_seq_cst) > 0;
+    c.wake_pending = false;
     if (c.woke_sleepers) futex_wake_all(&c.generation);
+}
+
+void publish_deferred(Control &c)
+{
+    c.generation.fetch_add(1, std::memory_order_seq_cst);
+    // A worker that goes to sleep after this load sees the new generation
+    // first (wait_for_job: sleepers, then generation, both seq_cst). One
+    // that died asleep stays counted: then all are taken for asleep, and
+    // woken at once, as publish does.
+    uint32_t sleepers = c.sleepers.load(std::memory_order_seq_cst);
+    c.woke_sleepers = sleepers > 0;
+    c.wake_pending = sleepers > 0 && sleepers < (uint32_t)c.num_slots;
+    if (c.woke_sleepers && !c.wake_pending) futex_wake_all(&c.generation);
+}
+
+void wake_deferred(Control &c)
+{
+    if (!c.wake_pending) return;
+    c.wake_pending = false;
+    futex_wake_all(&c.generation);
+}
+
+bool claim_share(Control &c, int s, uint32_t gen, uint32_t runner)
+{
+    std::atomic<uint64_t> &claim = c.slots[s].claim;
+    uint64_t old = claim.load(std::memory_order_acquire);
+    uint64_t mine = (uint64_t)gen << 32 | runner;
+    for (;;) {
+        // Claimed for gen, or for a later one (this caller's gen is stale):
+        // not ours. Generations wrap: compare by difference.
+        if ((int32_t)((uint32_t)(old >> 32) - gen) >= 0) return false;
+        if (claim.compare_exchange_weak(old, mine, std::memory_order_acq_rel, std::memory_order_acquire))
+            return true;
+    }
+}
+
+bool job_allows_stealing(const Job &job)
+{
+    if (job.worker_begin || job.worker_end) return false;
+    const FunctorDesc &f = job.functor;
+    bool custom = !job.block_kernel && f.kind == FunctorDesc::CUSTOM;
+    return !(custom && (f.vt.worker_begin || f.vt.worker_end));
 }
 
 }  // namespace psh

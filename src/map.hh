@@ -57,12 +57,20 @@ struct Outcome {
     char what[240];  // STOP_THROW: the exception's type and what() (plain data: crosses processes)
 };
 
+// Slot w belongs to share w (worker id worker_base + w). In a persistent
+// pool a share is claimed before it runs (claim_share), by its own process
+// or, when the job allows it, by another process of the pool that is idle.
 struct alignas(64) WorkerSlot {
     std::atomic<size_t> current;    // the index being processed
     std::atomic<uint32_t> done_gen; // the last job generation finished
-    std::atomic<uint32_t> started_gen; // the last job generation a process worker picked up
+    // Pool: (generation << 32) | runner, the last generation share w was
+    // claimed for and by whom (a worker process's index, or kCallerClaim).
+    std::atomic<uint64_t> claim;
     pid_t pid;
 };
+
+// The claim of a share that nobody may run any more (its process died).
+const uint32_t kCallerClaim = 0xffffffffu;
 
 // Shared by a caller and its workers; lives in MAP_SHARED memory for process
 // workers. Fields written by different parties sit on different cache lines.
@@ -80,8 +88,15 @@ struct Control {
     Job job;
     int num_slots;
     WorkerSlot *slots;
+    alignas(64) std::atomic<uint32_t> steal_gen;  // pool: the generation whose shares idle workers may take
+    // Pool: until when (monotonic_ns) the workers spin throttled (yield at
+    // every step), set by a caller that saw an awake worker not running
+    // (it shares a CPU with someone): shared, unlike spin_throttled_until.
+    std::atomic<long long> workers_throttled_until;
+    bool claims = false;         // pool: shares are claimed (claim_share), by their own process or another
     bool throttle_spin = false;  // more threads spin on this block than there are usable CPUs
     bool woke_sleepers = false;  // the caller's own: publish had to wake workers from a futex
+    bool wake_pending = false;   // the caller's own: publish left sleepers asleep (publish_deferred)
     int wake_fd = -1;  // process workers: an eventfd the last one writes when the caller sleeps
     dev_t wake_dev = 0;
     ino_t wake_ino = 0;
@@ -146,6 +161,23 @@ bool wait_for_job(Control &c, uint32_t seen, long long timeout_ns);
 
 // Caller: publish c.job to the pool.
 void publish(Control &c);
+
+// Caller of a pool whose job idle workers may take over (steal_gen): wake
+// the workers asleep on the futex only if none is awake; else leave it to
+// wake_deferred (an awake worker takes the shares of the sleeping ones, and
+// a map that ends within a few microseconds makes no system call).
+void publish_deferred(Control &c);
+// Caller: wake the sleepers that publish_deferred left asleep, if any.
+void wake_deferred(Control &c);
+
+// Pool: claim share s of generation gen for runner (a worker process's
+// index, or kCallerClaim); false if it was claimed for gen already.
+bool claim_share(Control &c, int s, uint32_t gen, uint32_t runner);
+
+// May another worker process run this job's shares under their worker ids?
+// Not when it has per-worker hooks (psh_map_options' or the functor's):
+// they run in the worker's own process.
+bool job_allows_stealing(const Job &job);
 
 // Caller of a threads context (worker 0): wait until `expected` workers
 // (slots 1..expected) finished, calling on_tick every tick_ns (< 0: never)

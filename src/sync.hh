@@ -77,6 +77,9 @@ int usable_cpus();
 // (b'): a futex round trip cost more per map than the yields on a 2-CPU
 // machine in most runs; see docs/performance.md.)
 const long long kPureSpinNs = 10000;
+// A pool's caller whose job idle workers may take over spins this long
+// without yielding before it wakes sleeping workers (supervise).
+const long long kStealSpinNs = 5000;
 const long long kPreemptedNs = 30000;
 const long long kThrottleNs = 20000000;
 
@@ -103,10 +106,12 @@ inline bool never() { return false; }
 // take a whole time slice. yield_only: our own threads exceed the CPUs.
 // not_running(): called once if the pure spin ends unanswered; true if the
 // other side is known not to have run (evidence of oversubscription).
+// limit_ns >= 0: spin at most that long (and at most spin_ns()).
 template <class F, class G = bool (*)()>
-inline bool spin_until(F done, bool yield_only = false, G not_running = never)
+inline bool spin_until(F done, bool yield_only = false, G not_running = never, long long limit_ns = -1)
 {
     long long limit = spin_ns();
+    if (limit_ns >= 0 && limit_ns < limit) limit = limit_ns;
     if (limit <= 0) return done();
     if (done()) return true;
     long long start = monotonic_ns(), last = start, deadline = start + limit;

@@ -256,42 +256,89 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
                Respawner *respawner)
 {
     const size_t n = workers.size();
-    auto finished = [&](size_t w) { return c.slots[w].done_gen.load(std::memory_order_acquire) == gen; };
+    auto finished = [&](size_t s) { return c.slots[s].done_gen.load(std::memory_order_acquire) == gen; };
+    // Who runs share s: its own process, unless the pool's shares are
+    // claimed (c.claims) and another process claimed it. SIZE_MAX: nobody
+    // yet (unclaimed), or the caller (it claimed a dead worker's share).
+    auto runner = [&](size_t s, bool &claimed) -> size_t {
+        claimed = true;
+        if (!c.claims) return s;
+        uint64_t cl = c.slots[s].claim.load(std::memory_order_acquire);
+        claimed = (uint32_t)(cl >> 32) == gen;
+        uint32_t r = (uint32_t)cl;
+        return claimed && r < n ? r : SIZE_MAX;
+    };
     std::vector<char> respawned;  // made at the first death: no allocation per map
-    // A worker's outcome is read only after its exit was seen (poll_exit
-    // first, then done_gen), so one that finished and exited counts as
-    // finished. A worker counts itself in c.finished before it marks
-    // done_gen (finish_worker), so when every slot is marked or dead no
-    // count of this map is still on its way to the next one.
+    // A share's outcome is read only after the exit of the process that
+    // runs it was seen (reaped first, then done_gen), so one that finished
+    // and exited counts as finished. A worker counts the share in
+    // c.finished before it marks done_gen (finish_worker), so when every
+    // share is marked or lost no count of this map is still on its way to
+    // the next one.
     auto all_accounted = [&] {
         size_t accounted = 0;
-        for (size_t w = 0; w < n; ++w) {
-            WorkerProcess &wp = workers[w];
+        for (size_t s = 0; s < n; ++s) {
+            bool claimed;
+            size_t r = runner(s, claimed);
+            if (claimed && r == SIZE_MAX) {  // the caller's: recorded when it claimed it
+                ++accounted;
+                continue;
+            }
+            // Unclaimed: its own process is the one to watch.
+            WorkerProcess &wp = workers[claimed ? r : s];
             bool ended = wp.reaped();
-            if (finished(w)) {
+            if (finished(s)) {
                 ++accounted;
                 continue;
             }
             if (!ended) continue;
-            WorkerSlot &slot = c.slots[w];
-            // Once per slot and map: a replacement that dies before starting
-            // too (something kills every new worker) is reported, not
-            // replaced for ever.
-            if (respawner && slot.started_gen.load(std::memory_order_acquire) != gen && !c.stop.load()) {
-                if (respawned.empty()) respawned.assign(n, 0);
-                if (!respawned[w]) {
-                    respawned[w] = 1;
-                    if (respawner->respawn_unstarted((int)w)) continue;  // the new worker takes its share
+            WorkerSlot &slot = c.slots[s];
+            if (!claimed) {
+                // Its process died before it took the job. Once per slot
+                // and map: a replacement that dies before starting too
+                // (something kills every new worker) is reported, not
+                // replaced for ever.
+                if (respawner && !c.stop.load()) {
+                    if (respawned.empty()) respawned.assign(n, 0);
+                    if (!respawned[s]) {
+                        respawned[s] = 1;
+                        if (respawner->respawn_unstarted((int)s)) continue;  // the new worker takes its share
+                    }
                 }
+                // Nobody may run it after this map returns: claim it for
+                // the caller. A live worker that took it meanwhile is
+                // waited for.
+                if (c.claims && !claim_share(c, (int)s, gen, kCallerClaim)) continue;
             }
-            c.record(STOP_DEATH, 0, slot.current.load(), worker_base + (int)w, wp.status());
+            c.record(STOP_DEATH, 0, slot.current.load(), worker_base + (int)s, wp.status());
             ++accounted;
         }
         return accounted == n;
     };
 
-    if (spin_until([&] { return c.finished.load(std::memory_order_acquire) >= n; }, c.throttle_spin)) return;
-
+    auto all_done = [&] { return c.finished.load(std::memory_order_acquire) >= n; };
+    if (c.claims && c.steal_gen.load(std::memory_order_relaxed) == gen) {
+        // A worker that is awake takes the shares of those that are not:
+        // wait for it without yielding, so that this CPU is not handed to
+        // a worker whose share it is taking (a tiny map then costs no
+        // context switch); then wake the sleepers publish_deferred left.
+        if (spin_until(all_done, false, never, kStealSpinNs)) return;
+        // No share claimed, though a worker was awake (none was woken from
+        // the futex just now): it is not running, so it shares a CPU,
+        // perhaps this one. Twice within kEvidenceNs throttle the spinning
+        // of this caller and of the workers (a worker that spins without
+        // yielding on the caller's CPU would keep it from the caller).
+        if (!(c.woke_sleepers && !c.wake_pending)) {
+            bool claimed = false;
+            for (size_t s = 0; s < n && !claimed; ++s)
+                claimed = (uint32_t)(c.slots[s].claim.load(std::memory_order_relaxed) >> 32) == gen;
+            long long now = monotonic_ns();
+            if (!claimed && spin_evidence(now))
+                c.workers_throttled_until.store(now + kThrottleNs, std::memory_order_relaxed);
+        }
+        wake_deferred(c);
+    }
+    if (spin_until(all_done, c.throttle_spin)) return;
     long long stopped_at = 0;
     std::vector<struct pollfd> fds;
     std::vector<size_t> who;
@@ -311,8 +358,10 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
             fds.push_back({wake, POLLIN, 0});
             who.push_back(SIZE_MAX);
         }
+        // Every process whose end could matter: a pool's worker may be
+        // running another's share after finishing its own.
         for (size_t w = 0; w < n; ++w) {
-            if (workers[w].reaped() || finished(w)) continue;
+            if (workers[w].reaped() || (!c.claims && finished(w))) continue;
             int fd = workers[w].checked_pidfd();
             if (fd < 0) {
                 blind = true;
@@ -337,14 +386,18 @@ void supervise(Control &c, uint32_t gen, std::vector<WorkerProcess> &workers, Mo
         }
         if (blind)
             for (size_t w = 0; w < n; ++w)
-                if (!finished(w) && workers[w].checked_pidfd() < 0) workers[w].poll_exit();
+                if ((c.claims || !finished(w)) && workers[w].checked_pidfd() < 0) workers[w].poll_exit();
         mon.tick(c);
         if (c.outcome.reason == STOP_CANCEL && c.stop.load()) {
             long long now = monotonic_ns();
             if (!stopped_at) stopped_at = now;
             if (now - stopped_at > 1000000000LL)
-                for (size_t w = 0; w < n; ++w)
-                    if (!workers[w].reaped() && !finished(w)) kill(workers[w].pid(), SIGKILL);
+                for (size_t s = 0; s < n; ++s) {
+                    bool claimed;
+                    size_t r = runner(s, claimed);
+                    size_t w = claimed ? r : s;
+                    if (w < n && !workers[w].reaped() && !finished(s)) kill(workers[w].pid(), SIGKILL);
+                }
         }
     }
 }
