@@ -575,13 +575,13 @@ def test_ranks_disagreeing_on_dtype_or_shape(comm, ctx):
     dtype = _outcome(ctx.alloc, shape=4, dtype=np.int64 if mine else np.float64)
     shape = _outcome(ctx.alloc, shape=(2, 3) if mine else (3, 2))
     for kind, e in (dtype, shape):
-        assert kind == 'ValueError' and 'shape, dtype or order' in str(e), (kind, e)
+        assert kind == 'ValueError' and 'shape, dtype, order or fill' in str(e), (kind, e)
     # Each rank's value is named, readably (not as the numbers agreed on).
     others = ', '.join(str(r) for r in range(ctx.size) if r != 1)
     many = 's' if ctx.size > 2 else ''
-    assert str(dtype[1]).endswith(f"shape (4,), dtype float64, order 'C' on rank{many} {others}; "
-                                  "shape (4,), dtype int64, order 'C' on rank 1"), dtype
-    assert "shape (2, 3), dtype float64, order 'C' on rank 1" in str(shape[1]), shape
+    assert str(dtype[1]).endswith(f"shape (4,), dtype float64, order 'C', fill 0 on rank{many} {others}; "
+                                  "shape (4,), dtype int64, order 'C', fill 0 on rank 1"), dtype
+    assert "shape (2, 3), dtype float64, order 'C', fill 0 on rank 1" in str(shape[1]), shape
     sizes = _outcome(ctx.map, lambda w, i, v: None, range(10 + (ctx.rank == 1)))
     assert str(sizes[1]).endswith(f'the number of items: 10 on rank{many} {others}; '
                                   '11 on rank 1'), sizes
