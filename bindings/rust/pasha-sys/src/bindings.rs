@@ -102,7 +102,14 @@ address space); with PASHA_ARENA_SIZE=0, or
 once the arena is full, psh_alloc fails
 with PSH_ENOMEM while a persistent pool
 exists (its workers could not see the
-array).*/
+array). A map without worker hooks
+(psh_map_options.worker_begin/end, the
+functor's) on a pool without pin_cpus may
+run worker w's share in another worker
+process, under worker id w, when w has
+not started it (never two at once): keep
+per-worker state in per_worker arrays,
+not in a worker process's own memory.*/
     pub persistent: ::core::ffi::c_int,
     /// default PSH_SCHEDULE_STATIC
     pub schedule: psh_schedule,
