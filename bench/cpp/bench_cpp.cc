@@ -21,6 +21,7 @@
 //         through pasha::reduce (in-place kernel and combine, threads
 //         context static and dynamic, persistent pool) vs OpenMP reduction(+: sum[:65536],
 //         hist[:64]) vs oneTBB parallel_reduce (auto and static partitioner)
+//         and parallel_deterministic_reduce (static partitioner)
 #include <pasha/pasha.hpp>
 
 #include <omp.h>
@@ -93,7 +94,13 @@ static const variant &find(const std::vector<variant> &vs, const char *name)
 static void ratio(const std::vector<variant> &vs, const char *num, const char *den, const char *label)
 {
     const variant &a = find(vs, num), &b = find(vs, den);
-    std::printf("  => %s: %.3fx (medians), %.3fx (fastest rounds)\n", label, a.median / b.median, a.min / b.min);
+    // The median of the per-round ratios as well: both ran in the same
+    // round, so a slow spell of the machine that hits the round hits both.
+    std::vector<double> per_round;
+    for (std::size_t r = 0; r < a.ms.size() && r < b.ms.size(); ++r) per_round.push_back(a.ms[r] / b.ms[r]);
+    std::sort(per_round.begin(), per_round.end());
+    std::printf("  => %s: %.3fx (medians), %.3fx (fastest rounds), %.3fx (median of per-round ratios)\n", label,
+                a.median / b.median, a.min / b.min, per_round[per_round.size() / 2]);
 }
 
 static void measure(const char *title, std::vector<variant> &vs, const char *ref)
@@ -380,20 +387,26 @@ static void workload_w4()
                   }});
 #ifdef PASHA_BENCH_TBB
     static oneapi::tbb::task_arena arena(opt_workers);
-    auto tbb_reduce = [&](bool static_part) {
+    enum tbb_form { tbb_auto, tbb_static, tbb_deterministic };
+    auto tbb_reduce = [&](tbb_form form) {
         w4_tbb_body body(pf);
         arena.execute([&] {
             oneapi::tbb::blocked_range<std::size_t> r(0, frames);
-            if (static_part)
+            if (form == tbb_static)
                 oneapi::tbb::parallel_reduce(r, body, oneapi::tbb::static_partitioner());
+            else if (form == tbb_deterministic)
+                oneapi::tbb::parallel_deterministic_reduce(r, body, oneapi::tbb::static_partitioner());
             else
                 oneapi::tbb::parallel_reduce(r, body);
         });
         std::memcpy(result.sum, body.sum.data(), sizeof result.sum);
         std::memcpy(result.hist, body.hist.data(), sizeof result.hist);
     };
-    vs.push_back({"oneTBB parallel_reduce (auto_partitioner)", [&] { tbb_reduce(false); }});
-    vs.push_back({"oneTBB parallel_reduce (static_partitioner)", [&] { tbb_reduce(true); }});
+    vs.push_back({"oneTBB parallel_reduce (auto_partitioner)", [&] { tbb_reduce(tbb_auto); }});
+    vs.push_back({"oneTBB parallel_reduce (static_partitioner)", [&] { tbb_reduce(tbb_static); }});
+    // The deterministic form: the same split and join order every run, as
+    // pasha::reduce with the static schedule.
+    vs.push_back({"oneTBB parallel_deterministic_reduce (static)", [&] { tbb_reduce(tbb_deterministic); }});
 #endif
     vs.push_back({"pasha::reduce (persistent pool)", [&] { pasha_reduce(pool, {}); }});
 
@@ -433,6 +446,8 @@ static void workload_w4()
           "pasha::reduce / oneTBB (auto)");
     ratio(vs, "pasha::reduce (threads)", "oneTBB parallel_reduce (static_partitioner)",
           "pasha::reduce / oneTBB (static)");
+    ratio(vs, "pasha::reduce (threads)", "oneTBB parallel_deterministic_reduce (static)",
+          "pasha::reduce / oneTBB deterministic (static)");
     ratio(vs, "pasha::reduce (threads, dynamic 8)", "oneTBB parallel_reduce (auto_partitioner)",
           "pasha::reduce dynamic / oneTBB (auto)");
 #endif

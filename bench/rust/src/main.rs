@@ -1,8 +1,9 @@
 //! libpasha's Rust API next to rayon, on 2 workers (a 2-thread rayon pool),
-//! in interleaved rounds: every round runs every variant once, in order,
-//! with a pause between variants so that idle spinners of the previous one
-//! have gone to sleep. Prints the median and the fastest round of each
-//! variant, and each pasha row's ratio to its rayon row (median / median).
+//! in interleaved rounds: every round runs every variant once (odd rounds
+//! in reverse order), with a 5 ms pause between variants so that idle
+//! spinners of the previous one have gone to sleep. Prints the median and the fastest round of each
+//! variant, and each pasha row's ratio to its rayon row: median / median,
+//! fastest / fastest, and the median of the per-round ratios ("paired").
 //!
 //! Rows (issue 15):
 //! * fine: 10^7 items, `out[i] = (in[i]*1.5+2)*0.5-1` (f64): per-item cost.
@@ -15,7 +16,7 @@
 //!
 //! ```sh
 //! PKG_CONFIG_PATH=$PWD/build/meson-uninstalled \
-//!     cargo run --release --manifest-path bench/rust/Cargo.toml -- [--rounds R] [--n N] [--imb N]
+//!     cargo run --release --manifest-path bench/rust/Cargo.toml -- [--rounds R] [--n N] [--imb N] [--dump]
 //! ```
 use pasha::{sys, Context, Kind, MapOptions, Schedule};
 use rayon::prelude::*;
@@ -69,9 +70,19 @@ fn rounds(variants: &mut [Variant<'_>], rounds: usize) {
     for v in variants.iter_mut() {
         (v.run)(); // warm-up: page faults, thread start
     }
-    for _ in 0..rounds {
-        for v in variants.iter_mut() {
-            std::thread::sleep(Duration::from_millis(20));
+    for round in 0..rounds {
+        // Odd rounds in reverse order, so that no variant always follows
+        // the same neighbour.
+        let count = variants.len();
+        for k in 0..count {
+            let v = &mut variants[if round % 2 == 1 { count - 1 - k } else { k }];
+            // 5 ms: longer than any idle spinner here spins (libpasha 0.2
+            // ms, rayon microseconds), and short enough that the CPUs do
+            // not go idle: on the 2-core VM, after 10-20 ms of idle the
+            // next parallel run often lost a CPU for milliseconds
+            // (2026-12-08: a 4.3 ms two-worker map took 7-9 ms in 9-12 of
+            // 15 runs after a 20 ms sleep, in 0-1 of 15 after 5 ms).
+            std::thread::sleep(Duration::from_millis(5));
             let t = Instant::now();
             (v.run)();
             v.times.push(t.elapsed());
@@ -96,19 +107,37 @@ fn fastest(t: &[Duration]) -> f64 {
 
 fn report(title: &str, variants: &[Variant<'_>], reference: &str, per: usize) {
     let r = variants.iter().find(|v| v.name == reference).expect("the reference row");
+    if std::env::args().any(|a| a == "--dump") {
+        for v in variants {
+            let ms: Vec<String> = v.times.iter().map(|d| format!("{:.2}", d.as_secs_f64() * 1e3)).collect();
+            println!("  {}: {}", v.name, ms.join(" "));
+        }
+    }
     let (rmed, rmin) = (median(&r.times), fastest(&r.times));
     println!("\n{title} ({} rounds)", r.times.len());
-    println!("{:<44} {:>12} {:>12} {:>10} {:>10} {:>11}", "variant", "median ms", "fastest ms", "ns/item", "vs rayon", "fastest vs");
+    println!(
+        "{:<44} {:>12} {:>12} {:>10} {:>10} {:>11} {:>10}",
+        "variant", "median ms", "fastest ms", "ns/item", "vs rayon", "fastest vs", "paired vs"
+    );
     for v in variants {
         let (m, f) = (median(&v.times), fastest(&v.times));
+        // The median of the per-round ratios: both ran in the same round,
+        // so a slow spell of the machine that hits the round hits both.
+        let paired: Vec<Duration> = v
+            .times
+            .iter()
+            .zip(&r.times)
+            .map(|(a, b)| Duration::from_secs_f64(a.as_secs_f64() / b.as_secs_f64()))
+            .collect();
         println!(
-            "{:<44} {:>12.3} {:>12.3} {:>10.3} {:>9.3}x {:>10.3}x",
+            "{:<44} {:>12.3} {:>12.3} {:>10.3} {:>9.3}x {:>10.3}x {:>9.3}x",
             v.name,
             m * 1e3,
             f * 1e3,
             m * 1e9 / per as f64,
             m / rmed,
-            f / rmin
+            f / rmin,
+            median(&paired)
         );
     }
 }
@@ -208,12 +237,25 @@ fn main() -> Result<(), pasha::Error> {
 
     // ---- fold / reduce: (sum, sum of squares) and a plain sum
     {
-        let (mut fp, mut fr, mut rp, mut rr) = ((0.0, 0.0), (0.0, 0.0), 0.0, 0.0);
+        let (mut fp, mut fd, mut fr, mut rp, mut rr) = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0), 0.0, 0.0);
         let add = |a: (f64, f64), b: (f64, f64)| (a.0 + b.0, a.1 + b.1);
         let mut vs = vec![
             variant("pasha fold (sum, sum of squares)", || {
                 fp = ctx
                     .fold(&input[..], || (0.0, 0.0), |(s, q), _w, _i, x| Ok::<_, Infallible>((s + x, q + x * x)), add)
+                    .unwrap();
+            }),
+            // The dynamic schedule: a worker that wakes late takes fewer
+            // chunks, as rayon's stealing balances.
+            variant("pasha fold, dynamic (per map)", || {
+                fd = ctx
+                    .fold_with(
+                        MapOptions::new().schedule(Schedule::Dynamic),
+                        &input[..],
+                        || (0.0, 0.0),
+                        |(s, q), _w, _i, x| Ok::<_, Infallible>((s + x, q + x * x)),
+                        add,
+                    )
                     .unwrap();
             }),
             variant("rayon fold().reduce() (sum, sum of squares)", || {
@@ -231,13 +273,14 @@ fn main() -> Result<(), pasha::Error> {
         rounds(&mut vs, r);
         report("fold: (sum, sum of squares) of in[i]; reduce: sum of fine(in[i])", &vs, "rayon fold().reduce() (sum, sum of squares)", n);
         let r2 = vs.iter().position(|v| v.name.starts_with("rayon map().reduce()")).unwrap();
-        report("reduce against its own rayon row", &vs[2..=r2], "rayon map().reduce() (sum of fine(x))", n);
+        report("reduce against its own rayon row", &vs[3..=r2], "rayon map().reduce() (sum of fine(x))", n);
         drop(vs);
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
         let s: f64 = input.iter().sum();
         let q: f64 = input.iter().map(|x| x * x).sum();
         let f: f64 = input.iter().map(|x| fine(*x)).sum();
-        assert!(close(fp.0, s) && close(fp.1, q) && close(fr.0, s) && close(fr.1, q), "a wrong fold");
+        assert!(close(fp.0, s) && close(fp.1, q) && close(fd.0, s) && close(fd.1, q), "a wrong fold");
+        assert!(close(fr.0, s) && close(fr.1, q), "a wrong rayon fold");
         assert!(close(rp, f) && close(rr, f), "a wrong reduce");
     }
 

@@ -955,3 +955,85 @@ def test_alloc_fill_differing_between_ranks_is_refused(comm):
         what, e = _outcome(c.alloc, shape=2, dtype=np.float64, fill=np.array([1.0, float(c.rank)]))
         assert what == 'ValueError' and 'crc32' in str(e), (what, e)
         assert (c.alloc(shape=3, dtype=np.int64, fill=5) == 5).all()  # usable afterwards
+
+
+# ---- map hooks on an MpiContext -----------------------------------------------
+
+_hook_total = np.zeros(3)
+_hook_peak = np.zeros(2)
+
+
+@psh.with_reduction('_hook_total')
+def _add_to_total(worker_id, index, value):
+    _hook_total[:] += value
+    return index
+
+
+@psh.with_reduction('_hook_peak', function=np.max)
+def _max_to_peak(worker_id, index, value):
+    _hook_peak[0] = max(_hook_peak[0], value)
+    _hook_peak[1] = max(_hook_peak[1], -value)
+
+
+def test_with_reduction_sums_every_rank_on_every_node(comm, ctx):
+    # Found 2026-12-08: the accumulators are node-shared, so on more than
+    # one node each rank's target held only its own node's workers' sums
+    # (2 simulated nodes of 40 items: 190 and 590, not 780).
+    global _hook_total
+    for n in (40, 1, 0):
+        _hook_total = np.full(3, 5.0)  # counted once, not once per worker or rank
+        values = ctx.map(_add_to_total, np.arange(n, dtype=float))
+        assert values == list(range(n))
+        np.testing.assert_array_equal(_hook_total, np.full(3, 5.0 + n * (n - 1) / 2))
+        assert comm.allgather(_hook_total.tolist()) == [_hook_total.tolist()] * comm.Get_size()
+
+
+def test_with_reduction_max_on_every_node(comm, ctx):
+    global _hook_peak
+    _hook_peak = np.array([-1.0, -100.0])
+    ctx.map(_max_to_peak, np.arange(30, dtype=float) - 7)
+    np.testing.assert_array_equal(_hook_peak, [22.0, 7.0])
+
+
+class _FailAfter(psh.MapHook):
+    def __init__(self, rank):
+        self.rank, self.pre, self.post = rank, 0, 0
+
+    def pre_map(self, context, function):
+        self.pre += 1
+
+    def post_map(self, context, function):
+        self.post += 1
+        if context.rank == self.rank:
+            raise LookupError(f'post_map failed on rank {context.rank}')
+
+
+def test_post_map_error_on_one_rank_raises_on_every_rank(comm, ctx):
+    # Found 2026-12-08: an error raised after the C map succeeded (here a
+    # post_map hook) on one rank was raised there only; the other ranks got
+    # their values, or an error about values that did not unpickle.
+    last = comm.Get_size() - 1
+    hook = _FailAfter(last)
+    got = _outcome(ctx.map, hook(lambda w, i, v: i * 2), range(7))
+    assert (hook.pre, hook.post) == (1, 1)
+    if ctx.rank == last:
+        assert got[0] == 'LookupError', got
+    else:
+        assert got[0] == 'RemoteRankError', got
+        e = got[1]
+        assert (e.rank, e.type_name, e.message) == (last, 'LookupError', f'post_map failed on rank {last}'), e
+    assert ctx.map(lambda w, i, v: i + 1, range(5)) == [1, 2, 3, 4, 5]  # the context still works
+
+
+def test_pre_map_error_on_one_rank_raises_on_every_rank(comm, ctx):
+    class FailBefore(psh.MapHook):
+        def pre_map(self, context, function):
+            if context.rank == 0:
+                raise KeyError('pre_map on rank 0')
+
+    got = _outcome(ctx.map, FailBefore()(lambda w, i, v: i), range(9))
+    if ctx.rank == 0:
+        assert got[0] == 'KeyError', got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].rank == 0 and got[1].type_name == 'KeyError', got
+    assert ctx.map(lambda w, i, v: -i, range(3)) == [0, -1, -2]

@@ -385,19 +385,10 @@ static PyObject *py_fail(PyObject *self, PyObject *args)
     return raise_agreed(out);
 }
 
-/* values(ctx, values, itemwise, RemoteRankError) -> every rank's values,
- * in rank order, on every rank (collective): values are this rank's items'
- * (itemwise: a slot for every item, this rank's block filled). A rank whose
- * values are all None sends their number only; values that do not pickle
- * on one rank raise there, and RemoteRankError on the others. */
-static PyObject *py_values(PyObject *self, PyObject *args)
+/* This rank's part of values(): its block of the values list, pickled as
+ * (values, None), or (their number, None) when all are None. */
+static PyObject *values_payload(psh_context *c, PyObject *all_values, int itemwise)
 {
-    (void)self;
-    PyObject *cap, *all_values, *cls, *own = NULL, *out = NULL;
-    int itemwise;
-    if (!PyArg_ParseTuple(args, "OO!pO", &cap, &PyList_Type, &all_values, &itemwise, &cls)) return NULL;
-    psh_context *c = ctx_of(cap);
-    if (!c) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(all_values), lo = 0, hi = n, size = psh_mpi_size(c), r = psh_mpi_rank(c);
     if (itemwise) { /* this rank's block, as the C context splits n items */
         lo = r * (n / size) + (r < n % size ? r : n % size);
@@ -413,6 +404,30 @@ static PyObject *py_values(PyObject *self, PyObject *args)
     PyObject *payload = head ? Py_BuildValue("(NO)", head, Py_None) : NULL;
     PyObject *b = payload ? PyObject_CallFunction(pickle_dumps, "Oi", payload, -1) : NULL;
     Py_XDECREF(payload);
+    return b;
+}
+
+/* values(ctx, values, itemwise, RemoteRankError) -> every rank's values,
+ * in rank order, on every rank (collective): values are this rank's items'
+ * (itemwise: a slot for every item, this rank's block filled). A rank whose
+ * values are all None sends their number only; values that do not pickle
+ * on one rank raise there, and RemoteRankError on the others. values may
+ * be an exception instead (raised on this rank after its part of the map
+ * succeeded, e.g. by a post_map hook): the same, with that exception. */
+static PyObject *py_values(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *cap, *all_values, *cls, *own = NULL, *out = NULL, *b = NULL;
+    int itemwise;
+    if (!PyArg_ParseTuple(args, "OOpO", &cap, &all_values, &itemwise, &cls)) return NULL;
+    psh_context *c = ctx_of(cap);
+    if (!c) return NULL;
+    if (PyExceptionInstance_Check(all_values))
+        PyErr_SetObject((PyObject *)Py_TYPE(all_values), all_values); /* taken back below */
+    else if (!PyList_Check(all_values)) /* raised on every rank, as below */
+        PyErr_Format(PyExc_TypeError, "values: a list or an exception, not %.200s", Py_TYPE(all_values)->tp_name);
+    else
+        b = values_payload(c, all_values, itemwise);
     if (!b) { /* sent as (0, describe(error)) so that every rank raises */
         PyObject *t, *v, *tb;
         PyErr_Fetch(&t, &v, &tb);

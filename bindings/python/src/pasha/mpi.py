@@ -158,9 +158,28 @@ class MpiContext(_PshContext):
         itemwise = _itemwise(type(functor)) and type(self).run_worker is MapContext.run_worker
         if not itemwise and type(functor).split in (SequenceFunctor.split, ExtraDataFunctor.split):
             functor = _RankAligned(functor, self.size)  # (gather's blocks are rank blocks of the items)
-        values = super().map(function, functor, chunksize, progress=progress if progress is not True or
-                             self.rank == 0 else False)  # (one progress bar)
+        self._mapped = False
+        try:
+            values = super().map(function, functor, chunksize, progress=progress if progress is not True or
+                                 self.rank == 0 else False)  # (one progress bar)
+        except Exception as e:  # after the C map succeeded (a post_map hook): values agrees on it
+            if not self._mapped:
+                raise
+            values = e
         return self._c.values(self._cap, values, itemwise, RemoteRankError)  # every rank's, in order
+
+    def _map_python(self, *args):
+        values = super()._map_python(*args)
+        self._mapped = True
+        return values
+
+    def _worker_rows(self, acc):  # a per_worker array's rows of other nodes' workers into this node's buffer
+        if len(set(self._node_of)) > 1:  # (hooks: with_reduction; collective, inside map)
+            rows = np.ascontiguousarray(acc[self.worker_base:self.worker_base + self.local_workers])
+            for (node, lo, theirs) in self._c.exchange(self._cap, (self._node_of[self.rank], self.worker_base, rows)):
+                if node != self._node_of[self.rank]:
+                    acc[lo:lo + len(theirs)] = theirs  # every rank of a node writes the same values ...
+            self._c.exchange(self._cap, None)  # ... before any rank reads them
 
     def _collect(self, a, op, root, op_name=None):
         if isinstance(a, np.ndarray):  # what each rank passed, named if they disagree

@@ -18,7 +18,9 @@ the kernel's hooks. Pre stages run in the order the hooks were applied
 (the decorator nearest the function first), post stages in the reverse
 order. A worker that takes no item runs no worker stage. In a persistent
 pool's worker, ``context`` is a stand-in naming the context's type and
-num_workers.
+num_workers. On an MpiContext, pre_map and post_map run on every rank
+(collective: they may call the context's collective methods), and an
+exception post_map raises on one rank is raised on every rank.
 """
 
 import copy as _copy
@@ -191,6 +193,8 @@ class with_reduction(MapHook):
     def post_map(self, context, function):
         try:
             for symbol, acc in self._accumulators.items():
+                if hasattr(context, '_worker_rows'):  # MpiContext: the other nodes' workers' rows too
+                    context._worker_rows(acc)
                 target = self._targets[symbol]
                 stack = np.concatenate([np.asarray(target)[None], acc])
                 self.reduce_function(stack, out=target, **self.reduce_kwargs)
