@@ -1037,3 +1037,40 @@ def test_pre_map_error_on_one_rank_raises_on_every_rank(comm, ctx):
     else:
         assert got[0] == 'RemoteRankError' and got[1].rank == 0 and got[1].type_name == 'KeyError', got
     assert ctx.map(lambda w, i, v: -i, range(3)) == [0, -1, -2]
+
+
+# ---- numpy-style creation and map_async on an MpiContext ----------------------
+
+def test_numpy_style_creation_on_every_rank(comm, ctx):
+    z = ctx.zeros(5)
+    f = ctx.full((2, 3), 7, dtype=np.int32)
+    o = ctx.ones_like(np.arange(4.0))
+    fl = ctx.full_like(np.zeros((2, 2), order='F'), 2.5)
+    e = ctx.empty_per_worker(3, dtype=np.int16)
+    zw = ctx.zeros_per_worker((2,), dtype=np.int64)
+    assert z.tolist() == [0.0] * 5 and z.dtype == np.float64
+    assert f.tolist() == [[7] * 3] * 2 and f.dtype == np.int32
+    assert o.tolist() == [1.0] * 4
+    assert fl.flags.f_contiguous and fl.tolist() == [[2.5, 2.5], [2.5, 2.5]]
+    assert e.shape == (ctx.num_workers, 3) and e.dtype == np.int16
+    # Rows of every rank's workers, node-shared: each worker counts its items.
+    ctx.map(lambda w, i, v: zw.__setitem__((w, 0), zw[w, 0] + 1), range(23))
+    ctx.reduce(zw, 'sum', 0)
+    if ctx.rank == 0:
+        assert zw[:, 0].sum() == 23 and zw[:, 1].sum() == 0, zw
+
+
+def test_map_async_on_every_rank(comm, ctx):
+    future = ctx.map_async(lambda w, i, v: i * 10, range(11))
+    assert future.result(timeout=60) == [i * 10 for i in range(11)]
+    last = comm.Get_size() - 1
+
+    def kernel(w, i, v):
+        if i == 10:
+            raise ValueError('item 10')
+        return i
+    got = _outcome(ctx.map_async(kernel, range(11)).result, timeout=60)
+    if ctx.rank == last:
+        assert got[0] == 'ValueError', got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].rank == last and got[1].index == 10, got
