@@ -1074,3 +1074,46 @@ def test_map_async_on_every_rank(comm, ctx):
         assert got[0] == 'ValueError', got
     else:
         assert got[0] == 'RemoteRankError' and got[1].rank == last and got[1].index == 10, got
+
+
+# ---- native kernels on an MpiContext -------------------------------------------
+
+@pytest.fixture(scope='module')
+def native_lib():
+    import ctypes
+    import shutil
+    import tempfile
+    here = os.path.dirname(os.path.abspath(__file__))
+    include = os.path.join(here, '..', '..', '..', 'include')
+    cc = shutil.which('cc') or shutil.which('gcc')
+    if cc is None or not os.path.exists(os.path.join(include, 'pasha', 'pasha.h')):
+        pytest.skip('needs a C compiler and include/pasha/pasha.h')
+    with tempfile.TemporaryDirectory(prefix='pasha-mpi-native-') as path:  # each rank its own
+        so = os.path.join(path, 'kernels.so')
+        subprocess.run([cc, '-O2', '-shared', '-fPIC', '-I', include, '-o', so,
+                        os.path.join(here, '..', 'tests', 'native_kernels.c')], check=True)
+        yield ctypes.CDLL(so)
+
+
+def test_native_kernels_map_every_rank_block(comm, ctx, native_lib):
+    # Refused with a TypeError until 2026-12-08; the C MPI context runs them.
+    import ctypes
+    kernel = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p)
+    inp = np.arange(1001.0) * 0.5
+    out = ctx.alloc(like=inp)
+    assert ctx.map(kernel(('triple_it', native_lib)), inp, user_data=out) is None
+    lo, hi = rank_block(len(inp), ctx.rank, ctx.size)
+    np.testing.assert_array_equal(out[lo:hi], 3 * inp[lo:hi])  # this rank's block, before the gather
+    ctx.allgather(out)
+    np.testing.assert_array_equal(out, 3 * inp)
+    squares = ctx.alloc(300)
+    ctx.map(kernel(('square_index', native_lib)), range(300), user_data=squares)
+    ctx.allgather(squares)
+    np.testing.assert_array_equal(squares, np.arange(300.0) ** 2)
+    owner = _owner(7, 20, ctx.size)
+    got = _outcome(ctx.map, kernel(('fail_at_7', native_lib)), range(20))
+    if ctx.rank == owner:
+        assert got[0] == 'WorkerError' and got[1].index == 7 and 'returned 42' in str(got[1]), got
+    else:
+        assert got[0] == 'RemoteRankError' and got[1].rank == owner and got[1].index == 7, got
+    assert ctx.map(lambda w, i, v: i, range(4)) == [0, 1, 2, 3]  # and maps again

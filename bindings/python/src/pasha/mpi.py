@@ -150,9 +150,11 @@ class MpiContext(_PshContext):
     def map(self, function: Callable[..., Any], functor: Any, chunksize: Optional[int] = None, *,
             progress: Union[bool, Callable[[int, int], Any]] = False, user_data: Any = None) -> list:
         """MapContext.map: the kernel's values in global item order, on every rank."""
-        if _native_pointer(function) is not None or not callable(function):
-            raise TypeError('MpiContext maps Python kernels (native ones: pasha_mpi.h), not '
-                            f'{type(function).__name__}')
+        if _native_pointer(function) is not None:  # (ctypes, cffi, numba): the C map, statuses, no values
+            self._shown = [('the number of items', len(functor) if hasattr(functor, '__len__') else None)]
+            return super().map(function, functor, chunksize, user_data=user_data)
+        if not callable(function):
+            raise TypeError(f'MpiContext maps Python or native kernels, not {type(function).__name__}')
         functor = functor if isinstance(functor, Functor) else Functor.try_wrap(functor)
         self._shown = [('the number of items', _functor_length(functor))]
         itemwise = _itemwise(type(functor)) and type(self).run_worker is MapContext.run_worker
